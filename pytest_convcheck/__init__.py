@@ -1,0 +1,51 @@
+"""pytest-convcheck: check the semantics of convolutional PyTorch models.
+
+The public API is loaded lazily (PEP 562): ``import pytest_convcheck`` and
+loading the pytest plugin never import torch. Each name below is imported from
+its module on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "ShapeError": "pytest_convcheck.errors",
+    "output_shape": "pytest_convcheck.layers",
+    "Geometry": "pytest_convcheck.layers",
+    "trace": "pytest_convcheck.trace",
+    "Trace": "pytest_convcheck.trace",
+    "TraceLayer": "pytest_convcheck.trace",
+    "assert_output_shape": "pytest_convcheck.shapes",
+    "valid_input_sizes": "pytest_convcheck.shapes",
+    "assert_batch_independent": "pytest_convcheck.shapes",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from pytest_convcheck.errors import ShapeError
+    from pytest_convcheck.layers import Geometry, output_shape
+    from pytest_convcheck.shapes import (
+        assert_batch_independent,
+        assert_output_shape,
+        valid_input_sizes,
+    )
+    from pytest_convcheck.trace import Trace, TraceLayer, trace
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'pytest_convcheck' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

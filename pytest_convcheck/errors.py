@@ -1,0 +1,15 @@
+"""Exceptions of pytest-convcheck. Importing this module never imports torch."""
+
+from __future__ import annotations
+
+
+class ShapeError(ValueError):
+    """An input shape that a layer (or a whole model) cannot take.
+
+    Raised exactly where torch would reject the input. The message names the
+    layer, the formula with the numbers filled in, and what to change.
+    """
+
+
+class ConvcheckConfigError(ValueError):
+    """A ``[tool.convcheck]`` section or ``--convcheck-*`` option that is malformed."""

@@ -1,0 +1,1379 @@
+"""The rule table: geometry, output-shape formula and FLOPs of every conv-like op.
+
+Each family of layers is one :class:`Rule` in :data:`RULES`. A rule turns a
+module (``nn.Conv2d(...)``) or a functional call (``F.conv2d(x, w, ...)``) into a
+*spec* — a small frozen dataclass holding the op's parameters — and the spec
+knows its output shape, its geometry (for receptive fields and checkerboards)
+and its FLOPs. Adding a layer type means adding one entry to :data:`RULES`.
+
+The formulas are written from the documented semantics, never by asking torch:
+
+* convolution (PyTorch ``nn.Conv*d`` docs; Dumoulin & Visin, arXiv 1603.07285)::
+
+      out = floor((in + 2·p − d·(k − 1) − 1) / s) + 1
+
+* transposed convolution (``nn.ConvTranspose*d`` docs)::
+
+      out = (in − 1)·s − 2·p + d·(k − 1) + output_padding + 1,
+      output_padding < max(s, d)
+
+* pooling (``nn.MaxPool*d``/``nn.AvgPool*d`` docs, ``aten/src/ATen/native/Pool.h``)::
+
+      out = floor_or_ceil((in + 2·p − d·(k − 1) − 1) / s) + 1
+      with ceil_mode, the last window must start inside the input or the left
+      padding: if (out − 1)·s ≥ in + p then out −= 1
+
+* interpolation (``F.interpolate`` docs): ``out = size`` or ``floor(in · scale)``.
+
+The property tests in ``tests/test_layers_property.py`` check every formula and
+every rejection against torch itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_convcheck.errors import ShapeError
+
+Shape = tuple[int, ...]
+
+_AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Per-spatial-axis geometry of an op, as the analyses need it.
+
+    ``op`` is one of ``conv``, ``conv_transpose``, ``max_pool``, ``avg_pool``,
+    ``lp_pool``, ``adaptive_pool``, ``upsample``, ``pad``, ``pixel_shuffle``,
+    ``pixel_unshuffle``, ``unfold``, ``fold``. Tuples hold one entry per spatial
+    axis; ``padding`` holds (before, after) pairs in input coordinates. For
+    ``upsample``/``pixel_shuffle`` ``scale`` is output size / input size.
+    """
+
+    op: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    output_padding: tuple[int, ...] = ()
+    groups: int = 1
+    scale: tuple[Fraction, ...] = ()
+    mode: str = ""
+    ceil_mode: bool = False
+
+    @property
+    def transposed(self) -> bool:
+        return self.op == "conv_transpose"
+
+    @property
+    def effective_kernel(self) -> tuple[int, ...]:
+        """``d·(k − 1) + 1`` per axis."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _name(kind: str, name: str | None) -> str:
+    return f"{kind} {name!r}" if name else kind
+
+
+def _tuple(value: Any, n: int, what: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * n
+    items = tuple(value)
+    if len(items) == 1 and n > 1:
+        return items * n
+    if len(items) != n:
+        raise ShapeError(f"{what} must be an int or a tuple of {n} ints, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _check_rank(
+    label: str, input_shape: Shape, ranks: Sequence[int], meaning: str, fix: str
+) -> None:
+    if len(input_shape) not in ranks:
+        allowed = " or ".join(f"{r}-D" for r in ranks)
+        raise ShapeError(
+            f"{label}: expected a {allowed} input ({meaning}), got {len(input_shape)}-D "
+            f"input of shape {tuple(input_shape)}.\n  fix: {fix}"
+        )
+
+
+def _spatial_split(input_shape: Shape, n: int) -> tuple[Shape, Shape]:
+    """(leading dims incl. channel, spatial dims)."""
+    return tuple(input_shape[:-n]), tuple(input_shape[-n:])
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+class Spec:
+    """Base of all specs: a frozen description of one op application.
+
+    Subclasses are frozen dataclasses whose first field is ``kind``, the name of
+    the layer class or function shown in messages.
+    """
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        raise NotImplementedError
+
+    def geometry(self) -> Geometry | None:
+        return None
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """Multiply-accumulates count as two FLOPs; elementwise ops as zero."""
+        return 0
+
+
+@dataclass(frozen=True)
+class ConvSpec(Spec):
+    """``nn.Conv*d`` / ``F.conv*d`` and ``nn.ConvTranspose*d`` / ``F.conv_transpose*d``."""
+
+    kind: str
+    dims: int
+    in_channels: int | None  # None: lazy module, any channel count
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...] | str
+    dilation: tuple[int, ...]
+    groups: int = 1
+    padding_mode: str = "zeros"
+    transposed: bool = False
+    output_padding: tuple[int, ...] = ()
+    output_size: tuple[int, ...] | None = None  # ConvTranspose.forward(x, output_size)
+    bias: bool = True
+
+    def _pads(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
+        if self.padding == "valid":
+            return tuple((0, 0) for _ in range(self.dims))
+        if self.padding == "same":
+            pads = []
+            for k, d in zip(self.kernel, self.dilation, strict=True):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        assert not isinstance(self.padding, str)
+        return tuple((p, p) for p in self.padding)
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        n = self.dims
+        axes = _AXES[n]
+        _check_rank(
+            label,
+            input_shape,
+            (n + 1, n + 2),
+            f"(C, {', '.join(axes)}) unbatched or (N, C, {', '.join(axes)}) batched",
+            f"give the layer a (N, C, {', '.join(axes)}) tensor; "
+            f"for a {len(input_shape)}-D input use a {len(input_shape) - 2}-d layer"
+            if len(input_shape) - 2 in (1, 2, 3)
+            else f"give the layer a (N, C, {', '.join(axes)}) tensor",
+        )
+        lead, spatial = _spatial_split(input_shape, n)
+        channels = lead[-1]
+        if self.in_channels is not None and channels != self.in_channels:
+            raise ShapeError(
+                f"{label}: expected {self.in_channels} input channels (in_channels="
+                f"{self.in_channels}), got {channels} in input of shape {tuple(input_shape)}"
+                f" (channel dim is {len(input_shape) - n - 1}).\n  fix: make the previous "
+                f"layer produce {self.in_channels} channels, or build this layer with "
+                f"in_channels={channels}."
+            )
+        if self.out_channels % self.groups:
+            raise ShapeError(
+                f"{label}: out_channels={self.out_channels} is not divisible by "
+                f"groups={self.groups}.\n  fix: choose out_channels as a multiple of groups."
+            )
+        if any(size == 0 for size in input_shape[len(lead) - 1 :]):
+            raise ShapeError(
+                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
+                f"dimension; convolution needs at least one element per channel and axis."
+            )
+        if self.transposed:
+            return (*lead[:-1], self.out_channels, *self._transposed_spatial(label, spatial))
+        return (*lead[:-1], self.out_channels, *self._conv_spatial(label, spatial))
+
+    def _conv_spatial(self, label: str, spatial: Shape) -> Shape:
+        pads = self._pads(spatial)
+        if self.padding_mode != "zeros":
+            _check_pad_mode(label, self.padding_mode, spatial, pads, _AXES[self.dims])
+        out = []
+        for axis, size, (pl, pr), k, s, d in zip(
+            _AXES[self.dims], spatial, pads, self.kernel, self.stride, self.dilation, strict=True
+        ):
+            padded = size + pl + pr
+            eff = d * (k - 1) + 1
+            if padded < eff:
+                need = eff - pl - pr
+                raise ShapeError(
+                    f"{label}: kernel larger than the padded input along {axis}: "
+                    f"in + pad = {size} + {pl + pr} = {padded} < dilation·(kernel−1)+1 = "
+                    f"{d}·({k}−1)+1 = {eff}, so out = floor((in + 2p − d(k−1) − 1)/s) + 1 = "
+                    f"floor(({size} + {pl + pr} − {d * (k - 1)} − 1)/{s}) + 1 = "
+                    f"{(padded - eff) // s + 1}.\n  fix: feed at least {need} along {axis} "
+                    f"(a larger model input), or reduce kernel_size/dilation, or add padding."
+                )
+            out.append((padded - eff) // s + 1)
+        return tuple(out)
+
+    def _transposed_spatial(self, label: str, spatial: Shape) -> Shape:
+        assert not isinstance(self.padding, str)
+        base = [
+            (size - 1) * s - 2 * p + d * (k - 1) + 1
+            for size, s, p, d, k in zip(
+                spatial, self.stride, self.padding, self.dilation, self.kernel, strict=True
+            )
+        ]
+        if self.output_size is not None:
+            wanted = self.output_size[-self.dims :]
+            if len(self.output_size) not in (self.dims, self.dims + 1, self.dims + 2):
+                raise ShapeError(
+                    f"{label}: output_size must have {self.dims} or {self.dims + 2} elements, "
+                    f"got {len(self.output_size)}: {self.output_size}"
+                )
+            out_pad = []
+            for axis, want, lo, s in zip(_AXES[self.dims], wanted, base, self.stride, strict=True):
+                hi = lo + s - 1
+                if not lo <= want <= hi:
+                    raise ShapeError(
+                        f"{label}: output_size {want} along {axis} is out of reach: "
+                        f"(in−1)·s − 2p + d(k−1) + 1 + output_padding gives {lo}..{hi} "
+                        f"(output_padding 0..s−1 = 0..{s - 1}).\n  fix: request a size in "
+                        f"{lo}..{hi}, or change stride/padding/kernel."
+                    )
+                out_pad.append(want - lo)
+            self._check_positive(label, tuple(wanted))
+            return tuple(wanted)
+        out = []
+        for axis, lo, op, s, d in zip(
+            _AXES[self.dims], base, self.output_padding, self.stride, self.dilation, strict=True
+        ):
+            if op >= max(s, d):
+                raise ShapeError(
+                    f"{label}: output_padding={op} along {axis} must be smaller than "
+                    f"max(stride, dilation) = max({s}, {d}) = {max(s, d)}.\n  fix: use "
+                    f"output_padding < {max(s, d)}, or pass output_size to forward()."
+                )
+            out.append(lo + op)
+        self._check_positive(label, tuple(out))
+        return tuple(out)
+
+    def _check_positive(self, label: str, out: Shape) -> None:
+        """An empty (size-0) transposed-conv output is rejected.
+
+        torch 2.13 is not consistent here: the slow CPU path raises "Output size
+        is too small", while the grouped and mkldnn paths return an empty tensor
+        (which path runs depends on groups, kernel, stride, batch and thread
+        count). An empty feature map is a bug in any model, so the rule always
+        rejects it; ``tests/test_torch_quirks.py`` pins the inconsistency.
+        """
+        for axis, size in zip(_AXES[self.dims], out, strict=True):
+            if size < 1:
+                raise ShapeError(
+                    f"{label}: output size along {axis} would be {size}: out = (in−1)·s − 2p + "
+                    f"d(k−1) + output_padding + 1 must be ≥ 1 (output {out}; torch returns an "
+                    f"empty tensor or raises, depending on the backend).\n  fix: reduce "
+                    f"padding or feed a larger input."
+                )
+
+    def geometry(self) -> Geometry:
+        pads = (
+            self._pads(())
+            if isinstance(self.padding, str)
+            else tuple((p, p) for p in self.padding)
+        )
+        return Geometry(
+            op="conv_transpose" if self.transposed else "conv",
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=pads,
+            dilation=self.dilation,
+            output_padding=self.output_padding,
+            groups=self.groups,
+            mode=self.padding_mode,
+        )
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """2 · (MACs): each output element of a conv takes (C_in/groups)·∏k MACs; a
+        transposed conv does the same work per *input* element (it is the adjoint)."""
+        c_in = input_shape[-self.dims - 1]
+        per_group = c_in // self.groups if self.groups else c_in
+        kernel = _numel(self.kernel)
+        if self.transposed:
+            macs = _numel(input_shape) * kernel * (self.out_channels // self.groups)
+        else:
+            macs = _numel(output_shape) * kernel * per_group
+        bias = _numel(output_shape) if self.bias else 0
+        return 2 * macs + bias
+
+
+def _check_pad_mode(
+    label: str,
+    mode: str,
+    spatial: Shape,
+    pads: Sequence[tuple[int, int]],
+    axes: Sequence[str],
+) -> None:
+    """Limits of non-constant padding (``F.pad`` docs; ``aten/.../ReflectionPad.cpp``)."""
+    for axis, size, (pl, pr) in zip(axes, spatial, pads, strict=True):
+        if mode == "reflect" and (pl >= size or pr >= size):
+            raise ShapeError(
+                f"{label}: reflect padding ({pl}, {pr}) along {axis} must be smaller than the "
+                f"input size {size} (reflection mirrors inside the input).\n  fix: reduce the "
+                f"padding below {size}, feed a larger input, or use padding_mode "
+                f"'replicate'/'zeros'."
+            )
+        if mode == "circular" and (pl > size or pr > size):
+            raise ShapeError(
+                f"{label}: circular padding ({pl}, {pr}) along {axis} wraps around more than "
+                f"once: it must be at most the input size {size}.\n  fix: reduce the padding "
+                f"to ≤ {size} or feed a larger input."
+            )
+        if mode in ("replicate", "reflect", "circular") and size == 0:
+            raise ShapeError(f"{label}: {mode} padding needs a non-empty input along {axis}.")
+
+
+def _conv_from_module(module: nn.Module) -> ConvSpec:
+    m: Any = module
+    n = len(m.kernel_size)
+    transposed = bool(m.transposed)
+    lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
+    padding = m.padding if isinstance(m.padding, str) else _tuple(m.padding, n, "padding")
+    return ConvSpec(
+        kind=type(module).__name__,
+        dims=n,
+        in_channels=None if lazy else int(m.in_channels),
+        out_channels=int(m.out_channels),
+        kernel=tuple(m.kernel_size),
+        stride=tuple(m.stride),
+        padding=padding,
+        dilation=tuple(m.dilation),
+        groups=int(m.groups),
+        padding_mode=m.padding_mode,
+        transposed=transposed,
+        output_padding=tuple(m.output_padding) if transposed else (),
+        bias=m.bias is not None,
+    )
+
+
+def _conv_from_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> ConvSpec:
+    name = getattr(func, "__name__", "conv")
+    transposed = "transpose" in name
+    n = int(name[-2])
+    names = (
+        ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+        if transposed
+        else ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    )
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    weight = bound["weight"]
+    groups = int(bound.get("groups", 1))
+    padding = bound.get("padding", 0)
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    if transposed:
+        in_channels, out_channels = int(weight.shape[0]), int(weight.shape[1]) * groups
+    else:
+        in_channels, out_channels = int(weight.shape[1]) * groups, int(weight.shape[0])
+    return ConvSpec(
+        kind=name,
+        dims=n,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel=kernel,
+        stride=_tuple(bound.get("stride", 1), n, "stride"),
+        padding=padding if isinstance(padding, str) else _tuple(padding, n, "padding"),
+        dilation=_tuple(bound.get("dilation", 1), n, "dilation"),
+        groups=groups,
+        transposed=transposed,
+        output_padding=_tuple(bound.get("output_padding", 0), n, "output_padding")
+        if transposed
+        else (),
+        bias=bound.get("bias") is not None,
+    )
+
+
+@dataclass(frozen=True)
+class PoolSpec(Spec):
+    """Max/avg/LP pooling: ``nn.MaxPool*d``, ``nn.AvgPool*d``, ``nn.LPPool*d`` and ``F.*``."""
+
+    kind: str
+    family: str  # "max" | "avg" | "lp"
+    dims: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool = False
+    problem: str = ""  # a configuration torch fails on whatever the input
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        if self.problem:
+            raise ShapeError(f"{label}: {self.problem}")
+        n = self.dims
+        axes = _AXES[n]
+        _check_rank(
+            label,
+            input_shape,
+            (n + 1, n + 2),
+            f"(C, {', '.join(axes)}) or (N, C, {', '.join(axes)})",
+            f"give the pooling layer a (N, C, {', '.join(axes)}) tensor",
+        )
+        lead, spatial = _spatial_split(input_shape, n)
+        if any(size == 0 for size in input_shape[-n - 1 :]):
+            raise ShapeError(
+                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
+                f"dimension; pooling needs a non-empty input."
+            )
+        for axis, k, s, d, p in zip(
+            axes, self.kernel, self.stride, self.dilation, self.padding, strict=True
+        ):
+            if k <= 0 or s <= 0 or d <= 0 or p < 0:
+                raise ShapeError(
+                    f"{label}: kernel_size, stride and dilation must be positive and padding "
+                    f"non-negative along {axis}, got kernel={k}, stride={s}, dilation={d}, "
+                    f"padding={p}."
+                )
+            if p > k // 2:
+                raise ShapeError(
+                    f"{label}: padding={p} along {axis} must be at most half the kernel size "
+                    f"(kernel_size // 2 = {k} // 2 = {k // 2}).\n  fix: use padding ≤ {k // 2} "
+                    f"or a larger kernel."
+                )
+        out = []
+        for axis, size, k, s, d, p in zip(
+            axes, spatial, self.kernel, self.stride, self.dilation, self.padding, strict=True
+        ):
+            o = pool_output_size(size, k, s, p, d, self.ceil_mode)
+            if o < 1:
+                eff = d * (k - 1) + 1
+                raise ShapeError(
+                    f"{label}: output size along {axis} is too small: out = "
+                    f"{'ceil' if self.ceil_mode else 'floor'}((in + 2p − d(k−1) − 1)/s) + 1 = "
+                    f"{'ceil' if self.ceil_mode else 'floor'}(({size} + {2 * p} − {eff - 1} − 1)"
+                    f"/{s}) + 1 = {o} for input of shape {tuple(input_shape)}.\n  fix: feed at "
+                    f"least {max(eff - 2 * p, 1)} along {axis} (a larger model input), or use a "
+                    f"smaller kernel_size/dilation, or padding."
+                )
+            out.append(o)
+        if n == 3 and self.family in ("avg", "lp"):
+            # aten pool3d_shape_check(check_input_size=true) for avg_pool3d: the
+            # unpadded input must hold one kernel, even where padding or ceil_mode
+            # would give a window.
+            for axis, size, k in zip(axes, spatial, self.kernel, strict=True):
+                if size < k:
+                    raise ShapeError(
+                        f"{label}: input size {size} along {axis} is smaller than the kernel "
+                        f"size {k}; 3-D average pooling needs in ≥ kernel_size (padding does "
+                        f"not count) for input of shape {tuple(input_shape)}.\n  fix: feed at "
+                        f"least {k} along {axis}, or use a smaller kernel."
+                    )
+        return (*lead, *out)
+
+    def geometry(self) -> Geometry:
+        return Geometry(
+            op=f"{self.family}_pool",
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=tuple((p, p) for p in self.padding),
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+        )
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """One comparison or add per window element."""
+        return _numel(output_shape) * _numel(self.kernel)
+
+
+def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """``aten/src/ATen/native/Pool.h: pooling_output_shape``.
+
+    ``out = floor_or_ceil((in + 2p − d(k−1) − 1)/s) + 1``; with ``ceil_mode`` the
+    last window must start inside the input or the left padding.
+    """
+    numerator = size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = numerator // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_from_module(module: nn.Module) -> PoolSpec:
+    m: Any = module
+    kind = type(module).__name__
+    n = int(kind[-2])
+    family = "max" if "Max" in kind else "lp" if "LP" in kind else "avg"
+    kernel = _tuple(m.kernel_size, n, "kernel_size")
+    stride = _tuple(m.stride if m.stride is not None else kernel, n, "stride")
+    padding = _tuple(getattr(m, "padding", 0), n, "padding")
+    dilation = _tuple(getattr(m, "dilation", 1), n, "dilation")
+    problem = ""
+    if kind == "LPPool1d" and not isinstance(m.kernel_size, int):
+        # F.lp_pool1d multiplies by kernel_size: a tuple fails in torch with
+        # "mul(): argument 'other' must be Tensor, not tuple" (docs: "a single int").
+        problem = (
+            f"kernel_size must be a single int for LPPool1d, got {m.kernel_size!r} (torch "
+            f"fails in mul()).\n  fix: LPPool1d(norm_type, {kernel[0]})."
+        )
+    return PoolSpec(kind, family, n, kernel, stride, padding, dilation, bool(m.ceil_mode), problem)
+
+
+_POOL_ARGS = {
+    "max": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    "avg": ("input", "kernel_size", "stride", "padding", "ceil_mode"),
+    "lp": ("input", "norm_type", "kernel_size", "stride", "ceil_mode"),
+}
+
+
+def _pool_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PoolSpec:
+    name = getattr(func, "__name__", "pool")
+    family = "max" if name.startswith("max") else "lp" if name.startswith("lp") else "avg"
+    n = int(name.split("pool")[1][0])
+    bound = dict(zip(_POOL_ARGS[family], args, strict=False)) | kwargs
+    kernel = _tuple(bound["kernel_size"], n, "kernel_size")
+    stride = bound.get("stride")
+    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) else stride
+    return PoolSpec(
+        name,
+        family,
+        n,
+        kernel,
+        _tuple(stride, n, "stride"),
+        _tuple(bound.get("padding", 0), n, "padding"),
+        _tuple(bound.get("dilation", 1), n, "dilation"),
+        bool(bound.get("ceil_mode", False)),
+    )
+
+
+@dataclass(frozen=True)
+class AdaptivePoolSpec(Spec):
+    """``nn.AdaptiveAvgPool*d`` / ``nn.AdaptiveMaxPool*d``: the output size is given;
+    ``None`` keeps the input size along that axis."""
+
+    kind: str
+    dims: int
+    output_size: tuple[int | None, ...]
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        n = self.dims
+        _check_rank(
+            label,
+            input_shape,
+            (n + 1, n + 2),
+            f"(C, *{n} spatial) or (N, C, *{n} spatial)",
+            f"give the layer a {n + 2}-D tensor",
+        )
+        lead, spatial = _spatial_split(input_shape, n)
+        if any(size == 0 for size in input_shape[-n - 1 :]):
+            raise ShapeError(
+                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
+                f"dimension; adaptive pooling needs a non-empty input."
+            )
+        out = tuple(
+            size if want is None else want for size, want in zip(spatial, self.output_size, strict=True)
+        )
+        return (*lead, *out)
+
+    def geometry(self) -> Geometry:
+        n = self.dims
+        return Geometry("adaptive_pool", (0,) * n, (0,) * n, ((0, 0),) * n, (1,) * n)
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        return _numel(input_shape)
+
+
+def _adaptive_output_size(value: Any, n: int) -> tuple[int | None, ...]:
+    if value is None or isinstance(value, int):
+        return (value,) * n
+    items = tuple(value)
+    return items * n if len(items) == 1 and n > 1 else items
+
+
+def _adaptive_from_module(module: nn.Module) -> AdaptivePoolSpec:
+    kind = type(module).__name__
+    n = int(kind[-2])
+    return AdaptivePoolSpec(kind, n, _adaptive_output_size(module.output_size, n))  # type: ignore[arg-type]
+
+
+def _adaptive_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> AdaptivePoolSpec:
+    name = getattr(func, "__name__", "adaptive_pool")
+    n = int(name.split("pool")[1][0])
+    size = args[1] if len(args) > 1 else kwargs["output_size"]
+    return AdaptivePoolSpec(name, n, _adaptive_output_size(size, n))
+
+
+_INTERP_RANKS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
+_ALIGNABLE = ("linear", "bilinear", "bicubic", "trilinear")
+
+
+@dataclass(frozen=True)
+class InterpolateSpec(Spec):
+    """``nn.Upsample`` / ``F.interpolate``: ``out = size`` or ``floor(in · scale_factor)``."""
+
+    kind: str
+    size: tuple[int, ...] | int | None
+    scale_factor: tuple[float, ...] | float | None
+    mode: str = "nearest"
+    align_corners: bool | None = None
+    antialias: bool = False
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        rank = len(input_shape)
+        if rank not in (3, 4, 5):
+            raise ShapeError(
+                f"{label}: expected a 3-D, 4-D or 5-D input (N, C, *1–3 spatial dims), got "
+                f"{rank}-D input of shape {tuple(input_shape)}.\n  fix: add the batch "
+                f"dimension (x.unsqueeze(0)) or reshape to (N, C, ...)."
+            )
+        n = rank - 2
+        needed = _INTERP_RANKS.get(self.mode)
+        if needed is not None and needed != rank:
+            raise ShapeError(
+                f"{label}: mode {self.mode!r} needs a {needed}-D input, got {rank}-D input of "
+                f"shape {tuple(input_shape)}.\n  fix: use mode "
+                f"{ {3: 'linear', 4: 'bilinear', 5: 'trilinear'}[rank]!r} for {rank}-D input."
+            )
+        if self.align_corners is not None and self.mode not in _ALIGNABLE:
+            raise ShapeError(
+                f"{label}: align_corners can only be set with the interpolating modes "
+                f"linear | bilinear | bicubic | trilinear, not {self.mode!r}.\n  fix: drop "
+                f"align_corners."
+            )
+        if self.antialias and not (self.mode in ("bilinear", "bicubic") and rank == 4):
+            raise ShapeError(
+                f"{label}: antialias=True works only with 4-D input and mode 'bilinear' or "
+                f"'bicubic', got mode {self.mode!r} and {rank}-D input."
+            )
+        if (self.size is None) == (self.scale_factor is None):
+            raise ShapeError(f"{label}: give exactly one of size or scale_factor.")
+        lead, spatial = _spatial_split(input_shape, n)
+        if self.size is not None:
+            sizes = _tuple(self.size, n, "size")
+            if isinstance(self.size, Sequence) and len(self.size) != n:
+                raise ShapeError(
+                    f"{label}: size {self.size} has {len(self.size)} entries for an input with "
+                    f"{n} spatial dims (shape {tuple(input_shape)}).\n  fix: give {n} sizes."
+                )
+            out = sizes
+        else:
+            scales = self.scale_factor
+            assert scales is not None
+            if isinstance(scales, Sequence):
+                if len(scales) != n:
+                    raise ShapeError(
+                        f"{label}: scale_factor {scales} has {len(scales)} entries for an input "
+                        f"with {n} spatial dims (shape {tuple(input_shape)}).\n  fix: give {n} "
+                        f"factors or one number."
+                    )
+                factors = tuple(float(f) for f in scales)
+            else:
+                factors = (float(scales),) * n
+            out = tuple(math.floor(float(size * f)) for size, f in zip(spatial, factors, strict=True))
+        # 'area' is adaptive average pooling, which accepts an empty output.
+        smallest = 0 if self.mode == "area" else 1
+        if any(s <= 0 for s in spatial) or any(o < smallest for o in out):
+            raise ShapeError(
+                f"{label}: input and output sizes must be greater than 0, got input spatial "
+                f"{spatial} → output {out} (out = size or floor(in · scale_factor)).\n  fix: "
+                f"use a larger scale_factor or input."
+            )
+        return (*lead, *out)
+
+    def geometry(self) -> Geometry:
+        return Geometry("upsample", (), (), (), (), mode=self.mode)
+
+    def scales(self, input_shape: Shape, output_shape: Shape) -> tuple[Fraction, ...]:
+        """Output size / input size per spatial axis, as exact fractions."""
+        n = len(input_shape) - 2
+        return tuple(
+            Fraction(o, i) for i, o in zip(input_shape[-n:], output_shape[-n:], strict=True)
+        )
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        taps = {"nearest": 0, "nearest-exact": 0, "area": 1, "linear": 2, "bilinear": 4,
+                "bicubic": 16, "trilinear": 8}.get(self.mode, 1)
+        return 2 * taps * _numel(output_shape)
+
+
+def _interp_from_module(module: nn.Module) -> InterpolateSpec:
+    m: Any = module
+    return InterpolateSpec(
+        type(module).__name__,
+        _freeze(m.size),
+        _freeze(m.scale_factor),
+        m.mode,
+        m.align_corners,
+    )
+
+
+def _interp_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> InterpolateSpec:
+    names = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor",
+             "antialias")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    return InterpolateSpec(
+        getattr(func, "__name__", "interpolate"),
+        _freeze(bound.get("size")),
+        _freeze(bound.get("scale_factor")),
+        bound.get("mode", "nearest"),
+        bound.get("align_corners"),
+        bool(bound.get("antialias", False)),
+    )
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class PixelShuffleSpec(Spec):
+    """``nn.PixelShuffle(r)``: (C·r², H, W) → (C, H·r, W·r); ``nn.PixelUnshuffle`` inverse."""
+
+    kind: str
+    factor: int
+    inverse: bool = False
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        r = self.factor
+        if len(input_shape) < 3:
+            raise ShapeError(
+                f"{label}: expected an input with at least 3 dims (*, C, H, W), got "
+                f"{len(input_shape)}-D input of shape {tuple(input_shape)}."
+            )
+        *lead, c, h, w = input_shape
+        if not self.inverse:
+            if c % (r * r):
+                raise ShapeError(
+                    f"{label}: channels {c} must be divisible by upscale_factor² = {r}² = "
+                    f"{r * r} (input shape {tuple(input_shape)}).\n  fix: make the previous "
+                    f"conv output a multiple of {r * r} channels, e.g. {max(1, c // (r * r)) * r * r}."
+                )
+            return (*lead, c // (r * r), h * r, w * r)
+        if h % r or w % r:
+            raise ShapeError(
+                f"{label}: height {h} and width {w} must be divisible by downscale_factor {r} "
+                f"(input shape {tuple(input_shape)}).\n  fix: feed sizes that are multiples of "
+                f"{r}, or pad first."
+            )
+        return (*lead, c * r * r, h // r, w // r)
+
+    def geometry(self) -> Geometry:
+        r = self.factor
+        scale = Fraction(1, r) if self.inverse else Fraction(r)
+        return Geometry(
+            "pixel_unshuffle" if self.inverse else "pixel_shuffle",
+            (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), scale=(scale, scale),
+        )
+
+
+def _shuffle_from_module(module: nn.Module) -> PixelShuffleSpec:
+    m: Any = module
+    if isinstance(module, nn.PixelUnshuffle):
+        return PixelShuffleSpec("PixelUnshuffle", int(m.downscale_factor), inverse=True)
+    return PixelShuffleSpec("PixelShuffle", int(m.upscale_factor))
+
+
+def _shuffle_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PixelShuffleSpec:
+    name = getattr(func, "__name__", "pixel_shuffle")
+    inverse = "unshuffle" in name
+    key = "downscale_factor" if inverse else "upscale_factor"
+    factor = args[1] if len(args) > 1 else kwargs[key]
+    return PixelShuffleSpec(name, int(factor), inverse)
+
+
+@dataclass(frozen=True)
+class UnfoldSpec(Spec):
+    """``nn.Unfold`` (im2col): (N, C, H, W) → (N, C·∏k, L), L = ∏ conv output sizes;
+    ``nn.Fold`` (col2im) the inverse, with the output size given."""
+
+    kind: str
+    kernel: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int]
+    stride: tuple[int, int]
+    fold_output: tuple[int, int] | None = None
+
+    def _blocks(self, label: str, spatial: Sequence[int]) -> tuple[int, int]:
+        blocks = tuple(
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, k, d, p, s in zip(
+                spatial, self.kernel, self.dilation, self.padding, self.stride, strict=True
+            )
+        )
+        if any(b < 1 for b in blocks):
+            raise ShapeError(
+                f"{label}: spatial size {tuple(spatial)} with kernel_size={self.kernel}, "
+                f"dilation={self.dilation}, padding={self.padding}, stride={self.stride} gives "
+                f"{blocks} sliding blocks (floor((in + 2p − d(k−1) − 1)/s) + 1 per axis); each "
+                f"must be at least 1.\n  fix: a larger input or a smaller kernel."
+            )
+        return blocks[0], blocks[1]
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        kernel_area = self.kernel[0] * self.kernel[1]
+        if self.fold_output is None:
+            _check_rank(label, input_shape, (3, 4), "(C, H, W) or (N, C, H, W)",
+                        "Unfold takes 4-D (batched) or 3-D (unbatched) image input")
+            *lead, c, h, w = input_shape
+            if any(size == 0 for size in (c, h, w)):
+                raise ShapeError(f"{label}: input of shape {tuple(input_shape)} is empty.")
+            bh, bw = self._blocks(label, (h, w))
+            return (*lead, c * kernel_area, bh * bw)
+        _check_rank(label, input_shape, (2, 3), "(C·∏k, L) or (N, C·∏k, L)",
+                    "Fold takes 3-D (batched) or 2-D (unbatched) column input")
+        *lead, ck, length = input_shape
+        if ck == 0 or ck % kernel_area:
+            raise ShapeError(
+                f"{label}: dim -2 of the input ({ck}) must be a positive multiple of "
+                f"∏kernel_size = {kernel_area}.\n  fix: feed Unfold's output with the same "
+                f"kernel_size."
+            )
+        bh, bw = self._blocks(label, self.fold_output)
+        if length != bh * bw:
+            raise ShapeError(
+                f"{label}: dim -1 of the input ({length}) must equal the number of sliding "
+                f"blocks for output_size={self.fold_output}: {bh}·{bw} = {bh * bw}.\n  fix: "
+                f"use the output_size that produced these columns."
+            )
+        return (*lead, ck // kernel_area, *self.fold_output)
+
+    def geometry(self) -> Geometry:
+        return Geometry(
+            "fold" if self.fold_output is not None else "unfold",
+            self.kernel, self.stride, tuple((p, p) for p in self.padding), self.dilation,
+        )
+
+
+def _unfold_from_module(module: nn.Module) -> UnfoldSpec:
+    m: Any = module
+    fold = isinstance(module, nn.Fold)
+    return UnfoldSpec(
+        type(module).__name__,
+        _tuple(m.kernel_size, 2, "kernel_size"),  # type: ignore[arg-type]
+        _tuple(m.dilation, 2, "dilation"),  # type: ignore[arg-type]
+        _tuple(m.padding, 2, "padding"),  # type: ignore[arg-type]
+        _tuple(m.stride, 2, "stride"),  # type: ignore[arg-type]
+        _tuple(m.output_size, 2, "output_size") if fold else None,  # type: ignore[arg-type]
+    )
+
+
+def _unfold_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> UnfoldSpec:
+    name = getattr(func, "__name__", "unfold")
+    fold = name == "fold"
+    names = (
+        ("input", "output_size", "kernel_size", "dilation", "padding", "stride")
+        if fold
+        else ("input", "kernel_size", "dilation", "padding", "stride")
+    )
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    return UnfoldSpec(
+        name,
+        _tuple(bound["kernel_size"], 2, "kernel_size"),  # type: ignore[arg-type]
+        _tuple(bound.get("dilation", 1), 2, "dilation"),  # type: ignore[arg-type]
+        _tuple(bound.get("padding", 0), 2, "padding"),  # type: ignore[arg-type]
+        _tuple(bound.get("stride", 1), 2, "stride"),  # type: ignore[arg-type]
+        _tuple(bound["output_size"], 2, "output_size") if fold else None,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class PadSpec(Spec):
+    """Padding layers and ``F.pad``: ``pad`` lists (before, after) pairs from the last
+    dim backwards, as ``F.pad`` takes them; ``out = in + before + after``."""
+
+    kind: str
+    pad: tuple[int, ...]
+    mode: str = "constant"
+    dims: int | None = None  # padding modules accept (dims+1)- or (dims+2)-D input
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        m = len(self.pad) // 2
+        if len(self.pad) % 2:
+            raise ShapeError(f"{label}: padding length must be even, got {self.pad}.")
+        if self.dims is not None:
+            _check_rank(label, input_shape, (self.dims + 1, self.dims + 2),
+                        f"(C, *{self.dims} dims) or (N, C, *{self.dims} dims)",
+                        f"give the layer a {self.dims + 2}-D tensor")
+        elif self.mode != "constant":
+            if len(input_shape) not in (m + 1, m + 2):
+                raise ShapeError(
+                    f"{label}: {self.mode} padding of {m} dims needs a {m + 1}-D or {m + 2}-D "
+                    f"input, got shape {tuple(input_shape)}."
+                )
+        if m > len(input_shape):
+            raise ShapeError(
+                f"{label}: padding {self.pad} pads {m} dims but the input has only "
+                f"{len(input_shape)} (shape {tuple(input_shape)})."
+            )
+        out = list(input_shape)
+        axes = list(range(len(input_shape) - 1, len(input_shape) - 1 - m, -1))
+        pairs = [(self.pad[2 * i], self.pad[2 * i + 1]) for i in range(m)]
+        if self.mode != "constant":
+            if self.mode in ("reflect", "replicate") and any(
+                s == 0 for s in input_shape[-m - 1 :]
+            ):
+                raise ShapeError(
+                    f"{label}: {self.mode} padding needs a non-empty input, got shape "
+                    f"{tuple(input_shape)}."
+                )
+            spatial = tuple(input_shape[a] for a in axes)
+            _check_pad_mode(label, self.mode, spatial, pairs, [f"dim {a}" for a in axes])
+        for axis, (before, after) in zip(axes, pairs, strict=True):
+            size = input_shape[axis] + before + after
+            cropped = input_shape[axis] + min(before, 0) + min(after, 0)
+            if cropped < 0 or size < 0 or (size == 0 and self.mode != "constant"):
+                raise ShapeError(
+                    f"{label}: input size {input_shape[axis]} at dim {axis} plus padding "
+                    f"({before}, {after}) gives {size}.\n  fix: crop less (negative padding "
+                    f"removes elements)."
+                )
+            out[axis] = size
+        return tuple(out)
+
+    def geometry(self) -> Geometry:
+        m = len(self.pad) // 2
+        pairs = tuple((self.pad[2 * i], self.pad[2 * i + 1]) for i in reversed(range(m)))
+        return Geometry("pad", (1,) * m, (1,) * m, pairs, (1,) * m, mode=self.mode)
+
+
+_PAD_MODES = {"Constant": "constant", "Zero": "constant", "Reflection": "reflect",
+              "Replication": "replicate", "Circular": "circular"}
+
+
+def _pad_from_module(module: nn.Module) -> PadSpec:
+    kind = type(module).__name__
+    n = int(kind[-2])
+    mode = next(v for k, v in _PAD_MODES.items() if kind.startswith(k))
+    return PadSpec(kind, tuple(module.padding), mode, n)  # type: ignore[arg-type]
+
+
+def _pad_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PadSpec:
+    bound = dict(zip(("input", "pad", "mode", "value"), args, strict=False)) | kwargs
+    return PadSpec("pad", tuple(bound["pad"]), bound.get("mode") or "constant")
+
+
+@dataclass(frozen=True)
+class LinearSpec(Spec):
+    """``nn.Linear`` / ``F.linear``: (*, in_features) → (*, out_features)."""
+
+    kind: str
+    in_features: int | None
+    out_features: int
+    bias: bool = True
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        if len(input_shape) == 0:
+            raise ShapeError(f"{label}: input must have at least one dimension.")
+        if self.in_features is not None and input_shape[-1] != self.in_features:
+            flat = _numel(input_shape[1:]) if len(input_shape) > 1 else input_shape[-1]
+            raise ShapeError(
+                f"{label}: expected the last dim to be in_features={self.in_features}, got "
+                f"input of shape {tuple(input_shape)} (last dim {input_shape[-1]}).\n  fix: "
+                f"flatten to (N, {flat}) with x.flatten(1) and build the layer with "
+                f"in_features={flat}, or use nn.LazyLinear."
+            )
+        return (*input_shape[:-1], self.out_features)
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        macs = _numel(output_shape) * input_shape[-1]
+        return 2 * macs + (_numel(output_shape) if self.bias else 0)
+
+
+def _linear_from_module(module: nn.Module) -> LinearSpec:
+    m: Any = module
+    lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
+    return LinearSpec(
+        type(module).__name__, None if lazy else int(m.in_features), int(m.out_features),
+        m.bias is not None,
+    )
+
+
+def _linear_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> LinearSpec:
+    bound = dict(zip(("input", "weight", "bias"), args, strict=False)) | kwargs
+    weight = bound["weight"]
+    return LinearSpec("linear", int(weight.shape[-1]), int(weight.shape[0]),
+                      bound.get("bias") is not None)
+
+
+@dataclass(frozen=True)
+class FlattenSpec(Spec):
+    """``nn.Flatten(start_dim, end_dim)`` / ``torch.flatten``; ``nn.Unflatten(dim, sizes)``."""
+
+    kind: str
+    start_dim: int = 1
+    end_dim: int = -1
+    unflatten: tuple[int, ...] | None = None  # nn.Unflatten: sizes; start_dim is its dim
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        rank = len(input_shape)
+        if self.unflatten is not None:
+            dim = self._norm(label, self.start_dim, rank, input_shape)
+            sizes = list(self.unflatten)
+            if sizes.count(-1) > 1:
+                raise ShapeError(f"{label}: only one size may be -1, got {tuple(sizes)}.")
+            known = _numel([s for s in sizes if s != -1])
+            total = input_shape[dim]
+            if -1 in sizes:
+                if known == 0 or total % known:
+                    raise ShapeError(
+                        f"{label}: cannot unflatten dim {dim} of size {total} into "
+                        f"{tuple(sizes)}: {total} is not divisible by {known}."
+                    )
+                sizes[sizes.index(-1)] = total // known
+            elif known != total:
+                raise ShapeError(
+                    f"{label}: sizes {tuple(sizes)} multiply to {known}, but dim {dim} of input "
+                    f"{tuple(input_shape)} has size {total}.\n  fix: choose sizes whose product "
+                    f"is {total}."
+                )
+            return (*input_shape[:dim], *sizes, *input_shape[dim + 1 :])
+        if rank == 0:
+            return (1,)
+        start = self._norm(label, self.start_dim, rank, input_shape)
+        end = self._norm(label, self.end_dim, rank, input_shape)
+        if start > end:
+            raise ShapeError(
+                f"{label}: start_dim {self.start_dim} comes after end_dim {self.end_dim} for "
+                f"a {rank}-D input of shape {tuple(input_shape)}."
+            )
+        return (*input_shape[:start], _numel(input_shape[start : end + 1]), *input_shape[end + 1 :])
+
+    @staticmethod
+    def _norm(label: str, dim: int, rank: int, input_shape: Shape) -> int:
+        if not -rank <= dim < rank:
+            raise ShapeError(
+                f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
+                f"{tuple(input_shape)} (expected {-rank}..{rank - 1})."
+            )
+        return dim % rank
+
+
+def _flatten_from_module(module: nn.Module) -> FlattenSpec:
+    m: Any = module
+    if isinstance(module, nn.Unflatten):
+        return FlattenSpec("Unflatten", int(m.dim), unflatten=tuple(int(s) for s in m.unflattened_size))
+    return FlattenSpec("Flatten", int(m.start_dim), int(m.end_dim))
+
+
+def _flatten_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> FlattenSpec:
+    bound = dict(zip(("input", "start_dim", "end_dim"), args, strict=False)) | kwargs
+    return FlattenSpec("flatten", int(bound.get("start_dim", 0)), int(bound.get("end_dim", -1)))
+
+
+@dataclass(frozen=True)
+class ChannelNormSpec(Spec):
+    """Shape-preserving layers. ``channels`` (norm layers) must match the input's
+    channel dim; ``ranks`` lists the accepted input ranks (empty: any);
+    ``normalized_shape`` (LayerNorm) must match the trailing dims; ``groups``
+    (GroupNorm) must divide the channels."""
+
+    kind: str
+    channels: int | None = None
+    ranks: tuple[int, ...] = ()
+    normalized_shape: tuple[int, ...] | None = None
+    groups: int | None = None
+    batch_stats: bool = False  # BatchNorm in training mode: needs > 1 value per channel
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        if self.ranks:
+            _check_rank(label, input_shape, self.ranks, "see the layer's docs",
+                        f"give the layer a {self.ranks[-1]}-D (N, C, ...) tensor")
+        if self.normalized_shape is not None:
+            k = len(self.normalized_shape)
+            if tuple(input_shape[-k:]) != self.normalized_shape or len(input_shape) < k:
+                raise ShapeError(
+                    f"{label}: normalized_shape={self.normalized_shape} must equal the last "
+                    f"{k} dims of the input, got input of shape {tuple(input_shape)}.\n  fix: "
+                    f"build the layer with normalized_shape={tuple(input_shape[-k:])}."
+                )
+            return tuple(input_shape)
+        if self.channels is not None or self.groups is not None:
+            if len(input_shape) < 2:
+                raise ShapeError(f"{label}: expected (N, C, ...) input, got {tuple(input_shape)}.")
+            c = input_shape[1]
+            if self.channels is not None and c != self.channels:
+                raise ShapeError(
+                    f"{label}: expected {self.channels} channels (num_features), got {c} in "
+                    f"input of shape {tuple(input_shape)}.\n  fix: build the layer with "
+                    f"{c} features, or make the previous layer output {self.channels} channels."
+                )
+            if self.groups is not None and c % self.groups:
+                raise ShapeError(
+                    f"{label}: {c} channels are not divisible by num_groups={self.groups}."
+                )
+            if self.groups is not None and (
+                input_shape[0] * c // self.groups * _numel(input_shape[2:]) == 1
+            ):
+                raise ShapeError(
+                    f"{label}: group norm needs more than 1 value per group, got input of "
+                    f"shape {tuple(input_shape)} with num_groups={self.groups} "
+                    f"(N·C/G·∏spatial = 1).\n  fix: use fewer groups or a larger input."
+                )
+            if self.batch_stats and _numel(input_shape) // max(c, 1) <= 1:
+                raise ShapeError(
+                    f"{label}: in training mode batch norm needs more than 1 value per channel, "
+                    f"got input of shape {tuple(input_shape)}.\n  fix: use a batch of 2 or "
+                    f"more, or call model.eval() for single-sample inference."
+                )
+        return tuple(input_shape)
+
+
+def _norm_from_module(module: nn.Module) -> ChannelNormSpec:
+    m: Any = module
+    kind = type(module).__name__
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
+        ranks = {"BatchNorm1d": (2, 3), "BatchNorm2d": (4,), "BatchNorm3d": (5,)}.get(
+            kind.replace("Lazy", ""), ()
+        )
+        batch_stats = module.training or not m.track_running_stats
+        return ChannelNormSpec(kind, None if lazy else int(m.num_features), ranks,
+                               batch_stats=batch_stats)
+    if isinstance(module, nn.LayerNorm):
+        return ChannelNormSpec(kind, normalized_shape=tuple(m.normalized_shape))
+    if isinstance(module, nn.GroupNorm):
+        return ChannelNormSpec(kind, int(m.num_channels), groups=int(m.num_groups))
+    return ChannelNormSpec(kind)
+
+
+def _elementwise_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ChannelNormSpec:
+    return ChannelNormSpec(getattr(func, "__name__", "elementwise"))
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the rule table: the modules and functions of a family and how to
+    turn each into a :class:`Spec`."""
+
+    family: str
+    modules: tuple[type[nn.Module], ...]
+    from_module: Callable[[nn.Module], Spec]
+    functions: tuple[Callable[..., Any], ...] = ()
+    from_call: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Spec] | None = None
+    shape_preserving: bool = False
+
+
+_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
+    nn.Softsign, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.LogSigmoid, nn.Threshold,
+    nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d, nn.GLU,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.FeatureAlphaDropout, nn.Identity,
+)
+_ELEMENTWISE_FUNCTIONS: tuple[Callable[..., Any], ...] = (
+    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.elu,
+    F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardtanh, F.hardswish, F.hardsigmoid,
+    F.softplus, F.softsign, F.logsigmoid, F.sigmoid, torch.sigmoid, F.tanh, torch.tanh,
+    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+    F.feature_alpha_dropout, F.softmax, F.log_softmax, F.batch_norm, F.instance_norm,
+    F.layer_norm, F.group_norm, torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.sigmoid,
+    torch.Tensor.tanh, torch.Tensor.sigmoid_, torch.Tensor.tanh_, torch.Tensor.clamp,
+    torch.clamp,
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "conv",
+        (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+         nn.ConvTranspose3d, nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d,
+         nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d),
+        _conv_from_module,
+        (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
+         F.conv_transpose3d),
+        _conv_from_call,
+    ),
+    Rule(
+        "pool",
+        (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+         nn.LPPool1d, nn.LPPool2d, *((nn.LPPool3d,) if hasattr(nn, "LPPool3d") else ())),
+        _pool_from_module,
+        (F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+         F.lp_pool1d, F.lp_pool2d, *((F.lp_pool3d,) if hasattr(F, "lp_pool3d") else ()),
+         F.max_pool1d_with_indices, F.max_pool2d_with_indices, F.max_pool3d_with_indices),
+        _pool_from_call,
+    ),
+    Rule(
+        "adaptive_pool",
+        (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+         nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d),
+        _adaptive_from_module,
+        (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+         F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+         F.adaptive_max_pool1d_with_indices, F.adaptive_max_pool2d_with_indices,
+         F.adaptive_max_pool3d_with_indices),
+        _adaptive_from_call,
+    ),
+    Rule(
+        "interpolate",
+        (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d),
+        _interp_from_module,
+        (F.interpolate, F.upsample),
+        _interp_from_call,
+    ),
+    Rule(
+        "pixel_shuffle",
+        (nn.PixelShuffle, nn.PixelUnshuffle),
+        _shuffle_from_module,
+        (F.pixel_shuffle, F.pixel_unshuffle),
+        _shuffle_from_call,
+    ),
+    Rule("unfold", (nn.Unfold, nn.Fold), _unfold_from_module, (F.unfold, F.fold), _unfold_from_call),
+    Rule(
+        "pad",
+        (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d,
+         nn.ZeroPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+         nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad1d,
+         nn.CircularPad2d, nn.CircularPad3d),
+        _pad_from_module,
+        (F.pad,),
+        _pad_from_call,
+    ),
+    Rule("linear", (nn.Linear, nn.LazyLinear), _linear_from_module, (F.linear,), _linear_from_call),
+    Rule(
+        "flatten",
+        (nn.Flatten, nn.Unflatten),
+        _flatten_from_module,
+        (torch.flatten, torch.Tensor.flatten),
+        _flatten_from_call,
+    ),
+    Rule(
+        "shape_preserving",
+        (*_ACTIVATIONS, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d,
+         nn.LazyBatchNorm2d, nn.LazyBatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
+         nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.GroupNorm,
+         nn.LocalResponseNorm),
+        _norm_from_module,
+        _ELEMENTWISE_FUNCTIONS,
+        _elementwise_from_call,
+        shape_preserving=True,
+    ),
+)
+
+MODULE_RULES: dict[type[nn.Module], Rule] = {m: rule for rule in RULES for m in rule.modules}
+FUNCTION_RULES: dict[Any, Rule] = {f: rule for rule in RULES for f in rule.functions}
+# Shape-preserving modules whose channel/rank checks are not modelled exactly.
+_LOOSE_SHAPE_PRESERVING = (nn.GLU, nn.Softmax2d)
+
+
+def rule_for_module(module: nn.Module) -> Rule | None:
+    """The rule of a module: its exact type first, then its nearest base class that
+    has a rule and whose ``forward`` the module does not override."""
+    rule = MODULE_RULES.get(type(module))
+    if rule is not None:
+        return rule
+    for base in type(module).__mro__[1:]:
+        rule = MODULE_RULES.get(base)
+        if rule is not None:
+            return rule if type(module).forward is base.forward else None
+    return None
+
+
+def spec_for_module(module: nn.Module) -> Spec | None:
+    """The spec of a module with a rule, or ``None``."""
+    rule = rule_for_module(module)
+    if rule is None or isinstance(module, _LOOSE_SHAPE_PRESERVING):
+        return None
+    return rule.from_module(module)
+
+
+def spec_for_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
+    """The spec of a functional call (``F.conv2d(x, w, ...)``) with a rule, or ``None``."""
+    rule = FUNCTION_RULES.get(func)
+    if rule is None or rule.from_call is None:
+        return None
+    try:
+        return rule.from_call(func, args, kwargs)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None  # an unusual call signature: let torch run it
+
+
+def output_shape(
+    layer: nn.Module, input_shape: Sequence[int], *, output_size: Sequence[int] | None = None
+) -> Shape:
+    """Formula-predicted output shape of one layer on an input of ``input_shape``.
+
+    ``input_shape`` includes batch and channel dims, e.g. ``(1, 1, 28, 28)``.
+    ``output_size`` is the optional argument of ``ConvTranspose*d.forward``.
+    Raises :class:`ShapeError` exactly where torch rejects that input; the
+    message gives the formula with the numbers and the fix. Raises ``TypeError``
+    for a layer type the rule table does not cover.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    spec = spec_for_module(layer)
+    if spec is None:
+        covered = sorted({m.__name__ for m in MODULE_RULES})
+        raise TypeError(
+            f"output_shape: no shape rule for {type(layer).__name__}; covered layers: "
+            f"{', '.join(covered)}. For a whole model use pytest_convcheck.trace(model, shape)."
+        )
+    if output_size is not None:
+        if not isinstance(spec, ConvSpec) or not spec.transposed:
+            raise TypeError("output_size applies only to ConvTranspose*d layers")
+        spec = replace(spec, output_size=tuple(int(s) for s in output_size))
+    return spec.output_shape(shape)
+
+
+__all__ = [
+    "FUNCTION_RULES",
+    "MODULE_RULES",
+    "RULES",
+    "Geometry",
+    "Rule",
+    "Shape",
+    "ShapeError",
+    "Spec",
+    "output_shape",
+    "pool_output_size",
+    "rule_for_module",
+    "spec_for_call",
+    "spec_for_module",
+]

@@ -1,0 +1,277 @@
+"""Shape checks of whole models, built on :func:`pytest_convcheck.trace.trace`.
+
+* :func:`assert_output_shape` — the output shape, with the per-layer trace and
+  the layers that set the wrong size in the failure message;
+* :func:`valid_input_sizes` — the sizes along one dim at which the model runs
+  *and* keeps its batch dimension;
+* :func:`assert_batch_independent` — no sample of a batch influences another
+  (``view(-1, N)`` at a wrong size, batch-wide statistics, …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.layers import ConvSpec, PoolSpec, Shape
+from pytest_convcheck.trace import ModelRunError, Trace, TraceLayer, _copy_with, _fmt, _to_cpu, trace
+
+__all__ = ["assert_batch_independent", "assert_output_shape", "valid_input_sizes"]
+
+
+def _matches(expected: Sequence[int | None], got: Shape) -> bool:
+    return len(expected) == len(got) and all(
+        e is None or e == -1 or e == g for e, g in zip(expected, got, strict=True)
+    )
+
+
+def assert_output_shape(
+    model: nn.Module, input_shape: Sequence[int], expected: Sequence[int | None]
+) -> Trace:
+    """Assert that ``model`` maps ``input_shape`` to ``expected`` (``None`` or ``-1``
+    in ``expected`` match any size). Returns the trace.
+
+    On failure the ``AssertionError`` shows the per-layer trace (name, kind,
+    in → out) and the layers that last changed the spatial size, with their
+    formula and numbers.
+    """
+    result = trace(model, input_shape)
+    got = result.output_shape
+    expected_t = tuple(expected)
+    if isinstance(got, tuple) and got and isinstance(got[0], int) and _matches(expected_t, got):  # type: ignore[arg-type]
+        return result
+    model_name = type(model).__name__
+    lines = [
+        f"{model_name}: expected output {_fmt(expected_t)} for input {_fmt(result.input_shape)}, "
+        f"got {_fmt(got)}."
+    ]
+    culprits = _size_setters(result, expected_t)
+    if culprits:
+        lines.append("The spatial size was set by:")
+        for row in culprits:
+            lines.append(f"  {row.name} ({row.kind}): {_fmt(row.input_shape)} → "
+                         f"{_fmt(row.output_shape)}{_formula(row)}")
+        lines.append(_fix_hint(culprits, expected_t))
+    lines.append("Per-layer trace:")
+    mark = result.layers.index(culprits[-1]) if culprits else None
+    lines.append(result.table(mark=mark))
+    raise AssertionError("\n".join(lines))
+
+
+def _spatial(shape: Shape | None, rank: int) -> Shape | None:
+    if shape is None or len(shape) != rank or rank < 3:
+        return None
+    return shape[2:]
+
+
+def _size_setters(result: Trace, expected: Shape) -> list[TraceLayer]:
+    """Rows that changed the spatial size on the way to the output, back to the last
+    change in the other direction (the decoder of an encoder/decoder)."""
+    rank = len(expected)
+    rows = [r for r in result.layers if _spatial(r.output_shape, rank) is not None]
+    changers = [
+        r for r in rows
+        if _spatial(r.input_shape, rank) is not None
+        and _spatial(r.input_shape, rank) != _spatial(r.output_shape, rank)
+    ]
+    if not changers:
+        return []
+    def grows(row: TraceLayer) -> bool:
+        before, after = _spatial(row.input_shape, rank), _spatial(row.output_shape, rank)
+        assert before is not None and after is not None
+        return sum(after) > sum(before)
+    direction = grows(changers[-1])
+    picked: list[TraceLayer] = []
+    for row in reversed(changers):
+        if grows(row) != direction:
+            break
+        picked.append(row)
+    return list(reversed(picked))
+
+
+def _formula(row: TraceLayer) -> str:
+    spec = row.spec
+    if row.input_shape is None or row.output_shape is None:
+        return ""
+    if isinstance(spec, ConvSpec):
+        i = row.input_shape[-spec.dims]
+        k, s, d = spec.kernel[0], spec.stride[0], spec.dilation[0]
+        if spec.transposed:
+            p = spec.padding[0] if not isinstance(spec.padding, str) else 0
+            op = spec.output_padding[0]
+            return (f"   [(in−1)·s − 2p + d(k−1) + output_padding + 1 = ({i}−1)·{s} − {2 * p} "
+                    f"+ {d}·({k}−1) + {op} + 1 = {row.output_shape[-spec.dims]}]")
+        if not isinstance(spec.padding, str):
+            p = spec.padding[0]
+            return (f"   [floor((in + 2p − d(k−1) − 1)/s) + 1 = floor(({i} + {2 * p} − "
+                    f"{d * (k - 1)} − 1)/{s}) + 1 = {row.output_shape[-spec.dims]}]")
+    if isinstance(spec, PoolSpec):
+        i = row.input_shape[-spec.dims]
+        return (f"   [{'ceil' if spec.ceil_mode else 'floor'}((in + 2p − d(k−1) − 1)/s) + 1, "
+                f"in={i}, k={spec.kernel[0]}, s={spec.stride[0]}, p={spec.padding[0]}]")
+    return ""
+
+
+def _fix_hint(culprits: list[TraceLayer], expected: Shape) -> str:
+    last = culprits[-1]
+    assert last.output_shape is not None
+    want, got = expected[2:], last.output_shape[2:]
+    spec = last.spec
+    if isinstance(spec, ConvSpec) and spec.transposed and all(w is not None for w in want):
+        gap = [int(w) - g for w, g in zip(want, got, strict=False) if w not in (None, -1)]
+        return (
+            f"  fix: the last layer is {gap[0] if gap else '?'} short/long along each axis; "
+            f"each transposed conv gives (in−1)·s − 2p + d(k−1) + output_padding + 1, so "
+            f"choose kernel/padding/output_padding per stage so that it inverts its encoder "
+            f"stage, pass output_size= to forward(), or end with "
+            f"F.interpolate(size={tuple(w for w in want)})."
+        )
+    return (
+        "  fix: change the kernel/stride/padding of the layers above so that they produce "
+        f"{_fmt(tuple(w for w in want))}, or resize explicitly with F.interpolate(size=...)."
+    )
+
+
+def _batch_kept(result: Trace, batch: int) -> bool:
+    shapes = [s for _, s in result.outputs]
+    return bool(shapes) and all(len(s) >= 1 and s[0] == batch for s in shapes)
+
+
+def valid_input_sizes(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    dim: int = -1,
+    sizes: Iterable[int] = range(1, 257),
+) -> list[int]:
+    """Sorted sizes along ``dim`` (other dims as in ``input_shape``) at which the
+    model runs *and* its output keeps the input's batch size."""
+    base = list(int(s) for s in input_shape)
+    if not -len(base) <= dim < len(base):
+        raise ValueError(f"dim {dim} is out of range for input_shape {tuple(base)}")
+    if dim % len(base) == 0:
+        raise ValueError("dim 0 is the batch dim; pick a spatial dim such as -1")
+    valid = []
+    for size in sorted(set(sizes)):
+        shape = list(base)
+        shape[dim] = size
+        try:
+            result = trace(model, shape)
+        except (ShapeError, ModelRunError):
+            continue
+        if _batch_kept(result, base[0]):
+            valid.append(size)
+    return valid
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def _batch_changer(result: Trace, batch: int) -> str:
+    """The first op that took a tensor with the batch size and returned another."""
+    for node in result.nodes:
+        if not node.input_shapes or node.output_shape is None:
+            continue
+        data = [
+            shape for shape, src in zip(node.input_shapes, node.inputs, strict=False)
+            if src is not None
+        ] or list(node.input_shapes[:1])
+        if any(s and s[0] == batch for s in data) and (
+            not node.output_shape or node.output_shape[0] != batch
+        ):
+            where = node.module or "forward"
+            return (f"{node.op} in {where!r}: {', '.join(_fmt(s) for s in data)} → "
+                    f"{_fmt(node.output_shape)}")
+    return "an op in forward"
+
+
+_BATCH_MIXERS = (nn.modules.batchnorm._BatchNorm,)
+
+
+def assert_batch_independent(
+    model: nn.Module, input_shape: Sequence[int], *, atol: float = 0.0
+) -> None:
+    """Assert that the model keeps the batch size and that no sample of a batch
+    influences another sample's output.
+
+    Two checks: (1) on meta, the output's batch dim equals the input's (catches
+    ``x.view(-1, N)`` at a wrong input size); (2) on a CPU copy, the gradient of
+    sample *i*'s output with respect to every other sample is zero (catches
+    cross-talk through the batch). BatchNorm in training mode mixes a batch by
+    design: those layers are named in a note and checked in eval mode.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) < 2:
+        raise ValueError(f"input_shape {shape} needs a batch dim and a channel dim")
+    batch = max(shape[0], 2)
+    full = (batch, *shape[1:])
+    name = type(model).__name__
+    result = trace(model, full)
+    if not _batch_kept(result, batch):
+        got = ", ".join(_fmt(s) for _, s in result.outputs) or "no tensor"
+        raise AssertionError(
+            f"{name}: a batch of {batch} went in, output {got} came out — the batch "
+            f"dimension changed at {_batch_changer(result, batch)}.\n  Samples of the "
+            f"batch are being folded into each other (typically x.view(-1, N) with N "
+            f"hard-coded for another input size).\n  fix: flatten per sample with "
+            f"x.flatten(1) or x.view(x.size(0), -1), and size the next Linear to match "
+            f"(or use nn.LazyLinear).\nPer-layer trace:\n{result.table()}"
+        )
+    _assert_no_cross_talk(model, full, atol)
+
+
+def _assert_no_cross_talk(model: nn.Module, shape: Shape, atol: float) -> None:
+    # a small batch on CPU is enough: cross-talk does not depend on the batch size
+    small = (min(shape[0], 3), *shape[1:])
+    work = _copy_with(model, _to_cpu).double()
+    mixers = [n for n, m in work.named_modules() if isinstance(m, _BATCH_MIXERS) and m.training]
+    for n, m in work.named_modules():
+        if n in mixers:
+            m.eval()
+    for p in work.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(small, generator=generator, dtype=torch.float64, requires_grad=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        out = work(x)
+    leaves = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]
+    note = (
+        f"\n  note: {', '.join(mixers)} (BatchNorm in training mode) mix the batch by design "
+        f"and were checked in eval mode."
+        if mixers
+        else ""
+    )
+    name = type(model).__name__
+    if not leaves:
+        return  # nothing differentiable depends on the input
+    for sample in (0, small[0] - 1):
+        total = sum((t[sample].sum() for t in leaves), torch.zeros((), dtype=torch.float64))
+        (grad,) = torch.autograd.grad(total, x, retain_graph=True, allow_unused=True)
+        if grad is None:
+            continue
+        others = torch.cat([grad[:sample], grad[sample + 1 :]])
+        leak = others.abs().max().item() if others.numel() else 0.0
+        if leak > atol:
+            raise AssertionError(
+                f"{name}: the output of sample {sample} depends on other samples of the batch "
+                f"(largest gradient of sample {sample}'s output w.r.t. another sample: "
+                f"{leak:.3g}).\n  Some op mixes the batch: a reduction or normalisation over "
+                f"dim 0, a view/reshape that moves data across samples, or a module state "
+                f"updated during forward.\n  fix: reduce over non-batch dims only."
+                f"{note}"
+            )
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+

@@ -1,0 +1,609 @@
+"""One run of a model on the meta device, recorded op by op.
+
+``trace(model, input_shape)`` copies the model with every parameter and buffer
+replaced by a meta tensor (no memory, no FLOPs, any resolution; the user's model
+is never touched), runs it once under a ``TorchFunctionMode`` that sees every
+torch call in ``forward`` — module internals *and* functional calls such as
+``F.max_pool2d``, ``x.view``, ``torch.cat`` or ``a + b`` — and global module
+hooks that say which module each op ran in.
+
+The result is a :class:`Trace`: a graph of :class:`TraceNode` (one per op, with
+producer links, so branches and merges are explicit) and a table of
+:class:`TraceLayer` rows (one per leaf-module call and per functional call made
+directly in a composite ``forward``).
+
+Speed: shape-preserving ops (activations, norms, dropout, elementwise
+arithmetic) are not executed — their output is an empty meta tensor of the
+rule's shape, because torch runs Python decompositions for them on meta that
+cost more than a real CPU conv. Ops with a geometry rule (conv, pool, …) are
+executed on meta *and* predicted by the rule table; any disagreement is
+recorded in :attr:`Trace.disagreements`.
+
+Models that cannot run on meta (data-dependent control flow, ``.item()``) are
+re-run once on CPU with real weights on a copy; :attr:`Trace.fallback` says why.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.layers import (
+    FUNCTION_RULES,
+    ChannelNormSpec,
+    Shape,
+    Spec,
+    spec_for_call,
+    spec_for_module,
+)
+
+MODEL_INPUT = -1
+"""Producer index of the model's input tensor in :attr:`TraceNode.inputs`."""
+
+
+@dataclass(frozen=True)
+class TraceNode:
+    """One op application.
+
+    ``inputs`` holds, for each tensor argument, the index of the node that
+    produced it, :data:`MODEL_INPUT` for the model input, or ``None`` for a
+    parameter, buffer or constant.
+    """
+
+    index: int
+    op: str
+    module: str
+    inputs: tuple[int | None, ...]
+    input_shapes: tuple[Shape, ...]
+    output_shape: Shape | None
+    spec: Spec | None = None
+    predicted_shape: Shape | None = None
+
+
+@dataclass(frozen=True)
+class TraceLayer:
+    """A row of the trace table: a leaf-module call or a functional call.
+
+    ``nodes`` are the indices of the :class:`TraceNode` it ran.
+    """
+
+    name: str
+    kind: str
+    input_shape: Shape | None
+    output_shape: Shape | None
+    nodes: tuple[int, ...] = ()
+    module: str | None = None
+    spec: Spec | None = None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one forward pass did, op by op."""
+
+    model: str
+    input_shape: Shape
+    output_shape: Shape | tuple[Shape, ...] | None
+    nodes: tuple[TraceNode, ...]
+    layers: tuple[TraceLayer, ...]
+    calls: dict[str, int]
+    outputs: tuple[tuple[str, Shape], ...] = ()
+    disagreements: tuple[str, ...] = ()
+    fallback: str | None = None
+    output_nodes: tuple[int, ...] = ()
+
+    @property
+    def device(self) -> str:
+        """``"meta"``, or ``"cpu"`` when the model could not run on meta."""
+        return "cpu" if self.fallback else "meta"
+
+    def table(self, *, mark: int | None = None) -> str:
+        """The rows as a text table; ``mark`` puts an arrow at that row index."""
+        header = ("", "layer", "kind", "input", "output")
+        rows = [
+            (
+                "→" if i == mark else "",
+                row.name,
+                row.kind,
+                _fmt(row.input_shape),
+                _fmt(row.output_shape),
+            )
+            for i, row in enumerate(self.layers)
+        ]
+        widths = [max(len(r[c]) for r in (header, *rows)) for c in range(5)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+                 for r in (header, *rows)]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        head = f"trace of {self.model} on input {self.input_shape} → {_fmt(self.output_shape)}"
+        if self.fallback:
+            head += f"\n(ran on CPU, not meta: {self.fallback})"
+        text = f"{head}\n{self.table()}"
+        if self.disagreements:
+            text += "\nrule table disagrees with torch:\n  " + "\n  ".join(self.disagreements)
+        return text
+
+
+def _fmt(shape: Any) -> str:
+    if shape is None:
+        return "—"
+    if shape and isinstance(shape[0], tuple):
+        return ", ".join(_fmt(s) for s in shape)
+    return "×".join(str(s) for s in shape) if shape else "scalar"
+
+
+class ModelRunError(RuntimeError):
+    """The model's own code failed (not a torch op rejecting a shape)."""
+
+
+# --------------------------------------------------------------------------- recording
+
+_SKIP_NAMES = frozenset({"__get__", "size", "dim", "numel", "__len__", "is_contiguous",
+                         "stride", "data_ptr", "element_size", "nelement", "ndimension",
+                         "is_floating_point", "is_complex", "__format__", "__repr__",
+                         "__bool__", "__index__", "__int__", "__float__", "item", "tolist",
+                         "__iter__", "__hash__", "__reduce_ex__", "__deepcopy__"})
+_BINARY = {
+    "add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "mul", "__mul__", "__rmul__",
+    "div", "__truediv__", "__rtruediv__", "add_", "__iadd__", "mul_", "__imul__", "sub_",
+    "__isub__", "div_", "__itruediv__",
+}
+
+
+@dataclass
+class _Frame:
+    module: nn.Module
+    name: str
+    start: int
+    input_shape: Shape | None
+    input_producer: int | None
+    prediction: Shape | ShapeError | None
+    spec: Spec | None
+
+
+@dataclass
+class _Recorder:
+    names: dict[int, str]
+    leaves: frozenset[int]
+    short_circuit: bool
+    nodes: list[TraceNode] = field(default_factory=list)
+    producers: dict[int, int] = field(default_factory=dict)
+    alive: list[torch.Tensor] = field(default_factory=list)
+    stack: list[_Frame] = field(default_factory=list)
+    rows: list[TraceLayer] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    disagreements: list[str] = field(default_factory=list)
+    functional_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ tensors
+    def producer(self, tensor: torch.Tensor) -> int | None:
+        return self.producers.get(id(tensor))
+
+    def mark(self, tensor: torch.Tensor, index: int) -> None:
+        self.producers[id(tensor)] = index
+        self.alive.append(tensor)
+
+    def module_name(self) -> str:
+        return self.stack[-1].name if self.stack else ""
+
+    def in_leaf(self) -> bool:
+        return bool(self.stack) and id(self.stack[-1].module) in self.leaves
+
+    # ------------------------------------------------------------------ module hooks
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
+        self.calls[name] = self.calls.get(name, 0) + 1
+        first = _first_tensor(args)
+        shape = tuple(first.shape) if first is not None else None
+        prediction: Shape | ShapeError | None = None
+        spec = spec_for_module(module) if id(module) in self.leaves else None
+        if spec is not None and shape is not None:
+            try:
+                if getattr(module, "transposed", False) and len(args) > 1:
+                    from dataclasses import replace
+
+                    spec = replace(spec, output_size=tuple(int(s) for s in args[1]))  # type: ignore[arg-type]
+                prediction = spec.output_shape(shape, name)
+            except ShapeError as error:
+                prediction = error
+                if self.short_circuit and isinstance(spec, ChannelNormSpec):
+                    raise  # its op is not executed on meta: the rule is the check
+            except (TypeError, ValueError):
+                prediction = None
+        self.stack.append(
+            _Frame(module, name, len(self.nodes), shape,
+                   self.producer(first) if first is not None else None, prediction, spec)
+        )
+
+    def post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self.stack or self.stack[-1].module is not module:
+            return
+        frame = self.stack.pop()
+        if id(module) not in self.leaves or (self.stack and id(self.stack[-1].module) in self.leaves):
+            return
+        out = _first_tensor(output)
+        out_shape = tuple(out.shape) if out is not None else None
+        if (
+            isinstance(frame.prediction, tuple)
+            and out_shape is not None
+            and frame.prediction != out_shape
+            and not getattr(module, "transposed", False)
+        ):
+            self.disagreements.append(
+                f"{frame.name} ({type(module).__name__}): rule predicts "
+                f"{_fmt(frame.prediction)}, torch gives {_fmt(out_shape)} for input "
+                f"{_fmt(frame.input_shape)}"
+            )
+        self.rows.append(
+            TraceLayer(
+                frame.name, type(module).__name__, frame.input_shape, out_shape,
+                tuple(range(frame.start, len(self.nodes))), frame.name, frame.spec,
+            )
+        )
+
+    # ------------------------------------------------------------------ ops
+    def record(
+        self,
+        func: Callable[..., Any],
+        op: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: Any,
+        spec: Spec | None,
+        predicted: Shape | None,
+    ) -> None:
+        flat_in, _ = tree_flatten((args, kwargs))
+        tensors_in = [t for t in flat_in if isinstance(t, torch.Tensor)]
+        flat_out, _ = tree_flatten(result)
+        tensors_out = [t for t in flat_out if isinstance(t, torch.Tensor)]
+        if not tensors_out:
+            return
+        index = len(self.nodes)
+        node = TraceNode(
+            index,
+            op,
+            self.module_name(),
+            tuple(self.producer(t) for t in tensors_in),
+            tuple(tuple(t.shape) for t in tensors_in),
+            tuple(tensors_out[0].shape),
+            spec,
+            predicted,
+        )
+        self.nodes.append(node)
+        for t in tensors_out:
+            self.mark(t, index)
+        if not self.in_leaf():
+            parent = self.module_name()
+            key = (parent, op)
+            count = self.functional_counts.get(key, 0) + 1
+            self.functional_counts[key] = count
+            name = f"{parent}.{op}" if parent else op
+            if count > 1:
+                name += f"#{count}"
+            self.rows.append(
+                TraceLayer(name, op, node.input_shapes[0] if node.input_shapes else None,
+                           node.output_shape, (index,), None, spec)
+            )
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    flat, _ = tree_flatten(value)
+    return next((t for t in flat if isinstance(t, torch.Tensor)), None)
+
+
+def _op_name(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__name__", None) or str(func)
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name.startswith(("i", "r")) and name[1:] in ("add", "sub", "mul", "truediv"):
+            name = name[1:] + ("_" if name[0] == "i" else "")
+    return name.replace("truediv", "div")
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        raw_name = getattr(func, "__name__", "")
+        if raw_name in _SKIP_NAMES:
+            return func(*args, **kwargs)
+        rec = self.recorder
+        op = _op_name(func)
+        rule = FUNCTION_RULES.get(func)
+        if rec.short_circuit:
+            fast = self._short_circuit(func, raw_name, rule is not None and rule.shape_preserving,
+                                       args, kwargs)
+            if fast is not None:
+                rec.record(func, op, args, kwargs, fast, None, None)
+                return fast
+        spec = spec_for_call(func, args, kwargs) if rule is not None else None
+        predicted: Shape | None = None
+        predicted_error: ShapeError | None = None
+        first = _first_tensor(args)
+        if spec is not None and first is not None and not rule.shape_preserving:  # type: ignore[union-attr]
+            try:
+                predicted = spec.output_shape(tuple(first.shape), rec.module_name() or None)
+            except ShapeError as error:
+                predicted_error = error
+            except (TypeError, ValueError, IndexError):
+                spec = None
+        try:
+            result = func(*args, **kwargs)
+        except ShapeError:
+            raise
+        except Exception as error:
+            raise self._op_failure(func, op, args, error, predicted, predicted_error) from error
+        out = _first_tensor(result)
+        if out is not None and spec is not None:
+            if predicted_error is not None:
+                rec.disagreements.append(
+                    f"{op} in {rec.module_name() or 'forward'}: rule rejects input "
+                    f"{_fmt(tuple(first.shape)) if first is not None else '?'} "
+                    f"({predicted_error}) but torch gives {_fmt(tuple(out.shape))}"
+                )
+            elif predicted is not None and predicted != tuple(out.shape):
+                rec.disagreements.append(
+                    f"{op} in {rec.module_name() or 'forward'}: rule predicts {_fmt(predicted)}, "
+                    f"torch gives {_fmt(tuple(out.shape))}"
+                )
+        rec.record(func, op, args, kwargs, result, spec, predicted)
+        return result
+
+    @staticmethod
+    def _short_circuit(
+        func: Callable[..., Any],
+        name: str,
+        shape_preserving: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> torch.Tensor | None:
+        """An empty meta tensor of the right shape for ops not worth executing."""
+        if not args or not isinstance(args[0], torch.Tensor):
+            return None
+        x = args[0]
+        if shape_preserving:
+            if name.endswith("_") or kwargs.get("inplace") or (
+                name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu",
+                         "dropout", "alpha_dropout", "hardswish", "hardsigmoid", "silu", "mish",
+                         "dropout1d", "dropout2d", "dropout3d", "feature_alpha_dropout")
+                and len(args) > 1 and args[-1] is True
+            ):
+                return x
+            return torch.empty_like(x)
+        if name in _BINARY and len(args) == 2:
+            other = args[1]
+            if isinstance(other, torch.Tensor):
+                shape = torch.broadcast_shapes(x.shape, other.shape)
+                dtype = torch.result_type(x, other)
+            elif isinstance(other, (int, float, bool)):
+                shape, dtype = x.shape, torch.result_type(x, other)
+            else:
+                return None
+            if name.endswith("_") or name.startswith("__i"):
+                return x if shape == x.shape else None
+            return torch.empty(shape, dtype=dtype, device=x.device)
+        return None
+
+    def _op_failure(
+        self,
+        func: Callable[..., Any],
+        op: str,
+        args: tuple[Any, ...],
+        error: Exception,
+        predicted: Shape | None,
+        predicted_error: ShapeError | None,
+    ) -> Exception:
+        rec = self.recorder
+        where = rec.module_name() or "forward"
+        if _is_meta_limitation(error):
+            return _MetaUnsupported(f"{op} in {where}: {error}")
+        frame_error = rec.stack[-1].prediction if rec.stack else None
+        if isinstance(frame_error, ShapeError):
+            return frame_error
+        if predicted_error is not None:
+            return predicted_error
+        shapes = ", ".join(
+            _fmt(tuple(t.shape)) for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)
+        )
+        message = f"{op} in {where!r} rejects its input ({shapes}): {error}"
+        if predicted is not None:
+            rec.disagreements.append(f"{op} in {where}: rule predicts {_fmt(predicted)}, torch "
+                                     f"raises {type(error).__name__}: {error}")
+            message += f"\n  (the rule table predicted {_fmt(predicted)}: please report this)"
+        return ShapeError(message)
+
+
+class _MetaUnsupported(RuntimeError):
+    """An op that the meta device cannot run (data-dependent, or no meta kernel)."""
+
+
+def _is_meta_limitation(error: Exception) -> bool:
+    text = str(error)
+    return isinstance(error, NotImplementedError) or any(
+        marker in text
+        for marker in ("meta", "Meta", "data-dependent", "_local_scalar_dense",
+                       "Cannot copy out of", "cannot be called on")
+    )
+
+
+# --------------------------------------------------------------------------- copying
+
+
+def _copy_with(model: nn.Module, make: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
+    """Deep copy of ``model`` whose parameters and buffers are ``make(t)``; ties are kept
+    (one source tensor, one copy) and the original is never modified."""
+    memo: dict[int, Any] = {}
+    uninitialized = getattr(nn.parameter, "UninitializedTensorMixin", ())
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if id(tensor) in memo or (uninitialized and isinstance(tensor, uninitialized)):
+            continue
+        new = make(tensor.detach())
+        if isinstance(tensor, nn.Parameter):
+            new = nn.Parameter(new, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = new
+    return copy.deepcopy(model, memo)
+
+
+def _to_meta(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(t, device="meta")
+
+
+def _to_cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.to("cpu", copy=True)
+
+
+def _input_dtype(model: nn.Module) -> torch.dtype:
+    for p in itertools.chain(model.parameters(), model.buffers()):
+        if p.is_floating_point() and not isinstance(
+            p, getattr(nn.parameter, "UninitializedTensorMixin", ())
+        ):
+            return p.dtype
+    return torch.float32
+
+
+# --------------------------------------------------------------------------- trace
+
+
+def trace(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    dtype: torch.dtype | None = None,
+    device: str = "meta",
+) -> Trace:
+    """Run ``model`` once on an input of ``input_shape`` and record every op.
+
+    ``input_shape`` includes batch and channel dims, e.g. ``(1, 1, 28, 28)``.
+    ``device="meta"`` (default) costs no memory and no FLOPs; models that cannot
+    run there are re-run on CPU (see :attr:`Trace.fallback`); ``device="cpu"``
+    runs on CPU directly. The user's model is not changed in any way.
+
+    Raises :class:`ShapeError` when a torch op rejects the shapes it receives
+    (the message names the layer, the formula and the numbers) and
+    :class:`ModelRunError` when the model's own code fails.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"trace() needs an nn.Module, got {type(model).__name__}")
+    shape = _check_shape(input_shape)
+    dtype = dtype or _input_dtype(model)
+    if device == "meta":
+        try:
+            return _run(model, shape, dtype, meta=True)
+        except _MetaUnsupported as reason:
+            return _run(model, shape, dtype, meta=False, fallback=str(reason))
+    return _run(model, shape, dtype, meta=False, fallback=f"device={device!r} requested")
+
+
+def _check_shape(input_shape: Sequence[int]) -> Shape:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"input_shape must be a sequence of ints such as (1, 1, 28, 28), got {input_shape!r}"
+        ) from None
+    if any(s < 0 for s in shape):
+        raise ValueError(f"input_shape {shape} has a negative size")
+    return shape
+
+
+def _run(
+    model: nn.Module, shape: Shape, dtype: torch.dtype, *, meta: bool, fallback: str | None = None
+) -> Trace:
+    try:
+        work = _copy_with(model, _to_meta if meta else _to_cpu)
+    except Exception as error:  # an attribute that cannot be deep-copied
+        raise ModelRunError(
+            f"{type(model).__name__}: cannot copy the model to trace it without touching it "
+            f"({type(error).__name__}: {error}).\n  fix: make the model deep-copyable "
+            f"(copy.deepcopy(model) must work)."
+        ) from error
+    names: dict[int, str] = {}
+    leaves: set[int] = set()
+    for name, module in work.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), name)
+        if next(iter(module.children()), None) is None or spec_for_module(module) is not None:
+            leaves.add(id(module))
+    names[id(work)] = ""
+    if not meta:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=generator, dtype=dtype)
+    else:
+        x = torch.empty(shape, dtype=dtype, device="meta")
+    recorder = _Recorder(names, frozenset(leaves), short_circuit=meta)
+    recorder.mark(x, MODEL_INPUT)
+    pre = nn.modules.module.register_module_forward_pre_hook(recorder.pre_hook)
+    post = nn.modules.module.register_module_forward_hook(recorder.post_hook)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), _Mode(recorder):
+            output = work(x)
+    except (ShapeError, _MetaUnsupported):
+        raise
+    except Exception as error:
+        if meta:
+            raise _MetaUnsupported(f"{type(error).__name__}: {error}") from error
+        raise ModelRunError(
+            f"{type(model).__name__}.forward failed on input {shape} "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    finally:
+        pre.remove()
+        post.remove()
+    outputs = tuple(
+        (path, tuple(t.shape)) for path, t in _leaves_with_paths(output)
+    )
+    output_nodes = tuple(
+        recorder.producer(t) if recorder.producer(t) is not None else MODEL_INPUT
+        for _, t in _leaves_with_paths(output)
+    )
+    if len(outputs) == 1:
+        out_shape: Shape | tuple[Shape, ...] | None = outputs[0][1]
+    elif outputs:
+        out_shape = tuple(s for _, s in outputs)
+    else:
+        out_shape = None
+    return Trace(
+        type(model).__name__,
+        shape,
+        out_shape,
+        tuple(recorder.nodes),
+        tuple(recorder.rows),
+        dict(recorder.calls),
+        outputs,
+        tuple(dict.fromkeys(recorder.disagreements)),
+        fallback,
+        tuple(i for i in output_nodes if i is not None),
+    )
+
+
+def _leaves_with_paths(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(value, torch.Tensor):
+        yield path or "output", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves_with_paths(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _leaves_with_paths(item, f"{path}[{i}]")
+
+
+__all__ = ["MODEL_INPUT", "ModelRunError", "Trace", "TraceLayer", "TraceNode", "trace"]

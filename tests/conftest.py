@@ -1,0 +1,25 @@
+"""Shared test configuration: hypothesis profiles.
+
+``ci`` (the default) runs 2,000 examples per property; ``deep`` runs 50,000 and
+is meant for a one-off fuzz: ``HYPOTHESIS_PROFILE=deep pytest tests/test_layers_property.py``.
+``dev`` runs 200 for a quick edit loop.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
+    "derandomize": True,
+}
+settings.register_profile("ci", max_examples=2000, **_COMMON)
+settings.register_profile("dev", max_examples=200, **_COMMON)
+settings.register_profile(
+    "deep", max_examples=50_000, deadline=None, derandomize=False,
+    suppress_health_check=_COMMON["suppress_health_check"],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
