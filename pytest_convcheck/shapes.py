@@ -123,8 +123,9 @@ def _fix_hint(culprits: list[TraceLayer], expected: Shape) -> str:
     spec = last.spec
     if isinstance(spec, ConvSpec) and spec.transposed and all(w is not None for w in want):
         gap = [int(w) - g for w, g in zip(want, got, strict=False) if w not in (None, -1)]
+        off = ", ".join(f"{abs(g)} {'short' if g > 0 else 'too many'}" for g in gap)
         return (
-            f"  fix: the last layer is {gap[0] if gap else '?'} short/long along each axis; "
+            f"  fix: the output is off by {off} per axis; "
             f"each transposed conv gives (in−1)·s − 2p + d(k−1) + output_padding + 1, so "
             f"choose kernel/padding/output_padding per stage so that it inverts its encoder "
             f"stage, pass output_size= to forward(), or end with "

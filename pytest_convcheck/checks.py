@@ -1,0 +1,82 @@
+"""The checks ``pytest --convcheck`` runs on a configured model: one function per
+check name, in :data:`CHECKS`. Each takes the model and its :class:`ModelConfig`
+and raises ``AssertionError`` (or :class:`ShapeError`) with a message that names
+the model, the layer and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from torch import nn
+
+from pytest_convcheck.config import ModelConfig
+from pytest_convcheck.errors import ConvcheckConfigError
+from pytest_convcheck.shapes import assert_batch_independent, assert_output_shape
+from pytest_convcheck.trace import trace
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Import ``config.factory`` and call it; the result must be an ``nn.Module``."""
+    module_name, _, attr = config.factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: cannot import {module_name!r} for factory "
+            f"{config.factory!r} ({error}).\n  fix: install the package (pip install -e .) or "
+            f"add its folder to pytest's 'pythonpath' ini option."
+        ) from None
+    factory = module
+    for part in attr.split("."):
+        try:
+            factory = getattr(factory, part)
+        except AttributeError:
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: {module_name!r} has no attribute {attr!r} "
+                f"(factory {config.factory!r})."
+            ) from None
+    if not callable(factory):
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: factory {config.factory!r} is not callable."
+        )
+    try:
+        model = factory()
+    except Exception as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: factory {config.factory!r} raised "
+            f"{type(error).__name__}: {error}.\n  fix: the factory must build the model with "
+            f"no arguments."
+        ) from error
+    if not isinstance(model, nn.Module):
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: factory {config.factory!r} returned "
+            f"{type(model).__name__}, not an nn.Module."
+        )
+    return model
+
+
+def check_shapes(model: nn.Module, config: ModelConfig) -> None:
+    """The model runs on its input; the output has ``expect_output`` when given; the
+    rule table and torch agree on every layer."""
+    if config.expect_output is not None:
+        result = assert_output_shape(model, config.input_shape, config.expect_output)
+    else:
+        result = trace(model, config.input_shape)
+    if result.disagreements:
+        raise AssertionError(
+            f"model {config.name!r}: the shape rules disagree with torch (please report):\n  "
+            + "\n  ".join(result.disagreements)
+        )
+
+
+def check_batch(model: nn.Module, config: ModelConfig) -> None:
+    """No sample of a batch influences another, and the batch size is kept."""
+    assert_batch_independent(model, config.input_shape)
+
+
+CHECKS: dict[str, Callable[[nn.Module, ModelConfig], None]] = {
+    "shapes": check_shapes,
+    "batch": check_batch,
+}

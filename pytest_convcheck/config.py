@@ -1,0 +1,146 @@
+"""The models a user asks ``pytest --convcheck`` to check, from ``pyproject.toml``
+or the command line. Importing this module never imports torch.
+
+``pyproject.toml``::
+
+    [tool.convcheck.models.decoder]
+    factory = "mypkg.models:Decoder"   # a class or a function returning an nn.Module
+    input = [2, 1, 28, 28]
+    expect_output = [2, 1, 28, 28]     # optional
+    checks = ["shapes", "batch"]       # optional; default: all available checks
+    allow = ["batch"]                  # optional: report these, don't fail
+
+Command line: ``--convcheck-model mypkg.models:Decoder --convcheck-input 2,1,28,28``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_convcheck.errors import ConvcheckConfigError
+
+AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch")
+"""Checks this version runs, in order."""
+
+PLANNED_CHECKS: tuple[str, ...] = (
+    "receptive_field", "checkerboard", "sharing", "parity", "snapshot",
+)
+"""Check names that are accepted but not available in this version (skipped)."""
+
+_KEYS = {
+    "factory", "input", "expect_output", "checks", "allow", "receptive_field_min",
+    "receptive_field_max", "receptive_field_exact",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model to check: where to get it, its input, and what to check."""
+
+    name: str
+    factory: str
+    input_shape: tuple[int, ...]
+    expect_output: tuple[int, ...] | None = None
+    checks: tuple[str, ...] = AVAILABLE_CHECKS
+    allow: frozenset[str] = field(default_factory=frozenset)
+    options: dict[str, Any] = field(default_factory=dict)
+    source: str = "pyproject.toml"
+
+
+def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+    try:
+        shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConvcheckConfigError(
+            f"{where}: {key} must be a list of ints such as [1, 1, 28, 28], got {value!r}"
+        ) from None
+    if not shape or any(s < 1 for s in shape):
+        raise ConvcheckConfigError(
+            f"{where}: {key} must be non-empty with sizes ≥ 1, got {list(shape)}"
+        )
+    return shape
+
+
+def _names(value: Any, where: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConvcheckConfigError(f"{where}: {key} must be a list of check names, got {value!r}")
+    known = (*AVAILABLE_CHECKS, *PLANNED_CHECKS)
+    for name in value:
+        if name not in known:
+            raise ConvcheckConfigError(
+                f"{where}: unknown check {name!r} in {key}; known checks: {', '.join(known)}"
+            )
+    return tuple(value)
+
+
+def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
+    """Validate one ``[tool.convcheck.models.NAME]`` table."""
+    where = f"[tool.convcheck.models.{name}] in {source}"
+    if not isinstance(table, dict):
+        raise ConvcheckConfigError(f"{where}: must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - _KEYS)
+    if unknown:
+        raise ConvcheckConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(_KEYS))}"
+        )
+    for key in ("factory", "input"):
+        if key not in table:
+            raise ConvcheckConfigError(
+                f"{where}: missing {key!r}. Example:\n  factory = \"mypkg.models:Net\"\n"
+                f"  input = [1, 1, 28, 28]"
+            )
+    factory = table["factory"]
+    if not isinstance(factory, str) or ":" not in factory:
+        raise ConvcheckConfigError(
+            f"{where}: factory must be 'module.path:Name' (a class or a function returning an "
+            f"nn.Module), got {factory!r}"
+        )
+    checks = _names(table.get("checks", list(AVAILABLE_CHECKS)), where, "checks")
+    allow = _names(table.get("allow", []), where, "allow")
+    expect = table.get("expect_output")
+    options = {k: v for k, v in table.items() if k.startswith("receptive_field")}
+    return ModelConfig(
+        name,
+        factory,
+        _shape(table["input"], where, "input"),
+        _shape(expect, where, "expect_output") if expect is not None else None,
+        checks,
+        frozenset(allow),
+        options,
+        source,
+    )
+
+
+def load_models(pyproject: Path | None, cli_models: list[str], cli_input: str | None) -> list[ModelConfig]:
+    """All configured models: the ``pyproject.toml`` tables, then the command line."""
+    models: list[ModelConfig] = []
+    if pyproject is not None and pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ConvcheckConfigError(f"{pyproject}: not valid TOML: {error}") from None
+        section = data.get("tool", {}).get("convcheck", {})
+        tables = section.get("models", {})
+        if not isinstance(tables, dict):
+            raise ConvcheckConfigError(
+                f"[tool.convcheck.models] in {pyproject} must be a table of tables"
+            )
+        models += [model_from_table(name, table, str(pyproject)) for name, table in tables.items()]
+    if cli_models:
+        if cli_input is None:
+            raise ConvcheckConfigError(
+                "--convcheck-model needs --convcheck-input, e.g. --convcheck-input 2,1,28,28"
+            )
+        for factory in cli_models:
+            name = factory.rsplit(":", 1)[-1]
+            models.append(
+                model_from_table(name, {"factory": factory, "input": cli_input}, "command line")
+            )
+    return models

@@ -1,0 +1,197 @@
+"""``pytest --convcheck`` as users run it: pytester in a subprocess."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+MODELS_PY = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Good(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 1, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(F.max_pool2d(self.conv(x), 2))
+
+
+class ShortDecoder(Good):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 1, 3, stride=2)
+
+
+class Flat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 5)
+        self.fc = nn.Linear(2 * 24 * 24, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(-1, 2 * 24 * 24))
+
+
+def broken():
+    raise RuntimeError("no weights file")
+
+
+def not_a_model():
+    return 42
+"""
+
+
+def project(pytester: pytest.Pytester, tables: str) -> None:
+    pytester.makepyfile(mymodels=MODELS_PY)
+    pytester.makefile(".toml", pyproject=textwrap.dedent(tables))
+
+
+def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        [tool.convcheck.models.good]
+        factory = "mymodels:Good"
+        input = [2, 1, 28, 28]
+        expect_output = [2, 1, 28, 28]
+    """)
+    result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["convcheck::good::shapes", "convcheck::good::batch"])
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(passed=2)
+
+
+def test_without_the_flag_nothing_is_added(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        [tool.convcheck.models.good]
+        factory = "mymodels:Good"
+        input = [2, 1, 28, 28]
+    """)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_wrong_output_size_fails_with_the_trace(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        [tool.convcheck.models.short]
+        factory = "mymodels:ShortDecoder"
+        input = [2, 1, 28, 28]
+        expect_output = [2, 1, 28, 28]
+    """)
+    result = pytester.runpytest_subprocess("--convcheck", "-k", "shapes")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(["collected 2 items / 1 deselected / 1 selected"])
+    result.stdout.fnmatch_lines([
+        "*model 'short' (mymodels:ShortDecoder, input ?2, 1, 28, 28?), check 'shapes'*",
+        "*expected output 2×1×28×28 for input 2×1×28×28, got 2×1×29×29*",
+        "*up (ConvTranspose2d): 2×4×14×14 → 2×1×29×29*",
+    ])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_batch_mixing_view_is_caught(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        [tool.convcheck.models.flat]
+        factory = "mymodels:Flat"
+        input = [9, 1, 20, 20]
+        checks = ["batch"]
+    """)
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*a batch of 9 went in, output 4×3 came out*the batch dimension changed at view*"
+    ])
+
+
+def test_allowed_check_is_reported_not_failed(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        [tool.convcheck.models.short]
+        factory = "mymodels:ShortDecoder"
+        input = [1, 1, 28, 28]
+        expect_output = [1, 1, 28, 28]
+        checks = ["shapes"]
+        allow = ["shapes"]
+    """)
+    result = pytester.runpytest_subprocess("--convcheck", "-rx")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["*allowed in config*", "*got 1×1×29×29*"])
+
+
+def test_command_line_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(mymodels=MODELS_PY)
+    result = pytester.runpytest_subprocess(
+        "--convcheck", "--convcheck-model", "mymodels:Good", "--convcheck-input", "1,1,16,16"
+    )
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('factory = "nowhere.models:Net"\ninput = [1, 1, 8, 8]', "*cannot import 'nowhere.models'*"),
+        ('factory = "mymodels:Missing"\ninput = [1, 1, 8, 8]', "*has no attribute 'Missing'*"),
+        ('factory = "mymodels:broken"\ninput = [1, 1, 8, 8]', "*raised RuntimeError: no weights file*"),
+        ('factory = "mymodels:not_a_model"\ninput = [1, 1, 8, 8]', "*returned int, not an nn.Module*"),
+        ('factory = "mymodels:Good"\ninput = [1, 3, 8, 8]', "*expected 1 input channels*got 3*"),
+        ('factory = "mymodels:Good"\ninput = [8, 8]', "*expected a 3-D or 4-D input*"),
+    ],
+    ids=["import-path", "attribute", "factory-raises", "not-a-module", "channels", "rank"],
+)
+def test_bad_models_fail_with_a_message_not_an_internal_error(
+    pytester: pytest.Pytester, table: str, message: str
+) -> None:
+    project(pytester, f"[tool.convcheck.models.bad]\n{table}\nchecks = [\"shapes\"]\n")
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([message])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('factory = "mymodels:Good"\ninput = [1, 1, 8, 8]\nchecks = ["speed"]', "*unknown check 'speed'*"),
+        ('input = [1, 1, 8, 8]', "*missing 'factory'*"),
+        ('factory = "mymodels.Good"\ninput = [1, 1, 8, 8]', "*factory must be 'module.path:Name'*"),
+        ('factory = "mymodels:Good"\ninput = "a,b"', "*input must be a list of ints*"),
+        ('factory = "mymodels:Good"\ninput = [1, 1, 8, 8]\ncolour = 3', "*unknown key(s) colour*"),
+    ],
+    ids=["unknown-check", "no-factory", "factory-form", "input", "unknown-key"],
+)
+def test_malformed_config_is_a_failing_item(
+    pytester: pytest.Pytester, table: str, message: str
+) -> None:
+    project(pytester, f"[tool.convcheck.models.bad]\n{table}\n")
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([message])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_no_models_configured_says_how(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--convcheck found no models*"])
+
+
+def test_cli_model_without_input(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(mymodels=MODELS_PY)
+    result = pytester.runpytest_subprocess("--convcheck", "--convcheck-model", "mymodels:Good")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--convcheck-model needs --convcheck-input*"])
+
+
+def test_planned_check_is_skipped_with_reason(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        [tool.convcheck.models.good]
+        factory = "mymodels:Good"
+        input = [1, 1, 8, 8]
+        checks = ["checkerboard"]
+    """)
+    result = pytester.runpytest_subprocess("--convcheck", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*'checkerboard' is not available in this version*"])
