@@ -17,9 +17,9 @@ _EXPORTS: dict[str, str] = {
     "ShapeError": "pytest_convcheck.errors",
     "output_shape": "pytest_convcheck.layers",
     "Geometry": "pytest_convcheck.layers",
-    "trace": "pytest_convcheck.trace",
-    "Trace": "pytest_convcheck.trace",
-    "TraceLayer": "pytest_convcheck.trace",
+    "trace": "pytest_convcheck.tracing",
+    "Trace": "pytest_convcheck.tracing",
+    "TraceLayer": "pytest_convcheck.tracing",
     "assert_output_shape": "pytest_convcheck.shapes",
     "valid_input_sizes": "pytest_convcheck.shapes",
     "assert_batch_independent": "pytest_convcheck.shapes",
@@ -27,15 +27,15 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
-if TYPE_CHECKING:
-    from pytest_convcheck.errors import ShapeError
-    from pytest_convcheck.layers import Geometry, output_shape
-    from pytest_convcheck.shapes import (
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads lazily
+    from pytest_convcheck.errors import ShapeError  # noqa: F401
+    from pytest_convcheck.layers import Geometry, output_shape  # noqa: F401
+    from pytest_convcheck.shapes import (  # noqa: F401
         assert_batch_independent,
         assert_output_shape,
         valid_input_sizes,
     )
-    from pytest_convcheck.trace import Trace, TraceLayer, trace
+    from pytest_convcheck.tracing import Trace, TraceLayer, trace  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

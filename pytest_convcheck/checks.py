@@ -14,7 +14,7 @@ from torch import nn
 from pytest_convcheck.config import ModelConfig
 from pytest_convcheck.errors import ConvcheckConfigError
 from pytest_convcheck.shapes import assert_batch_independent, assert_output_shape
-from pytest_convcheck.trace import trace
+from pytest_convcheck.tracing import trace
 
 
 def build_model(config: ModelConfig) -> nn.Module:

@@ -26,13 +26,23 @@ AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch")
 """Checks this version runs, in order."""
 
 PLANNED_CHECKS: tuple[str, ...] = (
-    "receptive_field", "checkerboard", "sharing", "parity", "snapshot",
+    "receptive_field",
+    "checkerboard",
+    "sharing",
+    "parity",
+    "snapshot",
 )
 """Check names that are accepted but not available in this version (skipped)."""
 
 _KEYS = {
-    "factory", "input", "expect_output", "checks", "allow", "receptive_field_min",
-    "receptive_field_max", "receptive_field_exact",
+    "factory",
+    "input",
+    "expect_output",
+    "checks",
+    "allow",
+    "receptive_field_min",
+    "receptive_field_max",
+    "receptive_field_exact",
 }
 
 
@@ -93,7 +103,7 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
     for key in ("factory", "input"):
         if key not in table:
             raise ConvcheckConfigError(
-                f"{where}: missing {key!r}. Example:\n  factory = \"mypkg.models:Net\"\n"
+                f'{where}: missing {key!r}. Example:\n  factory = "mypkg.models:Net"\n'
                 f"  input = [1, 1, 28, 28]"
             )
     factory = table["factory"]
@@ -118,7 +128,9 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
     )
 
 
-def load_models(pyproject: Path | None, cli_models: list[str], cli_input: str | None) -> list[ModelConfig]:
+def load_models(
+    pyproject: Path | None, cli_models: list[str], cli_input: str | None
+) -> list[ModelConfig]:
     """All configured models: the ``pyproject.toml`` tables, then the command line."""
     models: list[ModelConfig] = []
     if pyproject is not None and pyproject.is_file():

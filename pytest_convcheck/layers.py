@@ -296,9 +296,7 @@ class ConvSpec(Spec):
 
     def geometry(self) -> Geometry:
         pads = (
-            self._pads(())
-            if isinstance(self.padding, str)
-            else tuple((p, p) for p in self.padding)
+            self._pads(()) if isinstance(self.padding, str) else tuple((p, p) for p in self.padding)
         )
         return Geometry(
             op="conv_transpose" if self.transposed else "conv",
@@ -374,7 +372,9 @@ def _conv_from_module(module: nn.Module) -> ConvSpec:
     )
 
 
-def _conv_from_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> ConvSpec:
+def _conv_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ConvSpec:
     name = getattr(func, "__name__", "conv")
     transposed = "transpose" in name
     n = int(name[-2])
@@ -552,7 +552,9 @@ def _pool_from_call(
     bound = dict(zip(_POOL_ARGS[family], args, strict=False)) | kwargs
     kernel = _tuple(bound["kernel_size"], n, "kernel_size")
     stride = bound.get("stride")
-    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) else stride
+    stride = (
+        kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) else stride
+    )
     return PoolSpec(
         name,
         family,
@@ -591,7 +593,8 @@ class AdaptivePoolSpec(Spec):
                 f"dimension; adaptive pooling needs a non-empty input."
             )
         out = tuple(
-            size if want is None else want for size, want in zip(spatial, self.output_size, strict=True)
+            size if want is None else want
+            for size, want in zip(spatial, self.output_size, strict=True)
         )
         return (*lead, *out)
 
@@ -613,7 +616,7 @@ def _adaptive_output_size(value: Any, n: int) -> tuple[int | None, ...]:
 def _adaptive_from_module(module: nn.Module) -> AdaptivePoolSpec:
     kind = type(module).__name__
     n = int(kind[-2])
-    return AdaptivePoolSpec(kind, n, _adaptive_output_size(module.output_size, n))  # type: ignore[arg-type]
+    return AdaptivePoolSpec(kind, n, _adaptive_output_size(module.output_size, n))
 
 
 def _adaptive_from_call(
@@ -692,7 +695,9 @@ class InterpolateSpec(Spec):
                 factors = tuple(float(f) for f in scales)
             else:
                 factors = (float(scales),) * n
-            out = tuple(math.floor(float(size * f)) for size, f in zip(spatial, factors, strict=True))
+            out = tuple(
+                math.floor(float(size * f)) for size, f in zip(spatial, factors, strict=True)
+            )
         # 'area' is adaptive average pooling, which accepts an empty output.
         smallest = 0 if self.mode == "area" else 1
         if any(s <= 0 for s in spatial) or any(o < smallest for o in out):
@@ -714,8 +719,15 @@ class InterpolateSpec(Spec):
         )
 
     def flops(self, input_shape: Shape, output_shape: Shape) -> int:
-        taps = {"nearest": 0, "nearest-exact": 0, "area": 1, "linear": 2, "bilinear": 4,
-                "bicubic": 16, "trilinear": 8}.get(self.mode, 1)
+        taps = {
+            "nearest": 0,
+            "nearest-exact": 0,
+            "area": 1,
+            "linear": 2,
+            "bilinear": 4,
+            "bicubic": 16,
+            "trilinear": 8,
+        }.get(self.mode, 1)
         return 2 * taps * _numel(output_shape)
 
 
@@ -733,8 +745,15 @@ def _interp_from_module(module: nn.Module) -> InterpolateSpec:
 def _interp_from_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> InterpolateSpec:
-    names = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor",
-             "antialias")
+    names = (
+        "input",
+        "size",
+        "scale_factor",
+        "mode",
+        "align_corners",
+        "recompute_scale_factor",
+        "antialias",
+    )
     bound = dict(zip(names, args, strict=False)) | kwargs
     return InterpolateSpec(
         getattr(func, "__name__", "interpolate"),
@@ -774,7 +793,8 @@ class PixelShuffleSpec(Spec):
                 raise ShapeError(
                     f"{label}: channels {c} must be divisible by upscale_factor² = {r}² = "
                     f"{r * r} (input shape {tuple(input_shape)}).\n  fix: make the previous "
-                    f"conv output a multiple of {r * r} channels, e.g. {max(1, c // (r * r)) * r * r}."
+                    f"conv output a multiple of {r * r} channels, e.g. "
+                    f"{max(1, c // (r * r)) * r * r}."
                 )
             return (*lead, c // (r * r), h * r, w * r)
         if h % r or w % r:
@@ -790,7 +810,11 @@ class PixelShuffleSpec(Spec):
         scale = Fraction(1, r) if self.inverse else Fraction(r)
         return Geometry(
             "pixel_unshuffle" if self.inverse else "pixel_shuffle",
-            (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), scale=(scale, scale),
+            (1, 1),
+            (1, 1),
+            ((0, 0), (0, 0)),
+            (1, 1),
+            scale=(scale, scale),
         )
 
 
@@ -843,15 +867,25 @@ class UnfoldSpec(Spec):
         label = _name(self.kind, name)
         kernel_area = self.kernel[0] * self.kernel[1]
         if self.fold_output is None:
-            _check_rank(label, input_shape, (3, 4), "(C, H, W) or (N, C, H, W)",
-                        "Unfold takes 4-D (batched) or 3-D (unbatched) image input")
+            _check_rank(
+                label,
+                input_shape,
+                (3, 4),
+                "(C, H, W) or (N, C, H, W)",
+                "Unfold takes 4-D (batched) or 3-D (unbatched) image input",
+            )
             *lead, c, h, w = input_shape
             if any(size == 0 for size in (c, h, w)):
                 raise ShapeError(f"{label}: input of shape {tuple(input_shape)} is empty.")
             bh, bw = self._blocks(label, (h, w))
             return (*lead, c * kernel_area, bh * bw)
-        _check_rank(label, input_shape, (2, 3), "(C·∏k, L) or (N, C·∏k, L)",
-                    "Fold takes 3-D (batched) or 2-D (unbatched) column input")
+        _check_rank(
+            label,
+            input_shape,
+            (2, 3),
+            "(C·∏k, L) or (N, C·∏k, L)",
+            "Fold takes 3-D (batched) or 2-D (unbatched) column input",
+        )
         *lead, ck, length = input_shape
         if ck == 0 or ck % kernel_area:
             raise ShapeError(
@@ -871,7 +905,10 @@ class UnfoldSpec(Spec):
     def geometry(self) -> Geometry:
         return Geometry(
             "fold" if self.fold_output is not None else "unfold",
-            self.kernel, self.stride, tuple((p, p) for p in self.padding), self.dilation,
+            self.kernel,
+            self.stride,
+            tuple((p, p) for p in self.padding),
+            self.dilation,
         )
 
 
@@ -925,15 +962,18 @@ class PadSpec(Spec):
         if len(self.pad) % 2:
             raise ShapeError(f"{label}: padding length must be even, got {self.pad}.")
         if self.dims is not None:
-            _check_rank(label, input_shape, (self.dims + 1, self.dims + 2),
-                        f"(C, *{self.dims} dims) or (N, C, *{self.dims} dims)",
-                        f"give the layer a {self.dims + 2}-D tensor")
-        elif self.mode != "constant":
-            if len(input_shape) not in (m + 1, m + 2):
-                raise ShapeError(
-                    f"{label}: {self.mode} padding of {m} dims needs a {m + 1}-D or {m + 2}-D "
-                    f"input, got shape {tuple(input_shape)}."
-                )
+            _check_rank(
+                label,
+                input_shape,
+                (self.dims + 1, self.dims + 2),
+                f"(C, *{self.dims} dims) or (N, C, *{self.dims} dims)",
+                f"give the layer a {self.dims + 2}-D tensor",
+            )
+        elif self.mode != "constant" and len(input_shape) not in (m + 1, m + 2):
+            raise ShapeError(
+                f"{label}: {self.mode} padding of {m} dims needs a {m + 1}-D or {m + 2}-D "
+                f"input, got shape {tuple(input_shape)}."
+            )
         if m > len(input_shape):
             raise ShapeError(
                 f"{label}: padding {self.pad} pads {m} dims but the input has only "
@@ -943,9 +983,7 @@ class PadSpec(Spec):
         axes = list(range(len(input_shape) - 1, len(input_shape) - 1 - m, -1))
         pairs = [(self.pad[2 * i], self.pad[2 * i + 1]) for i in range(m)]
         if self.mode != "constant":
-            if self.mode in ("reflect", "replicate") and any(
-                s == 0 for s in input_shape[-m - 1 :]
-            ):
+            if self.mode in ("reflect", "replicate") and any(s == 0 for s in input_shape[-m - 1 :]):
                 raise ShapeError(
                     f"{label}: {self.mode} padding needs a non-empty input, got shape "
                     f"{tuple(input_shape)}."
@@ -970,8 +1008,13 @@ class PadSpec(Spec):
         return Geometry("pad", (1,) * m, (1,) * m, pairs, (1,) * m, mode=self.mode)
 
 
-_PAD_MODES = {"Constant": "constant", "Zero": "constant", "Reflection": "reflect",
-              "Replication": "replicate", "Circular": "circular"}
+_PAD_MODES = {
+    "Constant": "constant",
+    "Zero": "constant",
+    "Reflection": "reflect",
+    "Replication": "replicate",
+    "Circular": "circular",
+}
 
 
 def _pad_from_module(module: nn.Module) -> PadSpec:
@@ -1020,7 +1063,9 @@ def _linear_from_module(module: nn.Module) -> LinearSpec:
     m: Any = module
     lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
     return LinearSpec(
-        type(module).__name__, None if lazy else int(m.in_features), int(m.out_features),
+        type(module).__name__,
+        None if lazy else int(m.in_features),
+        int(m.out_features),
         m.bias is not None,
     )
 
@@ -1030,8 +1075,9 @@ def _linear_from_call(
 ) -> LinearSpec:
     bound = dict(zip(("input", "weight", "bias"), args, strict=False)) | kwargs
     weight = bound["weight"]
-    return LinearSpec("linear", int(weight.shape[-1]), int(weight.shape[0]),
-                      bound.get("bias") is not None)
+    return LinearSpec(
+        "linear", int(weight.shape[-1]), int(weight.shape[0]), bound.get("bias") is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -1091,7 +1137,9 @@ class FlattenSpec(Spec):
 def _flatten_from_module(module: nn.Module) -> FlattenSpec:
     m: Any = module
     if isinstance(module, nn.Unflatten):
-        return FlattenSpec("Unflatten", int(m.dim), unflatten=tuple(int(s) for s in m.unflattened_size))
+        return FlattenSpec(
+            "Unflatten", int(m.dim), unflatten=tuple(int(s) for s in m.unflattened_size)
+        )
     return FlattenSpec("Flatten", int(m.start_dim), int(m.end_dim))
 
 
@@ -1119,8 +1167,13 @@ class ChannelNormSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         if self.ranks:
-            _check_rank(label, input_shape, self.ranks, "see the layer's docs",
-                        f"give the layer a {self.ranks[-1]}-D (N, C, ...) tensor")
+            _check_rank(
+                label,
+                input_shape,
+                self.ranks,
+                "see the layer's docs",
+                f"give the layer a {self.ranks[-1]}-D (N, C, ...) tensor",
+            )
         if self.normalized_shape is not None:
             k = len(self.normalized_shape)
             if tuple(input_shape[-k:]) != self.normalized_shape or len(input_shape) < k:
@@ -1170,8 +1223,9 @@ def _norm_from_module(module: nn.Module) -> ChannelNormSpec:
             kind.replace("Lazy", ""), ()
         )
         batch_stats = module.training or not m.track_running_stats
-        return ChannelNormSpec(kind, None if lazy else int(m.num_features), ranks,
-                               batch_stats=batch_stats)
+        return ChannelNormSpec(
+            kind, None if lazy else int(m.num_features), ranks, batch_stats=batch_stats
+        )
     if isinstance(module, nn.LayerNorm):
         return ChannelNormSpec(kind, normalized_shape=tuple(m.normalized_shape))
     if isinstance(module, nn.GroupNorm):
@@ -1202,54 +1256,160 @@ class Rule:
 
 
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
-    nn.Softsign, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.LogSigmoid, nn.Threshold,
-    nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d, nn.GLU,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.FeatureAlphaDropout, nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Softshrink,
+    nn.Hardshrink,
+    nn.LogSigmoid,
+    nn.Threshold,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Softmin,
+    nn.Softmax2d,
+    nn.GLU,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.Identity,
 )
 _ELEMENTWISE_FUNCTIONS: tuple[Callable[..., Any], ...] = (
-    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.elu,
-    F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardtanh, F.hardswish, F.hardsigmoid,
-    F.softplus, F.softsign, F.logsigmoid, F.sigmoid, torch.sigmoid, F.tanh, torch.tanh,
-    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-    F.feature_alpha_dropout, F.softmax, F.log_softmax, F.batch_norm, F.instance_norm,
-    F.layer_norm, F.group_norm, torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.sigmoid,
-    torch.Tensor.tanh, torch.Tensor.sigmoid_, torch.Tensor.tanh_, torch.Tensor.clamp,
+    F.relu,
+    F.relu_,
+    torch.relu,
+    torch.relu_,
+    F.relu6,
+    F.leaky_relu,
+    F.leaky_relu_,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardtanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.softplus,
+    F.softsign,
+    F.logsigmoid,
+    F.sigmoid,
+    torch.sigmoid,
+    F.tanh,
+    torch.tanh,
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
+    F.feature_alpha_dropout,
+    F.softmax,
+    F.log_softmax,
+    F.batch_norm,
+    F.instance_norm,
+    F.layer_norm,
+    F.group_norm,
+    torch.Tensor.relu,
+    torch.Tensor.relu_,
+    torch.Tensor.sigmoid,
+    torch.Tensor.tanh,
+    torch.Tensor.sigmoid_,
+    torch.Tensor.tanh_,
+    torch.Tensor.clamp,
     torch.clamp,
 )
 
 RULES: tuple[Rule, ...] = (
     Rule(
         "conv",
-        (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-         nn.ConvTranspose3d, nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d,
-         nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d),
+        (
+            nn.Conv1d,
+            nn.Conv2d,
+            nn.Conv3d,
+            nn.ConvTranspose1d,
+            nn.ConvTranspose2d,
+            nn.ConvTranspose3d,
+            nn.LazyConv1d,
+            nn.LazyConv2d,
+            nn.LazyConv3d,
+            nn.LazyConvTranspose1d,
+            nn.LazyConvTranspose2d,
+            nn.LazyConvTranspose3d,
+        ),
         _conv_from_module,
-        (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
-         F.conv_transpose3d),
+        (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d),
         _conv_from_call,
     ),
     Rule(
         "pool",
-        (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-         nn.LPPool1d, nn.LPPool2d, *((nn.LPPool3d,) if hasattr(nn, "LPPool3d") else ())),
+        (
+            nn.MaxPool1d,
+            nn.MaxPool2d,
+            nn.MaxPool3d,
+            nn.AvgPool1d,
+            nn.AvgPool2d,
+            nn.AvgPool3d,
+            nn.LPPool1d,
+            nn.LPPool2d,
+            *((nn.LPPool3d,) if hasattr(nn, "LPPool3d") else ()),
+        ),
         _pool_from_module,
-        (F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-         F.lp_pool1d, F.lp_pool2d, *((F.lp_pool3d,) if hasattr(F, "lp_pool3d") else ()),
-         F.max_pool1d_with_indices, F.max_pool2d_with_indices, F.max_pool3d_with_indices),
+        (
+            F.max_pool1d,
+            F.max_pool2d,
+            F.max_pool3d,
+            F.avg_pool1d,
+            F.avg_pool2d,
+            F.avg_pool3d,
+            F.lp_pool1d,
+            F.lp_pool2d,
+            *((F.lp_pool3d,) if hasattr(F, "lp_pool3d") else ()),
+            F.max_pool1d_with_indices,
+            F.max_pool2d_with_indices,
+            F.max_pool3d_with_indices,
+        ),
         _pool_from_call,
     ),
     Rule(
         "adaptive_pool",
-        (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-         nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d),
+        (
+            nn.AdaptiveAvgPool1d,
+            nn.AdaptiveAvgPool2d,
+            nn.AdaptiveAvgPool3d,
+            nn.AdaptiveMaxPool1d,
+            nn.AdaptiveMaxPool2d,
+            nn.AdaptiveMaxPool3d,
+        ),
         _adaptive_from_module,
-        (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-         F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
-         F.adaptive_max_pool1d_with_indices, F.adaptive_max_pool2d_with_indices,
-         F.adaptive_max_pool3d_with_indices),
+        (
+            F.adaptive_avg_pool1d,
+            F.adaptive_avg_pool2d,
+            F.adaptive_avg_pool3d,
+            F.adaptive_max_pool1d,
+            F.adaptive_max_pool2d,
+            F.adaptive_max_pool3d,
+            F.adaptive_max_pool1d_with_indices,
+            F.adaptive_max_pool2d_with_indices,
+            F.adaptive_max_pool3d_with_indices,
+        ),
         _adaptive_from_call,
     ),
     Rule(
@@ -1266,13 +1426,28 @@ RULES: tuple[Rule, ...] = (
         (F.pixel_shuffle, F.pixel_unshuffle),
         _shuffle_from_call,
     ),
-    Rule("unfold", (nn.Unfold, nn.Fold), _unfold_from_module, (F.unfold, F.fold), _unfold_from_call),
+    Rule(
+        "unfold", (nn.Unfold, nn.Fold), _unfold_from_module, (F.unfold, F.fold), _unfold_from_call
+    ),
     Rule(
         "pad",
-        (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d,
-         nn.ZeroPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
-         nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad1d,
-         nn.CircularPad2d, nn.CircularPad3d),
+        (
+            nn.ConstantPad1d,
+            nn.ConstantPad2d,
+            nn.ConstantPad3d,
+            nn.ZeroPad1d,
+            nn.ZeroPad2d,
+            nn.ZeroPad3d,
+            nn.ReflectionPad1d,
+            nn.ReflectionPad2d,
+            nn.ReflectionPad3d,
+            nn.ReplicationPad1d,
+            nn.ReplicationPad2d,
+            nn.ReplicationPad3d,
+            nn.CircularPad1d,
+            nn.CircularPad2d,
+            nn.CircularPad3d,
+        ),
         _pad_from_module,
         (F.pad,),
         _pad_from_call,
@@ -1287,10 +1462,22 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "shape_preserving",
-        (*_ACTIVATIONS, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d,
-         nn.LazyBatchNorm2d, nn.LazyBatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
-         nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.GroupNorm,
-         nn.LocalResponseNorm),
+        (
+            *_ACTIVATIONS,
+            nn.BatchNorm1d,
+            nn.BatchNorm2d,
+            nn.BatchNorm3d,
+            nn.LazyBatchNorm1d,
+            nn.LazyBatchNorm2d,
+            nn.LazyBatchNorm3d,
+            nn.SyncBatchNorm,
+            nn.InstanceNorm1d,
+            nn.InstanceNorm2d,
+            nn.InstanceNorm3d,
+            nn.LayerNorm,
+            nn.GroupNorm,
+            nn.LocalResponseNorm,
+        ),
         _norm_from_module,
         _ELEMENTWISE_FUNCTIONS,
         _elementwise_from_call,
@@ -1313,7 +1500,8 @@ def rule_for_module(module: nn.Module) -> Rule | None:
     for base in type(module).__mro__[1:]:
         rule = MODULE_RULES.get(base)
         if rule is not None:
-            return rule if type(module).forward is base.forward else None
+            same_forward = getattr(type(module), "forward", None) is getattr(base, "forward", None)
+            return rule if same_forward else None
     return None
 
 
@@ -1325,7 +1513,9 @@ def spec_for_module(module: nn.Module) -> Spec | None:
     return rule.from_module(module)
 
 
-def spec_for_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
+def spec_for_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Spec | None:
     """The spec of a functional call (``F.conv2d(x, w, ...)``) with a rule, or ``None``."""
     rule = FUNCTION_RULES.get(func)
     if rule is None or rule.from_call is None:

@@ -75,23 +75,29 @@ def pytest_collection_modifyitems(
             config.getoption("convcheck_input"),
         )
     except ConvcheckConfigError as error:
-        _add(session, items, [ConvcheckItem.from_parent(collector, name="config",
-                                                        error=str(error))])
+        _add(
+            session, items, [ConvcheckItem.from_parent(collector, name="config", error=str(error))]
+        )
         return
     if not models:
-        _add(session, items, [
-            ConvcheckItem.from_parent(
-                collector,
-                name="config",
-                error="--convcheck found no models: add [tool.convcheck.models.NAME] tables "
-                "to pyproject.toml (factory = \"pkg.module:Net\", input = [1, 1, 28, 28]) or "
-                "pass --convcheck-model pkg.module:Net --convcheck-input 1,1,28,28.",
-            )
-        ])
+        _add(
+            session,
+            items,
+            [
+                ConvcheckItem.from_parent(
+                    collector,
+                    name="config",
+                    error="--convcheck found no models: add [tool.convcheck.models.NAME] tables "
+                    'to pyproject.toml (factory = "pkg.module:Net", input = [1, 1, 28, 28]) or '
+                    "pass --convcheck-model pkg.module:Net --convcheck-input 1,1,28,28.",
+                )
+            ],
+        )
         return
     generated: list[pytest.Item] = [
-        ConvcheckItem.from_parent(collector, name=f"{model.name}::{check}", model=model,
-                                  check=check)
+        ConvcheckItem.from_parent(
+            collector, name=f"{model.name}::{check}", model=model, check=check
+        )
         for model in models
         for check in model.checks
     ]
@@ -140,10 +146,12 @@ class ConvcheckItem(pytest.Item):
             raise ConvcheckFailure(self.error)
         assert self.model is not None
         if self.check in PLANNED_CHECKS and self.check not in AVAILABLE_CHECKS:
-            pytest.skip(f"check {self.check!r} is not available in this version of pytest-convcheck")
+            pytest.skip(
+                f"check {self.check!r} is not available in this version of pytest-convcheck"
+            )
         from pytest_convcheck import checks  # imports torch: only when a check runs
         from pytest_convcheck.errors import ShapeError
-        from pytest_convcheck.trace import ModelRunError
+        from pytest_convcheck.tracing import ModelRunError
 
         try:
             model = checks.build_model(self.model)

@@ -1,4 +1,4 @@
-"""Shape checks of whole models, built on :func:`pytest_convcheck.trace.trace`.
+"""Shape checks of whole models, built on :func:`pytest_convcheck.tracing.trace`.
 
 * :func:`assert_output_shape` — the output shape, with the per-layer trace and
   the layers that set the wrong size in the failure message;
@@ -18,7 +18,15 @@ from torch import nn
 
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.layers import ConvSpec, PoolSpec, Shape
-from pytest_convcheck.trace import ModelRunError, Trace, TraceLayer, _copy_with, _fmt, _to_cpu, trace
+from pytest_convcheck.tracing import (
+    ModelRunError,
+    Trace,
+    TraceLayer,
+    _copy_with,
+    _fmt,
+    _to_cpu,
+    trace,
+)
 
 __all__ = ["assert_batch_independent", "assert_output_shape", "valid_input_sizes"]
 
@@ -42,7 +50,8 @@ def assert_output_shape(
     result = trace(model, input_shape)
     got = result.output_shape
     expected_t = tuple(expected)
-    if isinstance(got, tuple) and got and isinstance(got[0], int) and _matches(expected_t, got):  # type: ignore[arg-type]
+    single = isinstance(got, tuple) and bool(got) and isinstance(got[0], int)
+    if single and _matches(expected_t, got):  # type: ignore[arg-type]
         return result
     model_name = type(model).__name__
     lines = [
@@ -53,8 +62,10 @@ def assert_output_shape(
     if culprits:
         lines.append("The spatial size was set by:")
         for row in culprits:
-            lines.append(f"  {row.name} ({row.kind}): {_fmt(row.input_shape)} → "
-                         f"{_fmt(row.output_shape)}{_formula(row)}")
+            lines.append(
+                f"  {row.name} ({row.kind}): {_fmt(row.input_shape)} → "
+                f"{_fmt(row.output_shape)}{_formula(row)}"
+            )
         lines.append(_fix_hint(culprits, expected_t))
     lines.append("Per-layer trace:")
     mark = result.layers.index(culprits[-1]) if culprits else None
@@ -68,22 +79,25 @@ def _spatial(shape: Shape | None, rank: int) -> Shape | None:
     return shape[2:]
 
 
-def _size_setters(result: Trace, expected: Shape) -> list[TraceLayer]:
+def _size_setters(result: Trace, expected: tuple[int | None, ...]) -> list[TraceLayer]:
     """Rows that changed the spatial size on the way to the output, back to the last
     change in the other direction (the decoder of an encoder/decoder)."""
     rank = len(expected)
     rows = [r for r in result.layers if _spatial(r.output_shape, rank) is not None]
     changers = [
-        r for r in rows
+        r
+        for r in rows
         if _spatial(r.input_shape, rank) is not None
         and _spatial(r.input_shape, rank) != _spatial(r.output_shape, rank)
     ]
     if not changers:
         return []
+
     def grows(row: TraceLayer) -> bool:
         before, after = _spatial(row.input_shape, rank), _spatial(row.output_shape, rank)
         assert before is not None and after is not None
         return sum(after) > sum(before)
+
     direction = grows(changers[-1])
     picked: list[TraceLayer] = []
     for row in reversed(changers):
@@ -103,20 +117,26 @@ def _formula(row: TraceLayer) -> str:
         if spec.transposed:
             p = spec.padding[0] if not isinstance(spec.padding, str) else 0
             op = spec.output_padding[0]
-            return (f"   [(in−1)·s − 2p + d(k−1) + output_padding + 1 = ({i}−1)·{s} − {2 * p} "
-                    f"+ {d}·({k}−1) + {op} + 1 = {row.output_shape[-spec.dims]}]")
+            return (
+                f"   [(in−1)·s − 2p + d(k−1) + output_padding + 1 = ({i}−1)·{s} − {2 * p} "
+                f"+ {d}·({k}−1) + {op} + 1 = {row.output_shape[-spec.dims]}]"
+            )
         if not isinstance(spec.padding, str):
             p = spec.padding[0]
-            return (f"   [floor((in + 2p − d(k−1) − 1)/s) + 1 = floor(({i} + {2 * p} − "
-                    f"{d * (k - 1)} − 1)/{s}) + 1 = {row.output_shape[-spec.dims]}]")
+            return (
+                f"   [floor((in + 2p − d(k−1) − 1)/s) + 1 = floor(({i} + {2 * p} − "
+                f"{d * (k - 1)} − 1)/{s}) + 1 = {row.output_shape[-spec.dims]}]"
+            )
     if isinstance(spec, PoolSpec):
         i = row.input_shape[-spec.dims]
-        return (f"   [{'ceil' if spec.ceil_mode else 'floor'}((in + 2p − d(k−1) − 1)/s) + 1, "
-                f"in={i}, k={spec.kernel[0]}, s={spec.stride[0]}, p={spec.padding[0]}]")
+        return (
+            f"   [{'ceil' if spec.ceil_mode else 'floor'}((in + 2p − d(k−1) − 1)/s) + 1, "
+            f"in={i}, k={spec.kernel[0]}, s={spec.stride[0]}, p={spec.padding[0]}]"
+        )
     return ""
 
 
-def _fix_hint(culprits: list[TraceLayer], expected: Shape) -> str:
+def _fix_hint(culprits: list[TraceLayer], expected: tuple[int | None, ...]) -> str:
     last = culprits[-1]
     assert last.output_shape is not None
     want, got = expected[2:], last.output_shape[2:]
@@ -177,15 +197,18 @@ def _batch_changer(result: Trace, batch: int) -> str:
         if not node.input_shapes or node.output_shape is None:
             continue
         data = [
-            shape for shape, src in zip(node.input_shapes, node.inputs, strict=False)
+            shape
+            for shape, src in zip(node.input_shapes, node.inputs, strict=False)
             if src is not None
         ] or list(node.input_shapes[:1])
         if any(s and s[0] == batch for s in data) and (
             not node.output_shape or node.output_shape[0] != batch
         ):
             where = node.module or "forward"
-            return (f"{node.op} in {where!r}: {', '.join(_fmt(s) for s in data)} → "
-                    f"{_fmt(node.output_shape)}")
+            return (
+                f"{node.op} in {where!r}: {', '.join(_fmt(s) for s in data)} → "
+                f"{_fmt(node.output_shape)}"
+            )
     return "an op in forward"
 
 
@@ -275,4 +298,3 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, (list, tuple)):
         return [t for item in value for t in _tensors(item)]
     return []
-

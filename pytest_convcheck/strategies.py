@@ -77,8 +77,10 @@ def input_shapes(
 
     @st.composite
     def build(draw: st.DrawFn) -> tuple[int, ...]:
-        c = draw(st.one_of(st.just(channels), st.integers(1, 8))) if channels else draw(
-            st.integers(1, 8)
+        c = (
+            draw(st.one_of(st.just(channels), st.integers(1, 8)))
+            if channels
+            else draw(st.integers(1, 8))
         )
         spatial = tuple(draw(st.integers(1, max_size)) for _ in range(dims))
         is_batched = draw(st.booleans()) if batched is None else batched
@@ -121,8 +123,15 @@ def conv_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
             stride = (1,) * dims
         mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
         layer = _construct(
-            _CONV[dims], cin, cout, kernel, stride=stride, padding=padding,
-            dilation=dilation, groups=groups, padding_mode=mode,
+            _CONV[dims],
+            cin,
+            cout,
+            kernel,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            padding_mode=mode,
         )
         shape = draw(input_shapes(dims, cin, max_size=max(12, max(kernel) * max(dilation) + 2)))
         return LayerCase(layer, shape)
@@ -145,8 +154,15 @@ def conv_transpose_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
         padding = _per_dim(draw, dims, st.integers(0, 3))
         output_padding = _per_dim(draw, dims, st.integers(0, 3))
         layer = _construct(
-            _CONVT[dims], cin, cout, kernel, stride=stride, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups,
+            _CONVT[dims],
+            cin,
+            cout,
+            kernel,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            dilation=dilation,
+            groups=groups,
         )
         shape = draw(input_shapes(dims, cin, max_size=8))
         kwargs: tuple[tuple[str, Any], ...] = ()
@@ -162,7 +178,7 @@ def conv_transpose_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     return build()
 
 
-_POOLS = {
+_POOLS: dict[str, dict[int, type[nn.Module]]] = {
     "max": {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d},
     "avg": {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d},
     "lp": {1: nn.LPPool1d, 2: nn.LPPool2d, **({3: nn.LPPool3d} if hasattr(nn, "LPPool3d") else {})},
@@ -199,14 +215,11 @@ def adaptive_pool_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
 
     @st.composite
     def build(draw: st.DrawFn) -> LayerCase:
-        cls = draw(
-            st.sampled_from(
-                [
-                    {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d},
-                    {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d},
-                ]
-            )
-        )[dims]
+        families: list[dict[int, type[nn.Module]]] = [
+            {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d},
+            {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d},
+        ]
+        cls = draw(st.sampled_from(families))[dims]
         size = tuple(draw(st.one_of(st.integers(1, 7), st.none())) for _ in range(dims))
         out = size[0] if dims == 1 else size
         if dims == 1 and out is None:
@@ -294,7 +307,7 @@ def fold_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     return build()
 
 
-_PADS = {
+_PADS: dict[str, dict[int, Any]] = {
     "constant": {1: nn.ConstantPad1d, 2: nn.ConstantPad2d, 3: nn.ConstantPad3d},
     "reflect": {1: nn.ReflectionPad1d, 2: nn.ReflectionPad2d, 3: nn.ReflectionPad3d},
     "replicate": {1: nn.ReplicationPad1d, 2: nn.ReplicationPad2d, 3: nn.ReplicationPad3d},
@@ -337,9 +350,7 @@ def flatten_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     def build(draw: st.DrawFn) -> LayerCase:
         shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=dims + 2)))
         if draw(st.booleans()):
-            return LayerCase(
-                nn.Flatten(draw(st.integers(-5, 4)), draw(st.integers(-5, 4))), shape
-            )
+            return LayerCase(nn.Flatten(draw(st.integers(-5, 4)), draw(st.integers(-5, 4))), shape)
         dim = draw(st.integers(-len(shape), len(shape) - 1))
         total = shape[dim]
         options = [(total,), (1, total), (total, 1), (-1, 1), (2, -1), (3, 2)]

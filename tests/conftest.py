@@ -19,7 +19,10 @@ _COMMON = {
 settings.register_profile("ci", max_examples=2000, **_COMMON)
 settings.register_profile("dev", max_examples=200, **_COMMON)
 settings.register_profile(
-    "deep", max_examples=50_000, deadline=None, derandomize=False,
+    "deep",
+    max_examples=50_000,
+    deadline=None,
+    derandomize=False,
     suppress_health_check=_COMMON["suppress_health_check"],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -13,8 +13,15 @@ from examples.article import MODELS
 from pytest_convcheck import trace
 
 SECTIONS = [
-    "s01_transposed_conv", "s02_dilated_conv", "s03_upsampling", "s04_checkerboard_fix",
-    "s05_feature_visualisation", "s06_cnn", "s07_deconvolution", "s08_conv1d", "s09_cnn1d",
+    "s01_transposed_conv",
+    "s02_dilated_conv",
+    "s03_upsampling",
+    "s04_checkerboard_fix",
+    "s05_feature_visualisation",
+    "s06_cnn",
+    "s07_deconvolution",
+    "s08_conv1d",
+    "s09_cnn1d",
     "s10_conv_reuse",
 ]
 
@@ -65,7 +72,7 @@ def test_the_article_has_ten_sections() -> None:
 def test_section_module_imports_and_documents_itself(section: str) -> None:
     module = importlib.import_module(f"examples.article.{section}")
     assert module.__doc__ and "Input" in module.__doc__
-    assert module.INPUT_SHAPE == MODELS[section][1]
+    assert MODELS[section][1] == module.INPUT_SHAPE
 
 
 @pytest.mark.parametrize("section", SECTIONS)

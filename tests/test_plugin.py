@@ -53,12 +53,15 @@ def project(pytester: pytest.Pytester, tables: str) -> None:
 
 
 def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
-    project(pytester, """
+    project(
+        pytester,
+        """
         [tool.convcheck.models.good]
         factory = "mymodels:Good"
         input = [2, 1, 28, 28]
         expect_output = [2, 1, 28, 28]
-    """)
+    """,
+    )
     result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["convcheck::good::shapes", "convcheck::good::batch"])
     result = pytester.runpytest_subprocess("--convcheck")
@@ -66,56 +69,70 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
 
 
 def test_without_the_flag_nothing_is_added(pytester: pytest.Pytester) -> None:
-    project(pytester, """
+    project(
+        pytester,
+        """
         [tool.convcheck.models.good]
         factory = "mymodels:Good"
         input = [2, 1, 28, 28]
-    """)
+    """,
+    )
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 def test_wrong_output_size_fails_with_the_trace(pytester: pytest.Pytester) -> None:
-    project(pytester, """
+    project(
+        pytester,
+        """
         [tool.convcheck.models.short]
         factory = "mymodels:ShortDecoder"
         input = [2, 1, 28, 28]
         expect_output = [2, 1, 28, 28]
-    """)
+    """,
+    )
     result = pytester.runpytest_subprocess("--convcheck", "-k", "shapes")
     result.assert_outcomes(failed=1, deselected=1)
     result.stdout.fnmatch_lines(["collected 2 items / 1 deselected / 1 selected"])
-    result.stdout.fnmatch_lines([
-        "*model 'short' (mymodels:ShortDecoder, input ?2, 1, 28, 28?), check 'shapes'*",
-        "*expected output 2×1×28×28 for input 2×1×28×28, got 2×1×29×29*",
-        "*up (ConvTranspose2d): 2×4×14×14 → 2×1×29×29*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*model 'short' (mymodels:ShortDecoder, input ?2, 1, 28, 28?), check 'shapes'*",
+            "*expected output 2×1×28×28 for input 2×1×28×28, got 2×1×29×29*",
+            "*up (ConvTranspose2d): 2×4×14×14 → 2×1×29×29*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
 def test_batch_mixing_view_is_caught(pytester: pytest.Pytester) -> None:
-    project(pytester, """
+    project(
+        pytester,
+        """
         [tool.convcheck.models.flat]
         factory = "mymodels:Flat"
         input = [9, 1, 20, 20]
         checks = ["batch"]
-    """)
+    """,
+    )
     result = pytester.runpytest_subprocess("--convcheck")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*a batch of 9 went in, output 4×3 came out*the batch dimension changed at view*"
-    ])
+    result.stdout.fnmatch_lines(
+        ["*a batch of 9 went in, output 4×3 came out*the batch dimension changed at view*"]
+    )
 
 
 def test_allowed_check_is_reported_not_failed(pytester: pytest.Pytester) -> None:
-    project(pytester, """
+    project(
+        pytester,
+        """
         [tool.convcheck.models.short]
         factory = "mymodels:ShortDecoder"
         input = [1, 1, 28, 28]
         expect_output = [1, 1, 28, 28]
         checks = ["shapes"]
         allow = ["shapes"]
-    """)
+    """,
+    )
     result = pytester.runpytest_subprocess("--convcheck", "-rx")
     result.assert_outcomes(xfailed=1)
     result.stdout.fnmatch_lines(["*allowed in config*", "*got 1×1×29×29*"])
@@ -132,10 +149,19 @@ def test_command_line_model(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('factory = "nowhere.models:Net"\ninput = [1, 1, 8, 8]', "*cannot import 'nowhere.models'*"),
+        (
+            'factory = "nowhere.models:Net"\ninput = [1, 1, 8, 8]',
+            "*cannot import 'nowhere.models'*",
+        ),
         ('factory = "mymodels:Missing"\ninput = [1, 1, 8, 8]', "*has no attribute 'Missing'*"),
-        ('factory = "mymodels:broken"\ninput = [1, 1, 8, 8]', "*raised RuntimeError: no weights file*"),
-        ('factory = "mymodels:not_a_model"\ninput = [1, 1, 8, 8]', "*returned int, not an nn.Module*"),
+        (
+            'factory = "mymodels:broken"\ninput = [1, 1, 8, 8]',
+            "*raised RuntimeError: no weights file*",
+        ),
+        (
+            'factory = "mymodels:not_a_model"\ninput = [1, 1, 8, 8]',
+            "*returned int, not an nn.Module*",
+        ),
         ('factory = "mymodels:Good"\ninput = [1, 3, 8, 8]', "*expected 1 input channels*got 3*"),
         ('factory = "mymodels:Good"\ninput = [8, 8]', "*expected a 3-D or 4-D input*"),
     ],
@@ -144,7 +170,7 @@ def test_command_line_model(pytester: pytest.Pytester) -> None:
 def test_bad_models_fail_with_a_message_not_an_internal_error(
     pytester: pytest.Pytester, table: str, message: str
 ) -> None:
-    project(pytester, f"[tool.convcheck.models.bad]\n{table}\nchecks = [\"shapes\"]\n")
+    project(pytester, f'[tool.convcheck.models.bad]\n{table}\nchecks = ["shapes"]\n')
     result = pytester.runpytest_subprocess("--convcheck")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([message])
@@ -154,8 +180,11 @@ def test_bad_models_fail_with_a_message_not_an_internal_error(
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('factory = "mymodels:Good"\ninput = [1, 1, 8, 8]\nchecks = ["speed"]', "*unknown check 'speed'*"),
-        ('input = [1, 1, 8, 8]', "*missing 'factory'*"),
+        (
+            'factory = "mymodels:Good"\ninput = [1, 1, 8, 8]\nchecks = ["speed"]',
+            "*unknown check 'speed'*",
+        ),
+        ("input = [1, 1, 8, 8]", "*missing 'factory'*"),
         ('factory = "mymodels.Good"\ninput = [1, 1, 8, 8]', "*factory must be 'module.path:Name'*"),
         ('factory = "mymodels:Good"\ninput = "a,b"', "*input must be a list of ints*"),
         ('factory = "mymodels:Good"\ninput = [1, 1, 8, 8]\ncolour = 3', "*unknown key(s) colour*"),
@@ -186,12 +215,15 @@ def test_cli_model_without_input(pytester: pytest.Pytester) -> None:
 
 
 def test_planned_check_is_skipped_with_reason(pytester: pytest.Pytester) -> None:
-    project(pytester, """
+    project(
+        pytester,
+        """
         [tool.convcheck.models.good]
         factory = "mymodels:Good"
         input = [1, 1, 8, 8]
         checks = ["checkerboard"]
-    """)
+    """,
+    )
     result = pytester.runpytest_subprocess("--convcheck", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*'checkerboard' is not available in this version*"])

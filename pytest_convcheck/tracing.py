@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -40,6 +40,7 @@ from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.layers import (
     FUNCTION_RULES,
     ChannelNormSpec,
+    ConvSpec,
     Shape,
     Spec,
     spec_for_call,
@@ -119,8 +120,10 @@ class Trace:
             for i, row in enumerate(self.layers)
         ]
         widths = [max(len(r[c]) for r in (header, *rows)) for c in range(5)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                 for r in (header, *rows)]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in (header, *rows)
+        ]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -147,15 +150,56 @@ class ModelRunError(RuntimeError):
 
 # --------------------------------------------------------------------------- recording
 
-_SKIP_NAMES = frozenset({"__get__", "size", "dim", "numel", "__len__", "is_contiguous",
-                         "stride", "data_ptr", "element_size", "nelement", "ndimension",
-                         "is_floating_point", "is_complex", "__format__", "__repr__",
-                         "__bool__", "__index__", "__int__", "__float__", "item", "tolist",
-                         "__iter__", "__hash__", "__reduce_ex__", "__deepcopy__"})
+_SKIP_NAMES = frozenset(
+    {
+        "__get__",
+        "size",
+        "dim",
+        "numel",
+        "__len__",
+        "is_contiguous",
+        "stride",
+        "data_ptr",
+        "element_size",
+        "nelement",
+        "ndimension",
+        "is_floating_point",
+        "is_complex",
+        "__format__",
+        "__repr__",
+        "__bool__",
+        "__index__",
+        "__int__",
+        "__float__",
+        "item",
+        "tolist",
+        "__iter__",
+        "__hash__",
+        "__reduce_ex__",
+        "__deepcopy__",
+    }
+)
 _BINARY = {
-    "add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "mul", "__mul__", "__rmul__",
-    "div", "__truediv__", "__rtruediv__", "add_", "__iadd__", "mul_", "__imul__", "sub_",
-    "__isub__", "div_", "__itruediv__",
+    "add",
+    "__add__",
+    "__radd__",
+    "sub",
+    "__sub__",
+    "__rsub__",
+    "mul",
+    "__mul__",
+    "__rmul__",
+    "div",
+    "__truediv__",
+    "__rtruediv__",
+    "add_",
+    "__iadd__",
+    "mul_",
+    "__imul__",
+    "sub_",
+    "__isub__",
+    "div_",
+    "__itruediv__",
 }
 
 
@@ -208,10 +252,8 @@ class _Recorder:
         spec = spec_for_module(module) if id(module) in self.leaves else None
         if spec is not None and shape is not None:
             try:
-                if getattr(module, "transposed", False) and len(args) > 1:
-                    from dataclasses import replace
-
-                    spec = replace(spec, output_size=tuple(int(s) for s in args[1]))  # type: ignore[arg-type]
+                if isinstance(spec, ConvSpec) and spec.transposed and len(args) > 1:
+                    spec = replace(spec, output_size=tuple(int(s) for s in args[1]))
                 prediction = spec.output_shape(shape, name)
             except ShapeError as error:
                 prediction = error
@@ -220,15 +262,24 @@ class _Recorder:
             except (TypeError, ValueError):
                 prediction = None
         self.stack.append(
-            _Frame(module, name, len(self.nodes), shape,
-                   self.producer(first) if first is not None else None, prediction, spec)
+            _Frame(
+                module,
+                name,
+                len(self.nodes),
+                shape,
+                self.producer(first) if first is not None else None,
+                prediction,
+                spec,
+            )
         )
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self.stack or self.stack[-1].module is not module:
             return
         frame = self.stack.pop()
-        if id(module) not in self.leaves or (self.stack and id(self.stack[-1].module) in self.leaves):
+        if id(module) not in self.leaves or (
+            self.stack and id(self.stack[-1].module) in self.leaves
+        ):
             return
         out = _first_tensor(output)
         out_shape = tuple(out.shape) if out is not None else None
@@ -245,8 +296,13 @@ class _Recorder:
             )
         self.rows.append(
             TraceLayer(
-                frame.name, type(module).__name__, frame.input_shape, out_shape,
-                tuple(range(frame.start, len(self.nodes))), frame.name, frame.spec,
+                frame.name,
+                type(module).__name__,
+                frame.input_shape,
+                out_shape,
+                tuple(range(frame.start, len(self.nodes))),
+                frame.name,
+                frame.spec,
             )
         )
 
@@ -290,8 +346,15 @@ class _Recorder:
             if count > 1:
                 name += f"#{count}"
             self.rows.append(
-                TraceLayer(name, op, node.input_shapes[0] if node.input_shapes else None,
-                           node.output_shape, (index,), None, spec)
+                TraceLayer(
+                    name,
+                    op,
+                    node.input_shapes[0] if node.input_shapes else None,
+                    node.output_shape,
+                    (index,),
+                    None,
+                    spec,
+                )
             )
 
 
@@ -331,8 +394,9 @@ class _Mode(TorchFunctionMode):
         op = _op_name(func)
         rule = FUNCTION_RULES.get(func)
         if rec.short_circuit:
-            fast = self._short_circuit(func, raw_name, rule is not None and rule.shape_preserving,
-                                       args, kwargs)
+            fast = self._short_circuit(
+                func, raw_name, rule is not None and rule.shape_preserving, args, kwargs
+            )
             if fast is not None:
                 rec.record(func, op, args, kwargs, fast, None, None)
                 return fast
@@ -382,11 +446,33 @@ class _Mode(TorchFunctionMode):
             return None
         x = args[0]
         if shape_preserving:
-            if name.endswith("_") or kwargs.get("inplace") or (
-                name in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu",
-                         "dropout", "alpha_dropout", "hardswish", "hardsigmoid", "silu", "mish",
-                         "dropout1d", "dropout2d", "dropout3d", "feature_alpha_dropout")
-                and len(args) > 1 and args[-1] is True
+            if (
+                name.endswith("_")
+                or kwargs.get("inplace")
+                or (
+                    name
+                    in (
+                        "relu",
+                        "relu6",
+                        "hardtanh",
+                        "leaky_relu",
+                        "elu",
+                        "selu",
+                        "celu",
+                        "dropout",
+                        "alpha_dropout",
+                        "hardswish",
+                        "hardsigmoid",
+                        "silu",
+                        "mish",
+                        "dropout1d",
+                        "dropout2d",
+                        "dropout3d",
+                        "feature_alpha_dropout",
+                    )
+                    and len(args) > 1
+                    and args[-1] is True
+                )
             ):
                 return x
             return torch.empty_like(x)
@@ -427,8 +513,10 @@ class _Mode(TorchFunctionMode):
         )
         message = f"{op} in {where!r} rejects its input ({shapes}): {error}"
         if predicted is not None:
-            rec.disagreements.append(f"{op} in {where}: rule predicts {_fmt(predicted)}, torch "
-                                     f"raises {type(error).__name__}: {error}")
+            rec.disagreements.append(
+                f"{op} in {where}: rule predicts {_fmt(predicted)}, torch "
+                f"raises {type(error).__name__}: {error}"
+            )
             message += f"\n  (the rule table predicted {_fmt(predicted)}: please report this)"
         return ShapeError(message)
 
@@ -441,8 +529,14 @@ def _is_meta_limitation(error: Exception) -> bool:
     text = str(error)
     return isinstance(error, NotImplementedError) or any(
         marker in text
-        for marker in ("meta", "Meta", "data-dependent", "_local_scalar_dense",
-                       "Cannot copy out of", "cannot be called on")
+        for marker in (
+            "meta",
+            "Meta",
+            "data-dependent",
+            "_local_scalar_dense",
+            "Cannot copy out of",
+            "cannot be called on",
+        )
     )
 
 
@@ -568,9 +662,7 @@ def _run(
     finally:
         pre.remove()
         post.remove()
-    outputs = tuple(
-        (path, tuple(t.shape)) for path, t in _leaves_with_paths(output)
-    )
+    outputs = tuple((path, tuple(t.shape)) for path, t in _leaves_with_paths(output))
     output_nodes = tuple(
         recorder.producer(t) if recorder.producer(t) is not None else MODEL_INPUT
         for _, t in _leaves_with_paths(output)

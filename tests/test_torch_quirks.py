@@ -1,0 +1,68 @@
+"""Places where torch 2.13 disagrees with its own documentation or with itself,
+pinned so that a change in torch shows up here. Each test says what the docs say,
+what torch does, and what the rule table does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_convcheck import ShapeError, output_shape
+
+
+def test_empty_transposed_conv_output_depends_on_the_backend() -> None:
+    # Docs: out = (in−1)·s − 2p + d(k−1) + output_padding + 1, nothing about out = 0.
+    # torch: the slow path raises "Output size is too small"; the grouped path returns
+    # an empty tensor. The rule rejects an empty output in both cases.
+    single = nn.ConvTranspose2d(1, 1, 1, padding=(0, 1))
+    grouped = nn.ConvTranspose2d(2, 2, 1, padding=(0, 1), groups=2)
+    with pytest.raises(RuntimeError, match="Output size is too small"):
+        single(torch.zeros(1, 1, 3, 2))
+    assert tuple(grouped(torch.zeros(1, 2, 3, 2)).shape) == (1, 2, 3, 0)
+    for layer, shape in ((single, (1, 1, 3, 2)), (grouped, (1, 2, 3, 2))):
+        with pytest.raises(ShapeError, match="empty tensor or raises"):
+            output_shape(layer, shape)
+
+
+def test_lppool1d_with_a_tuple_kernel_fails_inside_torch() -> None:
+    # Docs: kernel_size "a single int". A 1-tuple constructs fine and then fails in mul().
+    layer = nn.LPPool1d(2, (3,))
+    with pytest.raises(TypeError, match="mul"):
+        layer(torch.ones(1, 1, 6))
+    with pytest.raises(ShapeError, match="kernel_size must be a single int"):
+        output_shape(layer, (1, 1, 6))
+
+
+def test_avg_pool3d_needs_the_unpadded_input_to_hold_a_kernel() -> None:
+    # Docs formula with ceil_mode gives out = 1 here; avg_pool3d additionally checks
+    # input ≥ kernel (padding not counted), which avg_pool2d does not.
+    layer3d = nn.AvgPool3d(2, ceil_mode=True)
+    layer2d = nn.AvgPool2d(2, ceil_mode=True)
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        layer3d(torch.zeros(1, 1, 1, 1, 1))
+    assert tuple(layer2d(torch.zeros(1, 1, 1, 1)).shape) == (1, 1, 1, 1)
+    with pytest.raises(ShapeError, match="smaller than the kernel size"):
+        output_shape(layer3d, (1, 1, 1, 1, 1))
+    assert output_shape(layer2d, (1, 1, 1, 1)) == (1, 1, 1, 1)
+
+
+def test_area_interpolation_accepts_an_empty_output() -> None:
+    # Other modes raise "Input and output sizes should be greater than 0"; 'area' is
+    # adaptive average pooling, which returns an empty tensor.
+    area = nn.Upsample(scale_factor=0.5, mode="area")
+    nearest = nn.Upsample(scale_factor=0.5, mode="nearest")
+    assert tuple(area(torch.zeros(1, 1, 1, 1)).shape) == (1, 1, 0, 0)
+    with pytest.raises(RuntimeError):
+        nearest(torch.zeros(1, 1, 1, 1))
+    assert output_shape(area, (1, 1, 1, 1)) == (1, 1, 0, 0)
+    with pytest.raises(ShapeError):
+        output_shape(nearest, (1, 1, 1, 1))
+
+
+def test_group_norm_needs_more_than_one_value_per_group_even_in_eval() -> None:
+    layer = nn.GroupNorm(1, 1).eval()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        layer(torch.zeros(1, 1, 1))
+    with pytest.raises(ShapeError, match="more than 1 value per group"):
+        output_shape(layer, (1, 1, 1))

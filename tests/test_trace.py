@@ -1,0 +1,145 @@
+"""The meta-device trace: graph, names, fallbacks, and leaving the model alone."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import pytest_convcheck.layers as layers
+from pytest_convcheck import trace
+from pytest_convcheck.tracing import MODEL_INPUT
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.project = nn.Conv2d(4, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn(self.conv1(x)))
+        y = self.conv2(y) + x
+        return torch.cat([y, x], dim=1) + self.project(x)
+
+
+def test_branches_and_merges_are_in_the_graph() -> None:
+    result = trace(Residual(), (2, 4, 8, 8))
+    assert result.output_shape == (2, 8, 8, 8)
+    ops = [n.op for n in result.nodes]
+    assert ops.count("add") == 2 and "cat" in ops
+    conv1 = next(n for n in result.nodes if n.module == "conv1")
+    assert conv1.inputs[0] == MODEL_INPUT
+    first_add = next(n for n in result.nodes if n.op == "add")
+    conv2 = next(n for n in result.nodes if n.module == "conv2")
+    assert first_add.inputs == (conv2.index, MODEL_INPUT)
+    cat = next(n for n in result.nodes if n.op == "cat")
+    assert cat.inputs == (first_add.index, MODEL_INPUT)
+    names = [row.name for row in result.layers]
+    assert names == ["conv1", "bn", "relu", "conv2", "add", "cat", "project", "add#2"]
+    assert result.output_nodes == (result.nodes[-1].index,)
+
+
+def test_conv_nodes_carry_their_geometry() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 1, (3, 5), stride=(1, 2), dilation=(2, 1), padding=(1, 0)))
+    node = next(n for n in trace(model, (1, 1, 16, 16)).nodes if n.spec is not None)
+    geometry = node.spec.geometry()
+    assert geometry.kernel == (3, 5) and geometry.stride == (1, 2)
+    assert geometry.dilation == (2, 1) and geometry.padding == ((1, 1), (0, 0))
+    assert geometry.effective_kernel == (5, 5)
+
+
+def test_trace_leaves_the_model_alone() -> None:
+    model = Residual().train()
+    model.conv1.register_forward_hook(lambda *a: None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = [id(p) for p in model.parameters()]
+    rng = torch.get_rng_state()
+    trace(model, (2, 4, 8, 8))
+    assert [id(p) for p in model.parameters()] == params
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert model.training and model.bn.training
+    assert len(model.conv1._forward_hooks) == 1 and not model.conv2._forward_hooks
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not nn.modules.module._global_forward_hooks
+    assert not nn.modules.module._global_forward_pre_hooks
+
+
+def test_large_resolution_costs_no_memory() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    assert trace(model, (8, 3, 8192, 8192)).output_shape == (8, 64, 4096, 4096)
+
+
+def test_data_dependent_model_falls_back_to_cpu() -> None:
+    class Gate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return y if y.sum().item() > -1e9 else -y
+
+    result = trace(Gate(), (1, 1, 6, 6))
+    assert result.output_shape == (1, 2, 4, 4)
+    assert result.fallback and result.device == "cpu"
+    assert "ran on CPU" in str(result)
+
+
+def test_tuple_and_dict_outputs() -> None:
+    class Two(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"a": x[:, :1], "b": F.avg_pool2d(x, 2)}
+
+    result = trace(Two(), (1, 2, 4, 4))
+    assert result.output_shape == ((1, 1, 4, 4), (1, 2, 2, 2))
+    assert [p for p, _ in result.outputs] == ["['a']", "['b']"]
+
+
+def test_shared_module_calls_are_counted() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.conv(x))
+
+    result = trace(Twice(), (1, 2, 5, 5))
+    assert result.calls["conv"] == 2
+    assert [row.name for row in result.layers] == ["conv", "conv"]
+
+
+def test_rule_disagreement_with_torch_is_reported(monkeypatch) -> None:
+    real = layers.pool_output_size
+    monkeypatch.setattr(layers, "pool_output_size", lambda *a: real(*a) + 1)
+    result = trace(nn.Sequential(nn.MaxPool2d(2)), (1, 1, 8, 8))
+    assert result.output_shape == (1, 1, 4, 4)
+    assert any("rule predicts 1×1×5×5, torch gives 1×1×4×4" in d for d in result.disagreements)
+
+
+def test_model_error_that_is_not_a_shape_error() -> None:
+    import pytest
+
+    from pytest_convcheck.tracing import ModelRunError
+
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise KeyError("missing head")
+
+    with pytest.raises(ModelRunError, match=r"Broken\.forward failed on input"):
+        trace(Broken(), (1, 1, 4, 4))
+
+
+def test_view_that_does_not_fit_is_a_shape_error() -> None:
+    import pytest
+
+    from examples.article import MODELS
+    from pytest_convcheck import ShapeError
+
+    with pytest.raises(ShapeError, match=r"view in 'forward' rejects its input \(1×20×5×4\)"):
+        trace(MODELS["s06_cnn"][0](), (1, 1, 32, 28))
