@@ -34,12 +34,12 @@ def test_branches_and_merges_are_in_the_graph() -> None:
     assert conv1.inputs[0] == MODEL_INPUT
     first_add = next(n for n in result.nodes if n.op == "add")
     conv2 = next(n for n in result.nodes if n.module == "conv2")
-    assert first_add.inputs == (conv2.index, MODEL_INPUT)
+    assert first_add.inputs == (conv2.node_id, MODEL_INPUT)
     cat = next(n for n in result.nodes if n.op == "cat")
-    assert cat.inputs == (first_add.index, MODEL_INPUT)
+    assert cat.inputs == (first_add.node_id, MODEL_INPUT)
     names = [row.name for row in result.layers]
     assert names == ["conv1", "bn", "relu", "conv2", "add", "cat", "project", "add#2"]
-    assert result.output_nodes == (result.nodes[-1].index,)
+    assert result.output_nodes == (result.nodes[-1].node_id,)
 
 
 def test_conv_nodes_carry_their_geometry() -> None:
@@ -67,6 +67,7 @@ def test_trace_leaves_the_model_alone() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
     assert not nn.modules.module._global_forward_hooks
     assert not nn.modules.module._global_forward_pre_hooks
+    assert "forward" not in vars(model) and "forward" not in vars(model.conv1)
 
 
 def test_large_resolution_costs_no_memory() -> None:
