@@ -40,6 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from pytest_convcheck.errors import ShapeError
 
@@ -115,6 +116,11 @@ def _check_rank(
 def _spatial_split(input_shape: Shape, n: int) -> tuple[Shape, Shape]:
     """(leading dims incl. channel, spatial dims)."""
     return tuple(input_shape[:-n]), tuple(input_shape[-n:])
+
+
+def is_lazy(module: nn.Module) -> bool:
+    """A lazy module (``nn.LazyConv2d``, …) whose parameters are not materialised yet."""
+    return isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -353,7 +359,7 @@ def _conv_from_module(module: nn.Module) -> ConvSpec:
     m: Any = module
     n = len(m.kernel_size)
     transposed = bool(m.transposed)
-    lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
+    lazy = is_lazy(module)
     padding = m.padding if isinstance(m.padding, str) else _tuple(m.padding, n, "padding")
     return ConvSpec(
         kind=type(module).__name__,
@@ -1061,7 +1067,7 @@ class LinearSpec(Spec):
 
 def _linear_from_module(module: nn.Module) -> LinearSpec:
     m: Any = module
-    lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
+    lazy = is_lazy(module)
     return LinearSpec(
         type(module).__name__,
         None if lazy else int(m.in_features),
@@ -1218,7 +1224,7 @@ def _norm_from_module(module: nn.Module) -> ChannelNormSpec:
     m: Any = module
     kind = type(module).__name__
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        lazy = bool(getattr(m, "has_uninitialized_params", lambda: False)())
+        lazy = is_lazy(module)
         ranks = {"BatchNorm1d": (2, 3), "BatchNorm2d": (4,), "BatchNorm3d": (5,)}.get(
             kind.replace("Lazy", ""), ()
         )

@@ -25,6 +25,7 @@ re-run once on CPU with real weights on a copy; :attr:`Trace.fallback` says why.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import types
@@ -43,6 +44,7 @@ from pytest_convcheck.layers import (
     ConvSpec,
     Shape,
     Spec,
+    is_lazy,
     spec_for_call,
     spec_for_module,
 )
@@ -211,6 +213,28 @@ class _Frame:
     spec: Spec | None
 
 
+class _Step(NamedTuple):
+    op: str
+    inputs: tuple[int | None, ...]  # -1: the module's input; k ≥ 0: step k; None: a parameter
+    input_shapes: tuple[Shape, ...]
+    output_shape: Shape | None
+    spec: Spec | None
+    predicted: Shape | None
+
+
+class _Plan(NamedTuple):
+    """What one call of a leaf layer recorded, replayable for an identical call."""
+
+    steps: tuple[_Step, ...]
+    output_step: int
+    output_is_input: bool  # an in-place op returned the module's input tensor
+    output_shape: Shape
+    output_dtype: torch.dtype
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+
+
 @dataclass
 class _Recorder:
     names: dict[int, str]
@@ -303,6 +327,79 @@ class _Recorder:
             )
         )
 
+    def plan(self, start: int, x: torch.Tensor, output: Any) -> _Plan | None:
+        """The nodes recorded since ``start`` for one leaf call on ``x``, as a plan."""
+        if not isinstance(output, torch.Tensor) or len(self.nodes) == start:
+            return None
+        source = self.producers.get(id(x))
+        steps = []
+        for node in self.nodes[start:]:
+            refs: list[int | None] = []
+            for producer in node.inputs:
+                if producer is None:
+                    refs.append(None)
+                elif producer >= start:
+                    refs.append(producer - start)
+                elif producer == source:
+                    refs.append(-1)
+                else:
+                    return None  # reads a tensor from outside the call: not replayable
+            steps.append(
+                _Step(
+                    node.op,
+                    tuple(refs),
+                    node.input_shapes,
+                    node.output_shape,
+                    node.spec,
+                    node.predicted_shape,
+                )
+            )
+        last = self.producers.get(id(output))
+        if last is None or last < start:
+            return None
+        return _Plan(tuple(steps), last - start, output is x, tuple(output.shape), output.dtype)
+
+    def replay(self, module: nn.Module, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        """Record a leaf call from its plan and return an output of the planned shape."""
+        name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
+        self.calls[name] = self.calls.get(name, 0) + 1
+        start = len(self.nodes)
+        source = self.producers.get(id(x))
+        for step in plan.steps:
+            self.nodes.append(
+                TraceNode(
+                    len(self.nodes),
+                    step.op,
+                    name,
+                    tuple(
+                        None if r is None else source if r == -1 else start + r for r in step.inputs
+                    ),
+                    step.input_shapes,
+                    step.output_shape,
+                    step.spec,
+                    step.predicted,
+                )
+            )
+        if plan.output_is_input:
+            output = x
+        else:
+            with torch._C.DisableTorchFunction():  # not an op of the model: don't record it
+                output = torch.empty(plan.output_shape, dtype=plan.output_dtype, device="meta")
+        self.mark(output, start + plan.output_step)
+        if not (self.stack and id(self.stack[-1].module) in self.leaves):
+            self.rows.append(
+                TraceLayer(
+                    name,
+                    type(module).__name__,
+                    tuple(x.shape),
+                    plan.output_shape,
+                    tuple(range(start, len(self.nodes))),
+                    name,
+                    self.specs.get(id(module)),
+                )
+            )
+        return output
+
     # ------------------------------------------------------------------ ops
     def record(
         self,
@@ -389,10 +486,8 @@ def _op_name(func: Callable[..., Any]) -> str:
     except (KeyError, TypeError):
         pass
     name = _compute_op_name(func)
-    try:
+    with contextlib.suppress(TypeError):  # an unhashable callable: not cached
         _OP_NAMES[func] = name
-    except TypeError:
-        pass
     return name
 
 
@@ -720,11 +815,13 @@ def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Mod
     cls = type(module)
     new = cls.__new__(cls)
     memo[id(module)] = new
-    state: dict[str, Any] = {}
-    for key, value in module.__dict__.items():
+    state = module.__dict__.copy()
+    for key, value in state.items():
         kind = type(value)
         if kind in _SHARED_EXACT:
-            state[key] = value
+            continue
+        if key in _HOOK_KEYS and isinstance(value, dict):
+            state[key] = value.copy()
         elif key in ("_parameters", "_buffers"):
             table = kind()
             for name, tensor in value.items():
@@ -737,12 +834,11 @@ def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Mod
                 (name, None if child is None else _copy_module(child, memo, device))
                 for name, child in value.items()
             )
-        elif key in _HOOK_KEYS and isinstance(value, dict):
-            state[key] = kind(value)
         elif kind in (tuple, list, set) and all(type(v) in _SHARED_EXACT for v in value):
-            state[key] = value if kind is tuple else kind(value)
+            if kind is not tuple:
+                state[key] = value.copy()
         elif isinstance(value, _SHARED_TYPES):
-            state[key] = value
+            continue
         elif isinstance(value, torch.Tensor):
             if id(value) not in memo:
                 memo[id(value)] = _copy_tensor(value, device)
@@ -801,13 +897,37 @@ def _instrument(module: nn.Module, recorder: _Recorder) -> None:
     An instance attribute, not a hook: module calls keep torch's fast path, and
     ``self.block.forward(x)`` calls are seen too. Runs inside the module's own
     hooks, so it sees the input after any forward pre-hook.
+
+    On meta, a call of a leaf layer from the rule table (one tensor in) whose
+    spec, input shape and dtype were seen before is replayed from its
+    :class:`_Plan` instead of executed.
     """
     original = module.forward
+    spec = recorder.specs.get(id(module))
+    replayable = (
+        recorder.short_circuit
+        and spec is not None
+        and id(module) in recorder.leaves
+        and not is_lazy(module)
+    )
 
     def forward(*args: Any, **kwargs: Any) -> Any:
+        key = None
+        if replayable and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+            key = (spec, tuple(args[0].shape), args[0].dtype)
+            plan = _PLANS.get(key)
+            if plan is not None:
+                return recorder.replay(module, args[0], plan)
+        start, seen = len(recorder.nodes), len(recorder.disagreements)
         recorder.pre_hook(module, args)
         output = original(*args, **kwargs)
         recorder.post_hook(module, args, output)
+        if key is not None and len(recorder.disagreements) == seen:
+            plan = recorder.plan(start, args[0], output)
+            if plan is not None:
+                if len(_PLANS) >= _VERIFIED_LIMIT:
+                    _PLANS.clear()
+                _PLANS[key] = plan
         return output
 
     object.__setattr__(module, "forward", forward)

@@ -1,8 +1,11 @@
 """Shared test configuration: hypothesis profiles.
 
-``ci`` (the default) runs 2,000 examples per property; ``deep`` runs 50,000 and
-is meant for a one-off fuzz: ``HYPOTHESIS_PROFILE=deep pytest tests/test_layers_property.py``.
-``dev`` runs 200 for a quick edit loop.
+``ci`` (the default) runs 2,000 derandomised examples per property; ``dev`` runs
+200 for a quick edit loop; ``deep`` runs ``CONVCHECK_DEEP_EXAMPLES`` (default
+10,000) fresh random examples per property, for a one-off fuzz::
+
+    HYPOTHESIS_PROFILE=deep pytest tests/test_layers_property.py -n 2 \
+        -p no:cacheprovider --hypothesis-show-statistics
 """
 
 from __future__ import annotations

@@ -144,3 +144,75 @@ def test_view_that_does_not_fit_is_a_shape_error() -> None:
 
     with pytest.raises(ShapeError, match=r"view in 'forward' rejects its input \(1×20×5×4\)"):
         trace(MODELS["s06_cnn"][0](), (1, 1, 32, 28))
+
+
+def _cold_trace(model: nn.Module, shape: tuple[int, ...]):
+    from pytest_convcheck import tracing
+
+    tracing._PLANS.clear()
+    tracing._VERIFIED.clear()
+    return trace(model, shape)
+
+
+def _reflect_stack() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+        nn.BatchNorm2d(2),
+        nn.MaxPool2d(2, return_indices=False),
+        nn.ConvTranspose2d(2, 1, 2, stride=2),
+    )
+
+
+def test_warm_traces_equal_cold_traces() -> None:
+    from examples.article import MODELS
+
+    cases = [(f(), s) for f, s in MODELS.values()]
+    cases += [(Residual(), (2, 4, 8, 8)), (_reflect_stack(), (1, 2, 8, 8))]
+    for model, shape in cases:
+        cold = _cold_trace(model, shape)
+        warm = trace(model, shape)
+        assert warm.nodes == cold.nodes, type(model).__name__
+        assert warm.layers == cold.layers
+        assert warm.calls == cold.calls and warm.output_shape == cold.output_shape
+
+
+def test_replayed_layers_keep_their_own_names_and_links() -> None:
+    model = _reflect_stack()
+    _cold_trace(model, (1, 2, 8, 8))
+    result = trace(model, (1, 2, 8, 8))
+    assert [row.name for row in result.layers] == ["0", "1", "2", "3", "4", "5"]
+    pads = [n for n in result.nodes if n.op == "pad"]
+    convs = [n for n in result.nodes if n.op == "conv2d"]
+    assert [n.module for n in pads] == ["0", "2"]
+    assert convs[0].inputs[0] == pads[0].node_id and convs[1].inputs[0] == pads[1].node_id
+    relu = next(n for n in result.nodes if n.module == "1")
+    assert pads[1].inputs[0] == relu.node_id  # the in-place relu's output feeds layer 2
+
+
+def test_copy_does_not_share_mutable_state_with_the_model() -> None:
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+            self.seen: list[tuple[int, ...]] = []
+            self.scale = torch.ones(1)  # a plain tensor attribute
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.append(tuple(x.shape))
+            return self.conv(x) * self.scale
+
+    model = Counting()
+    assert trace(model, (1, 1, 5, 5)).output_shape == (1, 1, 3, 3)
+    assert model.seen == [] and model.scale.device.type == "cpu"
+
+
+def test_tied_parameters_stay_tied_in_the_copy() -> None:
+    from pytest_convcheck.tracing import _copy_with
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    model[1].weight = model[0].weight
+    copy = _copy_with(model, "meta")
+    assert copy[0].weight is copy[1].weight and copy[0].weight.device.type == "meta"
+    assert copy[0].bias is not copy[1].bias
