@@ -23,13 +23,31 @@ _EXPORTS: dict[str, str] = {
     "assert_output_shape": "pytest_convcheck.shapes",
     "valid_input_sizes": "pytest_convcheck.shapes",
     "assert_batch_independent": "pytest_convcheck.shapes",
+    "receptive_field": "pytest_convcheck.fields",
+    "assert_receptive_field": "pytest_convcheck.fields",
+    "ReceptiveField": "pytest_convcheck.fields",
+    "empirical_receptive_field": "pytest_convcheck.measured_fields",
+    "effective_receptive_field": "pytest_convcheck.measured_fields",
+    "MeasuredField": "pytest_convcheck.measured_fields",
+    "EffectiveField": "pytest_convcheck.measured_fields",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads lazily
     from pytest_convcheck.errors import ShapeError  # noqa: F401
+    from pytest_convcheck.fields import (  # noqa: F401
+        ReceptiveField,
+        assert_receptive_field,
+        receptive_field,
+    )
     from pytest_convcheck.layers import Geometry, output_shape  # noqa: F401
+    from pytest_convcheck.measured_fields import (  # noqa: F401
+        EffectiveField,
+        MeasuredField,
+        effective_receptive_field,
+        empirical_receptive_field,
+    )
     from pytest_convcheck.shapes import (  # noqa: F401
         assert_batch_independent,
         assert_output_shape,

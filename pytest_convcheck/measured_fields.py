@@ -1,0 +1,516 @@
+"""Receptive fields measured with autograd, and the effective receptive field.
+
+``empirical_receptive_field`` differentiates chosen output positions with respect
+to the input on a *linearised* CPU copy of the model, so that a gradient is
+non-zero exactly where the output depends on the input:
+
+* max-pooling is replaced by its dependency pattern (average pooling, or a
+  ones-kernel depthwise convolution when dilated): a max sends its gradient to
+  one element only, which undercounts the field;
+* activations (ReLU, sigmoid, GELU, …), softmax and dropout become the identity:
+  dead ReLUs and saturated sigmoids would cut paths;
+* weights are positive (``1/fan_in``), inputs are ones, and subtraction becomes
+  addition, so no two paths cancel; batch norm runs in eval mode with unit
+  statistics.
+
+The user's model is never touched. ``effective_receptive_field`` is Luo et al.'s
+"Understanding the Effective Receptive Field in Deep CNNs" (NeurIPS 2016): the
+mean gradient magnitude of the centre output over random inputs, with the real
+non-linearities and the current (or freshly initialised) weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.fields import ReceptiveField, receptive_field
+from pytest_convcheck.tracing import ModelRunError, _copy_with, trace
+
+__all__ = [
+    "EffectiveField",
+    "MeasuredField",
+    "effective_receptive_field",
+    "empirical_receptive_field",
+]
+
+_IDENTITY_NAMES = frozenset(
+    {
+        "relu",
+        "relu_",
+        "relu6",
+        "leaky_relu",
+        "leaky_relu_",
+        "elu",
+        "elu_",
+        "selu",
+        "celu",
+        "gelu",
+        "silu",
+        "mish",
+        "sigmoid",
+        "sigmoid_",
+        "tanh",
+        "tanh_",
+        "hardtanh",
+        "hardtanh_",
+        "hardswish",
+        "hardsigmoid",
+        "softplus",
+        "softsign",
+        "logsigmoid",
+        "tanhshrink",
+        "softshrink",
+        "hardshrink",
+        "threshold",
+        "prelu",
+        "rrelu",
+        "glu",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "softmax",
+        "log_softmax",
+        "softmin",
+        "clamp",
+        "clamp_",
+        "clip",
+    }
+)
+
+
+def _as_identity(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    x = args[0]
+    if getattr(func, "__name__", "") == "glu":  # halves the channel dim
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else -1)
+        a, b = x.chunk(2, dim)
+        return a + b
+    return x
+
+
+def _pool_pattern(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The dependency pattern of a max-pool: every element of each window."""
+    name = func.__name__
+    dims = int(name.split("pool")[1][0])
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    x = bound["input"]
+    kernel = bound["kernel_size"]
+    stride = bound.get("stride") or kernel
+    padding = bound.get("padding", 0)
+    dilation = bound.get("dilation", 1)
+    ceil_mode = bool(bound.get("ceil_mode", False))
+    dilated = any(d != 1 for d in ((dilation,) if isinstance(dilation, int) else dilation))
+    avg = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
+    if not dilated:
+        out = avg(x, kernel, stride, padding, ceil_mode, True)
+    else:
+        channels = x.shape[-dims - 1]
+        k = (kernel,) * dims if isinstance(kernel, int) else tuple(kernel)
+        weight = torch.ones((channels, 1, *k), dtype=x.dtype, device=x.device)
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
+        out = conv(x, weight, None, stride, padding, dilation, channels)
+    if bound.get("return_indices") or name.endswith("with_indices"):
+        return out, torch.zeros(out.shape, dtype=torch.long)
+    return out
+
+
+def _adaptive_pattern(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    dims = int(func.__name__.split("pool")[1][0])
+    avg = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[dims]
+    out = avg(args[0], args[1] if len(args) > 1 else kwargs["output_size"])
+    if (len(args) > 2 and args[2]) or kwargs.get("return_indices") or "indices" in func.__name__:
+        return out, torch.zeros(out.shape, dtype=torch.long)
+    return out
+
+
+_POOLS = {
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.max_pool1d_with_indices,
+    F.max_pool2d_with_indices,
+    F.max_pool3d_with_indices,
+}
+_ADAPTIVE = {
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d,
+    F.adaptive_max_pool1d_with_indices,
+    F.adaptive_max_pool2d_with_indices,
+    F.adaptive_max_pool3d_with_indices,
+}
+_SUBTRACT = {"sub", "__sub__", "rsub", "__rsub__", "sub_", "__isub__"}
+_REDUCE_MAX = {"amax", "max"}
+
+
+class _Linearised(TorchFunctionMode):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if func in _POOLS:
+            return _pool_pattern(func, args, kwargs)
+        if func in _ADAPTIVE:
+            return _adaptive_pattern(func, args, kwargs)
+        if name in _IDENTITY_NAMES and args and isinstance(args[0], torch.Tensor):
+            return _as_identity(func, args, kwargs)
+        if name in _SUBTRACT and len(args) == 2:
+            a, b = args
+            return a + b if name not in ("rsub", "__rsub__") else b + a
+        if (
+            name in _REDUCE_MAX
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and (len(args) > 1 or "dim" in kwargs)
+        ):
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+            mean = args[0].mean(dim=dim, keepdim=keepdim)
+            return mean if name == "amax" else (mean, torch.zeros(mean.shape, dtype=torch.long))
+        return func(*args, **kwargs)
+
+
+def _linearise(model: nn.Module) -> nn.Module:
+    """A float64 CPU copy with positive weights and unit normalisation statistics."""
+    work = _copy_with(model, "cpu").double().eval()
+    with torch.no_grad():
+        for module in work.modules():
+            if (
+                isinstance(module, nn.modules.batchnorm._NormBase)
+                and module.running_var is not None
+            ):
+                module.running_var.fill_(1.0)
+                module.running_mean.zero_()  # type: ignore[union-attr]
+        for param in work.parameters():
+            if param.dim() >= 2:
+                param.fill_(1.0 / max(1, param[0].numel()))
+            else:
+                param.fill_(1.0)
+            param.requires_grad_(False)
+    return work
+
+
+@dataclass(frozen=True)
+class MeasuredField:
+    """A receptive field measured with autograd; the same fields as
+    :class:`~pytest_convcheck.fields.ReceptiveField`, plus the measured positions
+    and the hole map."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    size: tuple[int, ...]
+    stride: tuple[Fraction | int, ...]
+    offset: tuple[int, ...]
+    phase_sizes: tuple[tuple[int, ...], ...]
+    holes: bool
+    hole_positions: tuple[tuple[int, ...], ...]
+    measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]]
+    hole_map: torch.Tensor
+    clipped: bool = False
+    notes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        fmt = "×".join
+        text = (
+            f"measured receptive field of {self.model} on input "
+            f"{fmt(map(str, self.input_shape))}: size {fmt(map(str, self.size))}, stride "
+            f"{fmt(map(str, self.stride))}, offset {', '.join(map(str, self.offset))}"
+        )
+        if self.holes:
+            text += f", holes at {self.hole_positions}"
+        if self.clipped:
+            text += " (clipped by the input's borders)"
+        return text + "".join(f"\nnote: {n}" for n in self.notes)
+
+
+def _fitting_shape(
+    model: nn.Module, input_shape: tuple[int, ...], analytic: ReceptiveField
+) -> tuple[tuple[int, ...], bool]:
+    """The smallest input (no smaller than ``input_shape``) on which the field of a
+    middle output position lies inside the input, if the model runs on it."""
+    spatial = len(analytic.axes)
+    wanted = list(input_shape)
+    for axis, axis_map in enumerate(analytic.axes):
+        if axis_map.whole:
+            continue
+        period_span = math.ceil(axis_map.stride * axis_map.period)
+        need = 2 * analytic.size[axis] + 2 * abs(analytic.offset[axis]) + 4 * period_span
+        wanted[-spatial + axis] = max(wanted[-spatial + axis], need)
+    shape = tuple(wanted)
+    if shape == input_shape:
+        return shape, False
+    try:
+        result = trace(model, shape)
+    except (ShapeError, ModelRunError):
+        return input_shape, True
+    if not result.outputs or result.outputs[0][1][0] != shape[0]:
+        return input_shape, True
+    return shape, False
+
+
+def _positions_to_measure(
+    analytic: ReceptiveField, output_shape: tuple[int, ...]
+) -> list[tuple[int, ...]]:
+    spatial = len(analytic.axes)
+    extents = output_shape[-spatial:]
+    periods = [1 if m.whole else m.period for m in analytic.axes]
+    count = max(periods)
+    positions = []
+    for r in range(count):
+        index = []
+        for extent, period in zip(extents, periods, strict=True):
+            middle = (extent // 2) // period * period
+            index.append(min(middle + r % period, extent - 1))
+        positions.append(tuple(index))
+    return list(dict.fromkeys(positions))
+
+
+def empirical_receptive_field(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    positions: Sequence[Sequence[int]] | None = None,
+) -> MeasuredField:
+    """Measure the receptive field of ``model`` with autograd on a linearised copy.
+
+    Picks an input large enough for the field of a middle output position to fit
+    (and says so in ``clipped`` when the model does not run at such a size), and
+    measures one output position per phase (or the given ``positions``, spatial
+    indices of the output).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    analytic = receptive_field(model, shape)
+    spatial = len(analytic.axes)
+    fitted, clipped = _fitting_shape(model, shape, analytic)
+    if fitted != shape:
+        shape, analytic = fitted, receptive_field(model, fitted)
+    work = _linearise(model)
+    x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+    with torch.random.fork_rng(devices=[]), _Linearised():
+        out = work(x)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    out_shape = tuple(out.shape)
+    spatial_out = len(out_shape) - 2
+    if spatial_out < 1:
+        # no spatial output (a classifier): every output depends on the whole input
+        chosen: list[tuple[int, ...]] = [()]
+    else:
+        chosen = (
+            [tuple(p) for p in positions]
+            if positions
+            else _positions_to_measure(analytic, out_shape)
+        )
+    measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
+    hole_map = torch.zeros(shape[-spatial:], dtype=torch.bool)
+    for position in chosen:
+        target = out[(slice(None), slice(None), *position)] if position else out
+        (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=True)
+        mask = grad.abs().sum(dim=tuple(range(len(shape) - spatial))) > 0
+        if position == chosen[0]:
+            hole_map = mask
+        per_axis = []
+        for axis in range(spatial):
+            others = tuple(a for a in range(spatial) if a != axis)
+            line = mask.any(dim=others) if others else mask
+            per_axis.append(tuple(int(i) for i in torch.nonzero(line).flatten()))
+        measured[position] = tuple(per_axis)
+    return _summarise(model, shape, analytic, measured, hole_map, clipped, spatial_out)
+
+
+def _summarise(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    analytic: ReceptiveField,
+    measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]],
+    hole_map: torch.Tensor,
+    clipped: bool,
+    spatial_out: int,
+) -> MeasuredField:
+    spatial = len(analytic.axes)
+    sizes: list[int] = []
+    strides: list[Fraction | int] = []
+    offsets: list[int] = []
+    phases: list[tuple[int, ...]] = []
+    holes: list[tuple[int, ...]] = []
+    for axis in range(spatial):
+        spans = {
+            pos: (found[axis][0], found[axis][-1], found[axis])
+            for pos, found in measured.items()
+            if found[axis]
+        }
+        if not spans:
+            sizes.append(0)
+            strides.append(0)
+            offsets.append(0)
+            phases.append(())
+            holes.append(())
+            continue
+        per_phase = tuple(hi - lo + 1 for lo, hi, _ in spans.values())
+        sizes.append(max(per_phase))
+        phases.append(per_phase)
+        first_pos, (lo, hi, found) = next(iter(spans.items()))
+        gaps = tuple(i - lo for i in range(lo, hi + 1) if i not in set(found))
+        holes.append(gaps)
+        axis_map = analytic.axes[axis]
+        if spatial_out < 1 or axis_map.whole or not first_pos:
+            strides.append(shape[-spatial + axis])
+            offsets.append(lo)
+            continue
+        # stride: the field's start moves by `advance` per `period` output positions
+        stride = axis_map.stride
+        strides.append(int(stride) if stride.denominator == 1 else stride)
+        j = first_pos[axis]
+        q = j // axis_map.period
+        offsets.append(lo - q * axis_map.advance)
+    return MeasuredField(
+        type(model).__name__,
+        shape,
+        tuple(sizes),
+        tuple(strides),
+        tuple(offsets),
+        tuple(phases),
+        any(holes),
+        tuple(holes),
+        measured,
+        hole_map,
+        clipped,
+        ("the input does not hold the whole field; sizes are clipped",) if clipped else (),
+    )
+
+
+# --------------------------------------------------------------------------- effective field
+
+
+@dataclass(frozen=True)
+class EffectiveField:
+    """Luo et al.'s effective receptive field: the mean |∂ centre output / ∂ input|
+    map, and the side of the smallest centred square (cube) that holds each
+    fraction of its mass."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    weights: str
+    grad_map: torch.Tensor
+    centre: tuple[int, ...]
+    sides: dict[float, int]
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{int(q * 100)}%: {s}" for q, s in sorted(self.sides.items()))
+        return (
+            f"effective receptive field of {self.model} ({self.weights} weights) on input "
+            f"{'×'.join(map(str, self.input_shape))}: centred square holding {parts}"
+        )
+
+    def save_png(self, path: str | Path) -> Path:
+        """A heat map of the gradient (needs the ``plots`` extra: matplotlib)."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError(
+                "pictures need matplotlib: pip install 'pytest-convcheck[plots]'"
+            ) from error
+        data = self.grad_map
+        if data.dim() == 1:
+            data = data.unsqueeze(0)
+        while data.dim() > 2:
+            data = data.sum(0)
+        figure, axes = plt.subplots(figsize=(4, 4))
+        axes.imshow(data.numpy(), cmap="magma")
+        axes.set_title(f"ERF of {self.model}")
+        target = Path(path)
+        figure.savefig(target, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        return target
+
+
+def effective_receptive_field(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    samples: int = 8,
+    weights: str = "current",
+    fractions: Sequence[float] = (0.2, 0.5, 0.99),
+    seed: int = 0,
+) -> EffectiveField:
+    """Mean gradient magnitude of the centre output position over ``samples``
+    random normal inputs (Luo et al., NeurIPS 2016), on a CPU copy of the model
+    with its ``"current"`` weights or re-initialised ones (``"init"``)."""
+    if weights not in ("current", "init"):
+        raise ValueError(f"weights must be 'current' or 'init', got {weights!r}")
+    shape = tuple(int(s) for s in input_shape)
+    work = _copy_with(model, "cpu").float().eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if weights == "init":
+            for module in work.modules():
+                reset = getattr(type(module), "reset_parameters", None)
+                if callable(reset):
+                    module.reset_parameters()  # type: ignore[operator]
+        spatial = len(shape) - 2
+        total = torch.zeros(shape[-spatial:])
+        centre: tuple[int, ...] = ()
+        for _ in range(samples):
+            x = torch.randn((1, *shape[1:]), requires_grad=True)
+            out = work(x)
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            if out.dim() < 3:
+                raise ValueError(
+                    f"{type(model).__name__}: the effective receptive field needs a spatial "
+                    f"output, got shape {tuple(out.shape)}"
+                )
+            centre = tuple(s // 2 for s in out.shape[2:])
+            (grad,) = torch.autograd.grad(out[(slice(None), slice(None), *centre)].sum(), x)
+            total += grad.abs().sum(dim=(0, 1))
+    grad_map = total / samples
+    # centre the squares on the middle of the centre output's (analytic) field
+    field = receptive_field(model, (1, *shape[1:]))
+    middle = []
+    for axis, found in enumerate(field.positions(centre)):
+        middle.append((found[0] + found[-1]) // 2 if found else grad_map.shape[axis] // 2)
+    sides = {q: _smallest_square(grad_map, tuple(middle), q) for q in fractions}
+    return EffectiveField(type(model).__name__, shape, weights, grad_map, tuple(middle), sides)
+
+
+def _smallest_square(grad_map: torch.Tensor, centre: tuple[int, ...], fraction: float) -> int:
+    total = float(grad_map.sum())
+    if total == 0.0:
+        return 0
+    radius = 0
+    limit = max(grad_map.shape)
+    while radius <= limit:
+        window = tuple(
+            slice(max(c - radius, 0), min(c + radius + 1, n))
+            for c, n in zip(centre, grad_map.shape, strict=True)
+        )
+        if float(grad_map[window].sum()) >= fraction * total - 1e-12:
+            return 2 * radius + 1
+        radius += 1
+    return 2 * limit + 1
