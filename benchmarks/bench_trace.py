@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import copy
 import resource
+import sys
+from pathlib import Path
 import statistics
 import time
 from collections.abc import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import torch
 from torch import nn
 
+from examples.reference_models import vgg16_features
 from pytest_convcheck import trace
-
-VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-
-
-def vgg16_features() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    channels = 3
-    for item in VGG16:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
-            channels = int(item)
-    return nn.Sequential(*layers)
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

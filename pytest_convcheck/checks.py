@@ -13,6 +13,7 @@ from torch import nn
 
 from pytest_convcheck.config import ModelConfig
 from pytest_convcheck.errors import ConvcheckConfigError
+from pytest_convcheck.fields import assert_receptive_field
 from pytest_convcheck.shapes import assert_batch_independent, assert_output_shape
 from pytest_convcheck.tracing import trace
 
@@ -76,7 +77,29 @@ def check_batch(model: nn.Module, config: ModelConfig) -> None:
     assert_batch_independent(model, config.input_shape)
 
 
+def check_receptive_field(model: nn.Module, config: ModelConfig) -> None:
+    """The field has no holes (gridding) and lies within the configured bounds
+    (``receptive_field_min`` / ``_max`` / ``_exact``)."""
+    options = config.options
+    field = assert_receptive_field(
+        model,
+        config.input_shape,
+        min_size=options.get("receptive_field_min"),
+        max_size=options.get("receptive_field_max"),
+        exact=options.get("receptive_field_exact"),
+    )
+    if field.holes:
+        raise AssertionError(
+            f"{field.model}: its receptive field has holes — input positions inside the field "
+            f"that no path reaches (gridding of stacked dilations): {field.hole_positions} "
+            f"(offsets from the field's start, per axis).\n  fix: use dilation rates without a "
+            f"common factor, e.g. 1, 2, 3 instead of 2, 2 or 2, 4, 8 (hybrid dilated convolution, "
+            f"Wang et al. 2018), or put a dense conv between the dilated ones.\n{field}"
+        )
+
+
 CHECKS: dict[str, Callable[[nn.Module, ModelConfig], None]] = {
     "shapes": check_shapes,
     "batch": check_batch,
+    "receptive_field": check_receptive_field,
 }

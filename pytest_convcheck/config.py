@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_convcheck.errors import ConvcheckConfigError
 
-AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch")
+AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch", "receptive_field")
 """Checks this version runs, in order."""
 
 PLANNED_CHECKS: tuple[str, ...] = (
@@ -115,7 +115,19 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
     checks = _names(table.get("checks", list(AVAILABLE_CHECKS)), where, "checks")
     allow = _names(table.get("allow", []), where, "allow")
     expect = table.get("expect_output")
-    options = {k: v for k, v in table.items() if k.startswith("receptive_field")}
+    options = {}
+    for key in ("receptive_field_min", "receptive_field_max", "receptive_field_exact"):
+        if key in table:
+            value = table[key]
+            ok = isinstance(value, int) or (
+                isinstance(value, list) and value and all(isinstance(v, int) for v in value)
+            )
+            if not ok or isinstance(value, bool):
+                raise ConvcheckConfigError(
+                    f"{where}: {key} must be an int or a list of ints (one per spatial axis), "
+                    f"got {value!r}"
+                )
+            options[key] = value
     return ModelConfig(
         name,
         factory,

@@ -141,7 +141,7 @@ class AxisMap:
         strides differ (the union is then not periodic)."""
         if self.whole or other.whole:
             return AxisMap.everything()
-        if self.stride != other.stride:
+        if self.advance * other.period != other.advance * self.period:
             return None
         period = math.lcm(self.period, other.period)
         advance = self.advance * (period // self.period)
@@ -149,7 +149,16 @@ class AxisMap:
         return AxisMap(period, advance, taps)
 
     def phase_sizes(self) -> tuple[int, ...]:
+        if self.period == 1:
+            t = self.taps[0]
+            return (t[-1][1] - t[0][0] + 1 if t else 0,)
         return tuple(t[-1][1] - t[0][0] + 1 if t else 0 for t in self.taps)
+
+    def plain_stride(self) -> Fraction | int:
+        """The stride as an int when whole, else a Fraction."""
+        if self.advance % self.period == 0:
+            return self.advance // self.period
+        return Fraction(self.advance, self.period)
 
     def holes(self) -> tuple[tuple[int, ...], ...]:
         """Per phase: positions inside the field (relative to its start) reached by no path."""
@@ -411,7 +420,7 @@ def _field_numbers(
             offsets.append(0)
             continue
         sizes.append(max(axis_map.phase_sizes()))
-        strides.append(_plain(axis_map.stride))
+        strides.append(axis_map.plain_stride())
         first = axis_map.taps[0]
         offsets.append(first[0][0] if first else 0)
     return tuple(sizes), tuple(strides), tuple(offsets)
@@ -470,7 +479,14 @@ def field_of_trace(result: Trace) -> ReceptiveField:
         size, stride, offset = _field_numbers(maps[row.nodes[-1]], extents)
         first = result.nodes[row.nodes[0]]
         source = next((p for p in first.inputs if p is not None and p in maps), None)
-        in_stride = _field_numbers(maps[source], extents)[1] if source is not None else ()
+        in_stride = (
+            tuple(
+                extent if m.whole else m.plain_stride()
+                for m, extent in zip(maps[source], extents, strict=True)
+            )
+            if source is not None
+            else ()
+        )
         geometry = next(
             (
                 result.nodes[i].spec.geometry()  # type: ignore[union-attr]

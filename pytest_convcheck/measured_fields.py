@@ -159,6 +159,52 @@ _SUBTRACT = {"sub", "__sub__", "rsub", "__rsub__", "sub_", "__isub__"}
 _REDUCE_MAX = {"amax", "max"}
 
 
+_CONVS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+_CONV_TRANSPOSES = {F.conv_transpose1d: 1, F.conv_transpose2d: 2, F.conv_transpose3d: 3}
+
+
+def _box_conv(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A linearised convolution: with every weight equal to 1/fan_in, each output
+    channel is the same box filter of the sum of its group's input channels. The
+    single-channel computation gives the identical function (and gradient) at a
+    fraction of the cost; the channel dim is restored by broadcasting."""
+    transposed = func in _CONV_TRANSPOSES
+    dims = _CONV_TRANSPOSES[func] if transposed else _CONVS[func]
+    names = (
+        ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+        if transposed
+        else ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    )
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    x, weight = bound["input"], bound["weight"]
+    groups = int(bound.get("groups", 1))
+    unbatched = x.dim() == dims + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    n, c_in, *spatial = x.shape
+    kernel = tuple(weight.shape[2:])
+    summed = x.reshape(n, groups, c_in // groups, *spatial).sum(2)
+    box = torch.full(
+        (groups, 1, *kernel), 1.0 / ((c_in // groups) * math.prod(kernel)), dtype=x.dtype
+    )
+    options: dict[str, Any] = {k: bound[k] for k in ("stride", "padding", "dilation") if k in bound}
+    if transposed:
+        c_out = weight.shape[1] * groups
+        if "output_padding" in bound:
+            options["output_padding"] = bound["output_padding"]
+        y = func(summed, box, None, groups=groups, **options)
+    else:
+        c_out = weight.shape[0]
+        y = func(summed, box, None, groups=groups, **options)
+    out_spatial = y.shape[2:]
+    if groups == 1:
+        y = y.expand(n, c_out, *out_spatial)  # broadcast: no copy
+    else:
+        y = y.unsqueeze(2).expand(n, groups, c_out // groups, *out_spatial)
+        y = y.reshape(n, c_out, *out_spatial)
+    return y.squeeze(0) if unbatched else y
+
+
 class _Linearised(TorchFunctionMode):
     def __torch_function__(
         self,
@@ -169,6 +215,8 @@ class _Linearised(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
+        if func in _CONVS or func in _CONV_TRANSPOSES:
+            return _box_conv(func, args, kwargs)
         if func in _POOLS:
             return _pool_pattern(func, args, kwargs)
         if func in _ADAPTIVE:
@@ -192,23 +240,30 @@ class _Linearised(TorchFunctionMode):
 
 
 def _linearise(model: nn.Module) -> nn.Module:
-    """A float64 CPU copy with positive weights and unit normalisation statistics."""
-    work = _copy_with(model, "cpu").double().eval()
-    with torch.no_grad():
-        for module in work.modules():
-            if (
-                isinstance(module, nn.modules.batchnorm._NormBase)
-                and module.running_var is not None
-            ):
-                module.running_var.fill_(1.0)
-                module.running_mean.zero_()  # type: ignore[union-attr]
-        for param in work.parameters():
-            if param.dim() >= 2:
-                param.fill_(1.0 / max(1, param[0].numel()))
+    """A float64 CPU copy with positive constant weights and unit normalisation
+    statistics, built from the meta copy: every parameter is a zero-memory
+    constant (``full(()).expand(shape)``) — ``1/fan_in`` for weights, 1 for
+    biases and scales — and running means are 0, running variances 1."""
+    work = _copy_with(model, "meta").eval()
+    for module in work.modules():
+        for name, param in module._parameters.items():
+            if param is None:
+                continue
+            value = 1.0 / max(1, param[0].numel()) if param.dim() >= 2 else 1.0
+            module._parameters[name] = _constant(value, param.shape)  # type: ignore[assignment]
+        for name, buffer in module._buffers.items():
+            if buffer is None:
+                continue
+            if buffer.is_floating_point():
+                value = 0.0 if name == "running_mean" else 1.0
+                module._buffers[name] = _constant(value, buffer.shape)
             else:
-                param.fill_(1.0)
-            param.requires_grad_(False)
+                module._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype)
     return work
+
+
+def _constant(value: float, shape: Sequence[int]) -> torch.Tensor:
+    return torch.full((), value, dtype=torch.float64).expand(tuple(shape))
 
 
 @dataclass(frozen=True)
@@ -246,42 +301,64 @@ class MeasuredField:
 
 def _fitting_shape(
     model: nn.Module, input_shape: tuple[int, ...], analytic: ReceptiveField
-) -> tuple[tuple[int, ...], bool]:
-    """The smallest input (no smaller than ``input_shape``) on which the field of a
-    middle output position lies inside the input, if the model runs on it."""
+) -> tuple[tuple[int, ...], bool, list[int]]:
+    """The smallest input (no smaller than ``input_shape``) on which the fields of
+    output positions ``q·P + r`` (all phases r) lie inside the input, with ``q``
+    per axis; ``clipped`` when the model does not run at such a size.
+
+    Per axis, phase r's field is ``q·T + [lo_r, hi_r]``: it fits from
+    ``q = max_r ceil(−lo_r / T)`` on, in an input of ``q·T + max_r hi_r + 1``.
+    """
     spatial = len(analytic.axes)
     wanted = list(input_shape)
+    first_q = []
     for axis, axis_map in enumerate(analytic.axes):
-        if axis_map.whole:
+        if axis_map.whole or not any(axis_map.taps):
+            first_q.append(0)
             continue
-        period_span = math.ceil(axis_map.stride * axis_map.period)
-        need = 2 * analytic.size[axis] + 2 * abs(analytic.offset[axis]) + 4 * period_span
+        lows = [t[0][0] for t in axis_map.taps if t]
+        highs = [t[-1][1] for t in axis_map.taps if t]
+        q = max(0, max(math.ceil(-lo / axis_map.advance) for lo in lows))
+        first_q.append(q)
+        need = q * axis_map.advance + max(highs) + 1
         wanted[-spatial + axis] = max(wanted[-spatial + axis], need)
-    shape = tuple(wanted)
-    if shape == input_shape:
-        return shape, False
-    try:
-        result = trace(model, shape)
-    except (ShapeError, ModelRunError):
-        return input_shape, True
-    if not result.outputs or result.outputs[0][1][0] != shape[0]:
-        return input_shape, True
-    return shape, False
+    for _ in range(64):
+        shape = tuple(wanted)
+        try:
+            result = trace(model, shape)
+        except (ShapeError, ModelRunError):
+            result = None
+        if result is not None and result.outputs and result.outputs[0][1][0] == shape[0]:
+            out = result.outputs[0][1]
+            fits = len(out) < 3 or all(
+                q * m.period + m.period - 1 < out[-spatial + axis]
+                for axis, (q, m) in enumerate(zip(first_q, analytic.axes, strict=True))
+                if not m.whole
+            )
+            if fits:
+                return shape, False, first_q
+        # one more pixel along every axis (models may need multiples of their
+        # downsampling), and retry
+        for axis, m in enumerate(analytic.axes):
+            if not m.whole:
+                wanted[-spatial + axis] += 1
+    return input_shape, True, [0] * spatial
 
 
 def _positions_to_measure(
-    analytic: ReceptiveField, output_shape: tuple[int, ...]
+    analytic: ReceptiveField, output_shape: tuple[int, ...], first_q: list[int] | None
 ) -> list[tuple[int, ...]]:
+    """One output position per phase: ``q·P + r`` with ``q`` the first period whose
+    field fits (or the middle of the output when the field cannot fit)."""
     spatial = len(analytic.axes)
     extents = output_shape[-spatial:]
     periods = [1 if m.whole else m.period for m in analytic.axes]
-    count = max(periods)
     positions = []
-    for r in range(count):
+    for r in range(max(periods)):
         index = []
-        for extent, period in zip(extents, periods, strict=True):
-            middle = (extent // 2) // period * period
-            index.append(min(middle + r % period, extent - 1))
+        for axis, (extent, period) in enumerate(zip(extents, periods, strict=True)):
+            base = first_q[axis] * period if first_q else (extent // 2) // period * period
+            index.append(min(base + r % period, extent - 1))
         positions.append(tuple(index))
     return list(dict.fromkeys(positions))
 
@@ -302,7 +379,7 @@ def empirical_receptive_field(
     shape = tuple(int(s) for s in input_shape)
     analytic = receptive_field(model, shape)
     spatial = len(analytic.axes)
-    fitted, clipped = _fitting_shape(model, shape, analytic)
+    fitted, clipped, first_q = _fitting_shape(model, shape, analytic)
     if fitted != shape:
         shape, analytic = fitted, receptive_field(model, fitted)
     work = _linearise(model)
@@ -322,7 +399,7 @@ def empirical_receptive_field(
         chosen = (
             [tuple(p) for p in positions]
             if positions
-            else _positions_to_measure(analytic, out_shape)
+            else _positions_to_measure(analytic, out_shape, None if clipped else first_q)
         )
     measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
     hole_map = torch.zeros(shape[-spatial:], dtype=torch.bool)

@@ -12,26 +12,13 @@ from architectures import ZOO
 from torch import nn
 
 from examples.article import MODELS
+from examples.reference_models import resnet50, vgg16_features
 from pytest_convcheck import (
     assert_receptive_field,
     effective_receptive_field,
     empirical_receptive_field,
     receptive_field,
 )
-
-VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-
-
-def vgg16_features() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    channels = 3
-    for item in VGG16:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
-            channels = int(item)
-    return nn.Sequential(*layers)
 
 
 def test_vgg16_pool5_matches_araujo_et_al() -> None:
@@ -45,14 +32,18 @@ def test_vgg16_pool5_matches_araujo_et_al() -> None:
 
 def test_dilated_stack_matches_yu_and_koltun() -> None:
     # arXiv 1511.07122: 3×3 convs with dilations 1,1,2,4,8,16,1 grow 3,5,9,17,33,65,67
-    model = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=d, dilation=d) for d in (1, 1, 2, 4, 8, 16, 1)])
+    model = nn.Sequential(
+        *[nn.Conv2d(1, 1, 3, padding=d, dilation=d) for d in (1, 1, 2, 4, 8, 16, 1)]
+    )
     field = receptive_field(model, (1, 1, 140, 140))
     assert [row.size[0] for row in field.layers] == [3, 5, 9, 17, 33, 65, 67]
     assert not field.holes
 
 
 def test_gridding_holes_are_found_and_placed() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=2, dilation=2), nn.Conv2d(1, 1, 3, padding=2, dilation=2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 1, 3, padding=2, dilation=2), nn.Conv2d(1, 1, 3, padding=2, dilation=2)
+    )
     field = receptive_field(model, (1, 1, 32, 32))
     assert field.size == (9, 9) and field.holes
     assert field.hole_positions == ((1, 3, 5, 7), (1, 3, 5, 7))
@@ -115,7 +106,9 @@ def test_section_two_dilation_grows_the_field() -> None:
 
 
 def test_fractional_stride_after_transposed_convs() -> None:
-    model = nn.Sequential(nn.ConvTranspose2d(1, 1, 3, stride=2), nn.ConvTranspose2d(1, 1, 3, stride=2))
+    model = nn.Sequential(
+        nn.ConvTranspose2d(1, 1, 3, stride=2), nn.ConvTranspose2d(1, 1, 3, stride=2)
+    )
     field = receptive_field(model, (1, 1, 6, 6))
     assert field.stride == (Fraction(1, 4), Fraction(1, 4))
     assert len(field.phase_sizes[0]) == 4 and max(field.phase_sizes[0]) == field.size[0]
@@ -136,13 +129,17 @@ def test_merge_of_different_strides_is_reported() -> None:
 
 def test_assert_receptive_field_passes_and_fails_with_growth_advice() -> None:
     factory, shape = MODELS["s02_dilated_conv"]
-    assert assert_receptive_field(factory(), shape, min_size=24, max_size=(24, 30), exact=24).size == (24, 24)
+    assert assert_receptive_field(
+        factory(), shape, min_size=24, max_size=(24, 30), exact=24
+    ).size == (24, 24)
     with pytest.raises(AssertionError) as info:
         assert_receptive_field(factory(), shape, min_size=40)
     text = str(info.value)
     assert "receptive field 24×24 is smaller than min_size 40×40" in text
     assert "conv2         Conv2d      1×20×4×4    22×22" in text
-    assert "conv2 (Conv2d, kernel (5, 5), dilation (2, 2), input stride 2×2): dilation +1 → +8" in text
+    assert (
+        "conv2 (Conv2d, kernel (5, 5), dilation (2, 2), input stride 2×2): dilation +1 → +8" in text
+    )
     with pytest.raises(AssertionError, match="larger than max_size"):
         assert_receptive_field(factory(), shape, max_size=10)
     with pytest.raises(ValueError, match="one number or 2"):
@@ -153,13 +150,14 @@ def test_empirical_field_says_when_the_field_cannot_fit() -> None:
     class FixedSize(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(1, 1, 7)
+            self.a = nn.Conv2d(1, 1, 5, padding=2)
+            self.b = nn.Conv2d(1, 1, 5, padding=2)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.conv(x).view(1, 1, 4, 4)  # works only at 10×10
+            return self.b(self.a(x)).view(1, 1, 8, 8)  # runs only at 8×8; the field is 9
 
-    measured = empirical_receptive_field(FixedSize(), (1, 1, 10, 10))
-    assert measured.clipped and measured.input_shape == (1, 1, 10, 10)
+    measured = empirical_receptive_field(FixedSize(), (1, 1, 8, 8))
+    assert measured.clipped and measured.input_shape == (1, 1, 8, 8)
     assert "clipped" in str(measured)
 
 

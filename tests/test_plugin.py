@@ -38,6 +38,16 @@ class Flat(nn.Module):
         return self.fc(self.conv(x).view(-1, 2 * 24 * 24))
 
 
+class Gridded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, padding=2, dilation=2)
+        self.b = nn.Conv2d(1, 1, 3, padding=2, dilation=2)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
 def broken():
     raise RuntimeError("no weights file")
 
@@ -63,9 +73,11 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
     """,
     )
     result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["convcheck::good::shapes", "convcheck::good::batch"])
+    result.stdout.fnmatch_lines(
+        ["convcheck::good::shapes", "convcheck::good::batch", "convcheck::good::receptive_field"]
+    )
     result = pytester.runpytest_subprocess("--convcheck")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_without_the_flag_nothing_is_added(pytester: pytest.Pytester) -> None:
@@ -92,8 +104,8 @@ def test_wrong_output_size_fails_with_the_trace(pytester: pytest.Pytester) -> No
     """,
     )
     result = pytester.runpytest_subprocess("--convcheck", "-k", "shapes")
-    result.assert_outcomes(failed=1, deselected=1)
-    result.stdout.fnmatch_lines(["collected 2 items / 1 deselected / 1 selected"])
+    result.assert_outcomes(failed=1, deselected=2)
+    result.stdout.fnmatch_lines(["collected 3 items / 2 deselected / 1 selected"])
     result.stdout.fnmatch_lines(
         [
             "*model 'short' (mymodels:ShortDecoder, input ?2, 1, 28, 28?), check 'shapes'*",
@@ -143,7 +155,7 @@ def test_command_line_model(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         "--convcheck", "--convcheck-model", "mymodels:Good", "--convcheck-input", "1,1,16,16"
     )
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 @pytest.mark.parametrize(
@@ -227,3 +239,46 @@ def test_planned_check_is_skipped_with_reason(pytester: pytest.Pytester) -> None
     result = pytester.runpytest_subprocess("--convcheck", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*'checkerboard' is not available in this version*"])
+
+
+def test_receptive_field_bounds_and_holes(pytester: pytest.Pytester) -> None:
+    project(
+        pytester,
+        """
+        [tool.convcheck.models.small]
+        factory = "mymodels:Good"
+        input = [1, 1, 16, 16]
+        checks = ["receptive_field"]
+        receptive_field_min = 64
+
+        [tool.convcheck.models.gridded]
+        factory = "mymodels:Gridded"
+        input = [1, 1, 16, 16]
+        checks = ["receptive_field"]
+    """,
+    )
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*receptive field 4×4 is smaller than min_size 64×64*",
+            "*Cheapest ways to grow it*",
+            "*its receptive field has holes*((1, 3, 5, 7), (1, 3, 5, 7))*",
+            "*use dilation rates without a common factor*",
+        ]
+    )
+
+
+def test_receptive_field_bound_must_be_ints(pytester: pytest.Pytester) -> None:
+    project(
+        pytester,
+        """
+        [tool.convcheck.models.small]
+        factory = "mymodels:Good"
+        input = [1, 1, 16, 16]
+        receptive_field_min = "big"
+    """,
+    )
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*receptive_field_min must be an int or a list of ints*"])
