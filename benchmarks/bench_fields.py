@@ -5,23 +5,19 @@
 * measured: ``empirical_receptive_field`` at the smallest input that holds the
   field (target ≤ 2 s on this CPU).
 
-Run: ``python benchmarks/bench_fields.py`` (or ``tox -e bench``).
+Run from the repository root: ``python -m benchmarks.bench_fields`` (or ``tox -e bench``).
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from examples.reference_models import resnet50  # noqa: E402
-from pytest_convcheck import empirical_receptive_field, trace  # noqa: E402
-from pytest_convcheck.fields import field_of_trace  # noqa: E402
+from examples.reference_models import resnet50
+from pytest_convcheck import empirical_receptive_field, trace
+from pytest_convcheck.fields import field_of_trace
 
 
 def main() -> None:

@@ -5,23 +5,18 @@ VGG-16's feature stack (13 convs, 5 max-pools; built here, no torchvision) at
 torchinfo, and the process's peak-RSS growth during the traces (meta tensors
 allocate nothing, so it must not grow with resolution).
 
-Run: ``python benchmarks/bench_trace.py`` (or ``tox -e bench``).
+Run from the repository root: ``python -m benchmarks.bench_trace`` (or ``tox -e bench``).
 """
 
 from __future__ import annotations
 
 import copy
 import resource
-import sys
-from pathlib import Path
 import statistics
 import time
 from collections.abc import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
-from torch import nn
 
 from examples.reference_models import vgg16_features
 from pytest_convcheck import trace

@@ -30,6 +30,19 @@ def test_vgg16_pool5_matches_araujo_et_al() -> None:
     assert not field.holes
 
 
+def test_resnet50_matches_araujo_et_al() -> None:
+    # Distill 2019: ResNet-50 (V1, stride on the first 1×1 conv of a stage) — size 483,
+    # stride 32. Their effective padding (239) assumes TF "SAME" padding, which pads
+    # stride-2 layers asymmetrically; PyTorch pads symmetrically, hence offset −241.
+    v1 = resnet50()
+    for stage in (v1.layer2, v1.layer3, v1.layer4):
+        stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
+    field = receptive_field(v1, (1, 3, 224, 224))
+    assert (field.size, field.stride, field.offset) == ((483, 483), (32, 32), (-241, -241))
+    # torchvision's layout (V1.5, stride on the 3×3 conv) sees less: 427
+    assert receptive_field(resnet50(), (1, 3, 224, 224)).size == (427, 427)
+
+
 def test_dilated_stack_matches_yu_and_koltun() -> None:
     # arXiv 1511.07122: 3×3 convs with dilations 1,1,2,4,8,16,1 grow 3,5,9,17,33,65,67
     model = nn.Sequential(
