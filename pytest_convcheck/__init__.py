@@ -30,11 +30,19 @@ _EXPORTS: dict[str, str] = {
     "effective_receptive_field": "pytest_convcheck.measured_fields",
     "MeasuredField": "pytest_convcheck.measured_fields",
     "EffectiveField": "pytest_convcheck.measured_fields",
+    "checkerboard": "pytest_convcheck.checkerboards",
+    "assert_no_checkerboard": "pytest_convcheck.checkerboards",
+    "CheckerboardReport": "pytest_convcheck.checkerboards",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads lazily
+    from pytest_convcheck.checkerboards import (  # noqa: F401
+        CheckerboardReport,
+        assert_no_checkerboard,
+        checkerboard,
+    )
     from pytest_convcheck.errors import ShapeError  # noqa: F401
     from pytest_convcheck.fields import (  # noqa: F401
         ReceptiveField,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from pytest_convcheck.checkerboards import assert_no_checkerboard
 from pytest_convcheck.config import ModelConfig
 from pytest_convcheck.errors import ConvcheckConfigError
 from pytest_convcheck.fields import assert_receptive_field
@@ -98,8 +99,16 @@ def check_receptive_field(model: nn.Module, config: ModelConfig) -> None:
         )
 
 
+def check_checkerboard(model: nn.Module, config: ModelConfig) -> None:
+    """No checkerboard of the configured kinds (``checkerboard_kinds``; default
+    ``["structural"]``: uneven kernel overlap)."""
+    for kind in config.options.get("checkerboard_kinds", ("structural",)):
+        assert_no_checkerboard(model, config.input_shape, kind=kind)
+
+
 CHECKS: dict[str, Callable[[nn.Module, ModelConfig], None]] = {
     "shapes": check_shapes,
     "batch": check_batch,
     "receptive_field": check_receptive_field,
+    "checkerboard": check_checkerboard,
 }

@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_convcheck.errors import ConvcheckConfigError
 
-AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch", "receptive_field")
+AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch", "receptive_field", "checkerboard")
 """Checks this version runs, in order."""
 
 PLANNED_CHECKS: tuple[str, ...] = (
@@ -43,7 +43,9 @@ _KEYS = {
     "receptive_field_min",
     "receptive_field_max",
     "receptive_field_exact",
+    "checkerboard_kinds",
 }
+CHECKERBOARD_KINDS = ("structural", "weights", "output", "gradient")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,18 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                     f"got {value!r}"
                 )
             options[key] = value
+    if "checkerboard_kinds" in table:
+        kinds = table["checkerboard_kinds"]
+        if (
+            not isinstance(kinds, list)
+            or not kinds
+            or any(k not in CHECKERBOARD_KINDS for k in kinds)
+        ):
+            raise ConvcheckConfigError(
+                f"{where}: checkerboard_kinds must be a non-empty list of "
+                f"{', '.join(CHECKERBOARD_KINDS)}, got {kinds!r}"
+            )
+        options["checkerboard_kinds"] = tuple(kinds)
     return ModelConfig(
         name,
         factory,
@@ -142,9 +156,13 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
 
 def load_models(
     pyproject: Path | None, cli_models: list[str], cli_input: str | None
-) -> list[ModelConfig]:
-    """All configured models: the ``pyproject.toml`` tables, then the command line."""
+) -> tuple[list[ModelConfig], dict[str, str]]:
+    """All configured models — the ``pyproject.toml`` tables, then the command line —
+    and, per model name, the error of each malformed table (the other models still
+    load). A file that is not valid TOML or a malformed ``[tool.convcheck]``
+    section raises :class:`ConvcheckConfigError`."""
     models: list[ModelConfig] = []
+    errors: dict[str, str] = {}
     if pyproject is not None and pyproject.is_file():
         try:
             data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
@@ -156,7 +174,11 @@ def load_models(
             raise ConvcheckConfigError(
                 f"[tool.convcheck.models] in {pyproject} must be a table of tables"
             )
-        models += [model_from_table(name, table, str(pyproject)) for name, table in tables.items()]
+        for name, table in tables.items():
+            try:
+                models.append(model_from_table(name, table, str(pyproject)))
+            except ConvcheckConfigError as error:
+                errors[name] = str(error)
     if cli_models:
         if cli_input is None:
             raise ConvcheckConfigError(
@@ -164,7 +186,10 @@ def load_models(
             )
         for factory in cli_models:
             name = factory.rsplit(":", 1)[-1]
-            models.append(
-                model_from_table(name, {"factory": factory, "input": cli_input}, "command line")
-            )
-    return models
+            try:
+                models.append(
+                    model_from_table(name, {"factory": factory, "input": cli_input}, "command line")
+                )
+            except ConvcheckConfigError as error:
+                errors[name] = str(error)
+    return models, errors

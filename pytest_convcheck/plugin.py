@@ -69,7 +69,7 @@ def pytest_collection_modifyitems(
         return
     collector = ConvcheckCollector.from_parent(session, name="convcheck", nodeid="convcheck")
     try:
-        models = load_models(
+        models, errors = load_models(
             _pyproject(config),
             config.getoption("convcheck_model"),
             config.getoption("convcheck_input"),
@@ -79,7 +79,7 @@ def pytest_collection_modifyitems(
             session, items, [ConvcheckItem.from_parent(collector, name="config", error=str(error))]
         )
         return
-    if not models:
+    if not models and not errors:
         _add(
             session,
             items,
@@ -100,6 +100,10 @@ def pytest_collection_modifyitems(
         )
         for model in models
         for check in model.checks
+    ]
+    generated += [
+        ConvcheckItem.from_parent(collector, name=f"{name}::config", error=error)
+        for name, error in errors.items()
     ]
     _add(session, items, generated)
 

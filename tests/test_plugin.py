@@ -74,10 +74,15 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
     result.stdout.fnmatch_lines(
-        ["convcheck::good::shapes", "convcheck::good::batch", "convcheck::good::receptive_field"]
+        [
+            "convcheck::good::shapes",
+            "convcheck::good::batch",
+            "convcheck::good::receptive_field",
+            "convcheck::good::checkerboard",
+        ]
     )
     result = pytester.runpytest_subprocess("--convcheck")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 def test_without_the_flag_nothing_is_added(pytester: pytest.Pytester) -> None:
@@ -104,8 +109,8 @@ def test_wrong_output_size_fails_with_the_trace(pytester: pytest.Pytester) -> No
     """,
     )
     result = pytester.runpytest_subprocess("--convcheck", "-k", "shapes")
-    result.assert_outcomes(failed=1, deselected=2)
-    result.stdout.fnmatch_lines(["collected 3 items / 2 deselected / 1 selected"])
+    result.assert_outcomes(failed=1, deselected=3)
+    result.stdout.fnmatch_lines(["collected 4 items / 3 deselected / 1 selected"])
     result.stdout.fnmatch_lines(
         [
             "*model 'short' (mymodels:ShortDecoder, input ?2, 1, 28, 28?), check 'shapes'*",
@@ -155,7 +160,7 @@ def test_command_line_model(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         "--convcheck", "--convcheck-model", "mymodels:Good", "--convcheck-input", "1,1,16,16"
     )
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 @pytest.mark.parametrize(
@@ -233,12 +238,12 @@ def test_planned_check_is_skipped_with_reason(pytester: pytest.Pytester) -> None
         [tool.convcheck.models.good]
         factory = "mymodels:Good"
         input = [1, 1, 8, 8]
-        checks = ["checkerboard"]
+        checks = ["sharing"]
     """,
     )
     result = pytester.runpytest_subprocess("--convcheck", "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*'checkerboard' is not available in this version*"])
+    result.stdout.fnmatch_lines(["*'sharing' is not available in this version*"])
 
 
 def test_receptive_field_bounds_and_holes(pytester: pytest.Pytester) -> None:
@@ -282,3 +287,37 @@ def test_receptive_field_bound_must_be_ints(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--convcheck")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*receptive_field_min must be an int or a list of ints*"])
+
+
+def test_checkerboard_check_and_kinds(pytester: pytest.Pytester) -> None:
+    project(
+        pytester,
+        """
+        [tool.convcheck.models.short]
+        factory = "mymodels:ShortDecoder"
+        input = [1, 1, 16, 16]
+        checks = ["checkerboard"]
+
+        [tool.convcheck.models.good]
+        factory = "mymodels:Good"
+        input = [1, 1, 16, 16]
+        checks = ["checkerboard"]
+        checkerboard_kinds = ["structural", "weights"]
+
+        [tool.convcheck.models.typo]
+        factory = "mymodels:Good"
+        input = [1, 1, 16, 16]
+        checkerboard_kinds = ["spectrum"]
+    """,
+    )
+    result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["convcheck::typo::config"])
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*up (ConvTranspose2d, kernel (3, 3), stride (2, 2)*taps per phase ((2, 1), (2, 1))*",
+            "*respond unevenly per output phase*",
+            "*checkerboard_kinds must be a non-empty list of structural, weights, output, *",
+        ]
+    )

@@ -1,0 +1,673 @@
+"""Checkerboard artifacts: structural overlap, current weights, outputs and gradients.
+
+Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts" (Distill
+2016): a transposed convolution with kernel k, stride s and dilation d sends
+``#{t < k : d·t ≡ r (mod s)}`` kernel taps to output phase r. The counts are
+even exactly when ``s | k`` and ``gcd(d, s) = 1``; in 2-D and 3-D the tile is the
+outer product of the per-axis counts and the imbalances multiply.
+
+Four views, from cheapest to most empirical:
+
+* **structural** — per upsampling layer, its own overlap tile; and, per axis,
+  the tile of the *composed* geometry from the model input to that layer (the
+  response of an all-ones network to a constant input), so that compounding
+  across chained layers is measured, not guessed;
+* **weights** — with the current weights, each output phase's response to a
+  constant input (the sum of the taps of that phase, per channel). Even overlap
+  does not stop weights from producing the pattern (Aitken et al., "Checkerboard
+  artifact free sub-pixel convolution", arXiv 1707.02937); ICNR-initialised or
+  flat kernels score zero;
+* **output** — the model's output on a smooth input, and the share of its
+  spectral energy at the stride frequencies ``m·N/P``;
+* **gradient** — the same measure on the gradient with respect to the input:
+  strided convolutions and max-pooling put the pattern there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_convcheck.fields import _interpolation
+from pytest_convcheck.layers import (
+    AdaptivePoolSpec,
+    ChannelNormSpec,
+    ConvSpec,
+    FlattenSpec,
+    InterpolateSpec,
+    LinearSpec,
+    PadSpec,
+    PixelShuffleSpec,
+    PoolSpec,
+    UnfoldSpec,
+)
+from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode, _copy_with, trace
+
+__all__ = [
+    "CheckerboardReport",
+    "LayerTile",
+    "PhaseWeights",
+    "SpectralScore",
+    "assert_no_checkerboard",
+    "checkerboard",
+    "overlap_counts",
+]
+
+EVEN_TOLERANCE = 1e-9
+WEIGHT_THRESHOLD = 0.05
+"""``kind="weights"`` fails when some channel's phase responses differ by more than
+5% of the mean absolute response (see :class:`PhaseWeights`)."""
+SPECTRAL_THRESHOLD = 0.02
+"""``kind="output"``/``"gradient"`` fail when more than 2% of the non-DC spectral
+energy sits at the stride frequencies. Calibrated in ``tests/test_checkerboard.py``:
+artifact-free upsamplers (resize-convolution with random weights, ICNR sub-pixel,
+flat k=4/s=2 and k=2/s=2 transposed convs, the article's §三) stay below 1%; flat
+k=3/s=2 transposed convs, one-hot kernels, random sub-pixel convs and the
+article's §一 score above 5%."""
+
+
+def overlap_counts(kernel: int, stride: int, dilation: int = 1) -> tuple[int, ...]:
+    """Taps landing on each output phase of a 1-D transposed conv:
+    ``#{t < k : d·t ≡ r (mod s)}`` for r = 0..s−1 (Odena et al. 2016)."""
+    counts = [0] * stride
+    for t in range(kernel):
+        counts[(dilation * t) % stride] += 1
+    return tuple(counts)
+
+
+def _ratio(counts: Sequence[float]) -> float:
+    low, high = min(counts), max(counts)
+    if high <= 0:
+        return 1.0
+    return math.inf if low <= 0 else high / low
+
+
+def _outer(per_axis: Sequence[Sequence[float]]) -> list[float]:
+    tile = [1.0]
+    for counts in per_axis:
+        tile = [a * b for a in tile for b in counts]
+    return tile
+
+
+# --------------------------------------------------------------------------- composed counts
+
+
+@dataclass(frozen=True)
+class PhaseCounts:
+    """Per axis: the response of an all-ones network to a constant input, per
+    output phase. Output ``j = q·period + r`` receives ``totals[r]``."""
+
+    period: int
+    advance: int
+    totals: tuple[float, ...]
+
+    @staticmethod
+    def flat() -> PhaseCounts:
+        return PhaseCounts(1, 1, (1.0,))
+
+    def at(self, i: int) -> float:
+        return self.totals[i % self.period]
+
+    def then(
+        self, period: int, advance: int, taps: Sequence[Sequence[tuple[int, float]]]
+    ) -> PhaseCounts:
+        """Apply a layer whose output ``j = q·period + r`` sums ``weight × input[q·advance + x]``
+        over ``(x, weight)`` in ``taps[r]``."""
+        k = self.period // math.gcd(advance, self.period)
+        new_period = period * k
+        new_advance = (k * advance // self.period) * self.advance
+        totals = []
+        for r in range(new_period):
+            q, phase = divmod(r, period)
+            base = q * advance
+            totals.append(sum(w * self.at(base + x) for x, w in taps[phase]))
+        peak = max((abs(t) for t in totals), default=1.0) or 1.0
+        return PhaseCounts(new_period, new_advance, tuple(t / peak for t in totals))
+
+    def merge(self, other: PhaseCounts) -> PhaseCounts | None:
+        if self.advance * other.period != other.advance * self.period:
+            return None
+        period = math.lcm(self.period, other.period)
+        totals = tuple(self.at(r) + other.at(r) for r in range(period))
+        peak = max(abs(t) for t in totals) or 1.0
+        return PhaseCounts(
+            period, self.advance * (period // self.period), tuple(t / peak for t in totals)
+        )
+
+    @property
+    def ratio(self) -> float:
+        return _ratio(self.totals)
+
+
+def _layer_taps(
+    node: TraceNode, spatial: int
+) -> list[tuple[int, int, list[list[tuple[int, float]]]]] | None:
+    """Per axis (period, advance, taps with weights) of a node; ``None`` if pointwise;
+    an empty list when the spatial structure ends (flatten, linear)."""
+    spec = node.spec
+    in_shape = node.input_shapes[0] if node.input_shapes else None
+    out_shape = node.output_shape
+    if isinstance(spec, ConvSpec):
+        pads = spec._pads(())
+        axes = []
+        for k, s, (p, _), d in zip(spec.kernel, spec.stride, pads, spec.dilation, strict=True):
+            if spec.transposed:
+                taps = [
+                    [((r + p - d * t) // s, 1.0) for t in range(k) if (r + p - d * t) % s == 0]
+                    for r in range(s)
+                ]
+                axes.append((s, 1, taps))
+            else:
+                axes.append((1, s, [[(-p + d * t, 1.0) for t in range(k)]]))
+        return axes
+    if isinstance(spec, PoolSpec):
+        return [
+            (1, s, [[(-p + d * t, 1.0 / k) for t in range(k)]])
+            for k, s, p, d in zip(
+                spec.kernel, spec.stride, spec.padding, spec.dilation, strict=True
+            )
+        ]
+    if isinstance(spec, PixelShuffleSpec):
+        r = spec.factor
+        if spec.inverse:
+            return [(1, r, [[(a, 1.0 / r) for a in range(r)]]) for _ in range(spatial)]
+        return [(r, 1, [[(0, 1.0)] for _ in range(r)]) for _ in range(spatial)]
+    if isinstance(spec, (InterpolateSpec, AdaptivePoolSpec)) and in_shape and out_shape:
+        axes = []
+        for size_in, size_out in zip(in_shape[-spatial:], out_shape[-spatial:], strict=True):
+            mode = "area" if isinstance(spec, AdaptivePoolSpec) else spec.mode
+            align = None if isinstance(spec, AdaptivePoolSpec) else spec.align_corners
+            amap = _interpolation(mode, align, size_in, size_out)
+            taps = []
+            for intervals in amap.taps:
+                points = [x for lo, hi in intervals for x in range(lo, hi + 1)]
+                taps.append([(x, 1.0 / len(points)) for x in points])
+            axes.append((amap.period, amap.advance, taps))
+        return axes
+    if isinstance(spec, (LinearSpec, FlattenSpec, UnfoldSpec)):
+        return []
+    if isinstance(spec, (ChannelNormSpec, PadSpec)) or spec is None:
+        if (
+            spec is None
+            and in_shape
+            and out_shape
+            and (
+                len(out_shape) < spatial + 2
+                or tuple(in_shape[-spatial:]) != tuple(out_shape[-spatial:])
+            )
+        ):
+            return []
+        return None
+    return None
+
+
+def phase_counts(result: Trace) -> dict[int, tuple[PhaseCounts, ...] | None]:
+    """Per node, the composed per-axis phase counts from the model input; ``None``
+    once the spatial structure has ended."""
+    spatial = len(result.input_shape) - 2
+    flat = tuple(PhaseCounts.flat() for _ in range(spatial))
+    counts: dict[int, tuple[PhaseCounts, ...] | None] = {MODEL_INPUT: flat}
+    for node in result.nodes:
+        sources = [counts[p] for p in node.inputs if p is not None and p in counts]
+        if node.spec is not None and not isinstance(node.spec, ChannelNormSpec):
+            sources = sources[:1]
+        live = [s for s in sources if s is not None]
+        if not sources:
+            counts[node.node_id] = flat
+            continue
+        if not live:
+            counts[node.node_id] = None
+            continue
+        merged = live[0]
+        for other in live[1:]:
+            combined = []
+            for a, b in zip(merged, other, strict=True):
+                joined = a.merge(b)
+                combined.append(a if joined is None else joined)
+            merged = tuple(combined)
+        layer = _layer_taps(node, spatial)
+        if layer is None:
+            counts[node.node_id] = merged
+        elif not layer:
+            counts[node.node_id] = None
+        else:
+            counts[node.node_id] = tuple(
+                m.then(period, advance, taps)
+                for m, (period, advance, taps) in zip(merged, layer, strict=True)
+            )
+    return counts
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class PhaseWeights:
+    """Per output channel, the response of each output phase to a constant input
+    with the layer's current weights. ``score`` is the largest per-channel spread
+    (max − min over phases) relative to the mean absolute response."""
+
+    responses: torch.Tensor  # (out_channels, phases)
+    score: float
+
+
+@dataclass(frozen=True)
+class LayerTile:
+    """One upsampling layer: its own overlap tile and the composed tile at its output."""
+
+    name: str
+    kind: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    counts: tuple[tuple[int, ...], ...]  # per axis, taps per phase (its own geometry)
+    ratio: float  # max/min over its own tile (inf: a phase gets no tap)
+    composed: tuple[tuple[float, ...], ...]  # per axis, phase totals from the model input
+    composed_ratio: float
+    weights: PhaseWeights | None = None
+
+    @property
+    def even(self) -> bool:
+        return self.ratio <= 1.0 + EVEN_TOLERANCE
+
+    @property
+    def tile(self) -> list[list[int]] | list[int]:
+        """The 2-D tile (rows × columns of phases); per-axis counts for 1-D/3-D."""
+        if len(self.counts) == 2:
+            return [[a * b for b in self.counts[1]] for a in self.counts[0]]
+        return list(self.counts[0]) if len(self.counts) == 1 else [list(c) for c in self.counts]
+
+    def describe(self) -> str:
+        ratio = "∞ (a phase gets no tap: a hole)" if math.isinf(self.ratio) else f"{self.ratio:.3g}"
+        return (
+            f"{self.name} ({self.kind}, kernel {self.kernel}, stride {self.stride}, dilation "
+            f"{self.dilation}): taps per phase {self.counts}, tile {self.tile}, imbalance {ratio}"
+        )
+
+
+@dataclass(frozen=True)
+class SpectralScore:
+    """Share of non-DC spectral energy at the stride frequencies ``m·N/P``."""
+
+    score: float
+    period: tuple[int, ...]
+    spectrum: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class CheckerboardReport:
+    """Checkerboard analysis of one model (or layer)."""
+
+    model: str
+    input_shape: tuple[int, ...] | None
+    layers: tuple[LayerTile, ...]
+    output_counts: tuple[tuple[float, ...], ...]
+    output_ratio: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def structural(self) -> bool:
+        """Some upsampling layer, or the composed chain at some layer or at the
+        output, has an uneven overlap tile."""
+        return (
+            any(not t.even or t.composed_ratio > 1 + EVEN_TOLERANCE for t in self.layers)
+            or self.output_ratio > 1 + EVEN_TOLERANCE
+        )
+
+    @property
+    def weight_score(self) -> float:
+        scores = [t.weights.score for t in self.layers if t.weights is not None]
+        return max(scores, default=0.0)
+
+    def __str__(self) -> str:
+        verdict = "uneven (structural checkerboard)" if self.structural else "even"
+        lines = [f"checkerboard analysis of {self.model}: overlap {verdict}"]
+        for tile in self.layers:
+            line = f"  {tile.describe()}"
+            if tile.composed_ratio > 1 + EVEN_TOLERANCE:
+                line += f"; composed from the input: imbalance {tile.composed_ratio:.3g}"
+            if tile.weights is not None:
+                line += f"; weights score {tile.weights.score:.3g}"
+            lines.append(line)
+        if not self.layers:
+            lines.append("  no upsampling layers")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def save_png(self, path: str | Path) -> Path:
+        """The overlap tiles as a picture (needs the ``plots`` extra: matplotlib)."""
+        plt = _pyplot()
+        count = max(1, len(self.layers))
+        figure, axes = plt.subplots(1, count, figsize=(3 * count, 3), squeeze=False)
+        for ax, tile in zip(axes[0], self.layers, strict=False):
+            data = tile.tile if isinstance(tile.tile[0], list) else [tile.tile]
+            ax.imshow(data, cmap="viridis")
+            ax.set_title(f"{tile.name}\nratio {tile.ratio:.3g}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        target = Path(path)
+        figure.savefig(target, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        return target
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError(
+            "pictures need matplotlib: pip install 'pytest-convcheck[plots]'"
+        ) from error
+    return plt
+
+
+def _upsampling(node: TraceNode) -> bool:
+    spec = node.spec
+    if isinstance(spec, ConvSpec):
+        return spec.transposed and any(s > 1 for s in spec.stride)
+    if isinstance(spec, PixelShuffleSpec):
+        return not spec.inverse
+    return False
+
+
+def _phase_weights(
+    node: TraceNode, result: Trace, modules: dict[str, nn.Module]
+) -> PhaseWeights | None:
+    """Per output channel and phase, the response to a constant input with the
+    current weights of the module that ran ``node`` (a transposed conv, or the
+    conv feeding a pixel shuffle)."""
+    spec = node.spec
+    module = modules.get(node.module)
+    if isinstance(spec, ConvSpec) and isinstance(module, nn.modules.conv._ConvTransposeNd):
+        summed = module.weight.detach().to("cpu", torch.float64).sum(0)  # (out/groups, *k)
+        per_axis = [
+            [[t for t in range(k) if (r + p - d * t) % s == 0] for r in range(s)]
+            for k, s, (p, _), d in zip(
+                spec.kernel, spec.stride, spec._pads(()), spec.dilation, strict=True
+            )
+        ]
+        responses = []
+        for combo in _product(per_axis):
+            block = summed
+            for axis, taps in enumerate(combo):
+                block = block.index_select(axis + 1, torch.tensor(taps, dtype=torch.long))
+            responses.append(block.reshape(block.shape[0], -1).sum(1))
+        table = torch.stack(responses, dim=1)  # (out, phases)
+        return PhaseWeights(table, _spread(table))
+    if isinstance(spec, PixelShuffleSpec) and not spec.inverse:
+        producer = next((result.nodes[i] for i in node.inputs if i is not None and i >= 0), None)
+        conv = modules.get(producer.module) if producer is not None else None
+        if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:
+            return None
+        r = spec.factor
+        weight = conv.weight.detach().to("cpu", torch.float64)  # (C·r², in, *k)
+        per_out = weight.reshape(weight.shape[0], -1).sum(1)  # response to a constant input
+        table = per_out.reshape(-1, r * r)  # output channel c·r² + phase
+        return PhaseWeights(table, _spread(table))
+    return None
+
+
+def _product(per_axis: list[list[list[int]]]) -> list[tuple[list[int], ...]]:
+    combos: list[tuple[list[int], ...]] = [()]
+    for phases in per_axis:
+        combos = [(*c, taps) for c in combos for taps in phases]
+    return combos
+
+
+def _spread(table: torch.Tensor) -> float:
+    scale = float(table.abs().mean())
+    if scale == 0.0:
+        return 0.0
+    return float((table.max(dim=1).values - table.min(dim=1).values).max()) / scale
+
+
+def checkerboard(
+    model_or_layer: nn.Module, input_shape: Sequence[int] | None = None
+) -> CheckerboardReport:
+    """Structural and weight analysis of every upsampling layer of a model (or of one
+    layer: ``input_shape`` may then be omitted for a transposed conv)."""
+    model = model_or_layer
+    if input_shape is None:
+        if not isinstance(model, nn.modules.conv._ConvTransposeNd):
+            raise ValueError(
+                f"checkerboard({type(model).__name__}) needs an input_shape, e.g. "
+                f"checkerboard(model, (1, 3, 64, 64)); only a transposed conv layer can be "
+                f"analysed without one"
+            )
+        dims = len(model.kernel_size)
+        input_shape = (1, model.in_channels, *([8] * dims))
+    result = trace(model, input_shape)
+    return report_from_trace(result, model)
+
+
+def report_from_trace(result: Trace, model: nn.Module | None = None) -> CheckerboardReport:
+    """The checkerboard report of a traced model (weights read from ``model``)."""
+    spatial = len(result.input_shape) - 2
+    counts = phase_counts(result)
+    modules = dict(model.named_modules()) if model is not None else {}
+    tiles = []
+    notes = []
+    for node in result.nodes:
+        if not _upsampling(node):
+            continue
+        spec = node.spec
+        if isinstance(spec, ConvSpec):
+            kernel, stride, dilation = spec.kernel, spec.stride, spec.dilation
+            own = tuple(
+                overlap_counts(k, s, d) for k, s, d in zip(kernel, stride, dilation, strict=True)
+            )
+            kind = {1: "ConvTranspose1d", 2: "ConvTranspose2d", 3: "ConvTranspose3d"}[spec.dims]
+        else:
+            assert isinstance(spec, PixelShuffleSpec)
+            kernel, stride, dilation = (1,) * spatial, (spec.factor,) * spatial, (1,) * spatial
+            own = tuple((1,) * spec.factor for _ in range(spatial))
+            kind = "PixelShuffle"
+        ratio = math.prod(_ratio(c) for c in own)
+        composed_axes = counts.get(node.node_id)
+        composed = tuple(c.totals for c in composed_axes) if composed_axes else ()
+        composed_ratio = math.prod(c.ratio for c in composed_axes) if composed_axes else 1.0
+        weights = _phase_weights(node, result, modules)
+        if weights is None and isinstance(spec, ConvSpec):
+            notes.append(f"{node.module or node.op}: weights not found (a functional call)")
+        tiles.append(
+            LayerTile(
+                node.module or node.op,
+                kind,
+                kernel,
+                stride,
+                dilation,
+                own,
+                ratio,
+                composed,
+                composed_ratio,
+                weights,
+            )
+        )
+    out = result.output_nodes[0] if result.output_nodes else MODEL_INPUT
+    out_counts = counts.get(out)
+    output_counts = tuple(c.totals for c in out_counts) if out_counts else ()
+    output_ratio = math.prod(c.ratio for c in out_counts) if out_counts else 1.0
+    return CheckerboardReport(
+        result.model,
+        result.input_shape,
+        tuple(tiles),
+        output_counts,
+        output_ratio,
+        tuple(dict.fromkeys(notes)),
+    )
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def smooth_input(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A smooth test image: a constant plus a few low-frequency cosines per axis."""
+    spatial = len(shape) - 2
+    grids = torch.meshgrid(
+        *[torch.linspace(0.0, 1.0, n, dtype=torch.float64) for n in shape[2:]], indexing="ij"
+    )
+    pattern = torch.ones(shape[2:], dtype=torch.float64)
+    for axis, grid in enumerate(grids):
+        pattern = pattern + 0.3 * torch.cos(2 * math.pi * (axis + 1) * grid / 2)
+    if spatial == 0:
+        return torch.ones(shape, dtype=dtype)
+    return pattern.expand(tuple(shape)).to(dtype).clone()
+
+
+def stride_energy(signal: torch.Tensor, period: Sequence[int]) -> SpectralScore:
+    """Share of the non-DC energy of ``signal`` (…, *spatial) at the frequencies
+    ``m·N/P`` (m ≥ 1) of any axis whose period P > 1."""
+    spatial = len(period)
+    if spatial == 0 or all(p <= 1 for p in period):
+        return SpectralScore(0.0, tuple(period))
+    crop = [n - n % p if p > 1 else n for n, p in zip(signal.shape[-spatial:], period, strict=True)]
+    view = signal
+    for axis, size in enumerate(crop):
+        view = view.narrow(view.dim() - spatial + axis, 0, size)
+    view = view.to(torch.float64)
+    view = view - view.mean(dim=tuple(range(-spatial, 0)), keepdim=True)
+    spectrum = torch.fft.fftn(view, dim=tuple(range(-spatial, 0))).abs() ** 2
+    spectrum = spectrum.reshape(-1, *spectrum.shape[-spatial:]).sum(0)
+    total = float(spectrum.sum())
+    if total <= 0.0:
+        return SpectralScore(0.0, tuple(period), spectrum)
+    mask = torch.zeros(spectrum.shape, dtype=torch.bool)
+    for axis, (n, p) in enumerate(zip(crop, period, strict=True)):
+        if p <= 1:
+            continue
+        step = n // p
+        hits = torch.zeros(n, dtype=torch.bool)
+        hits[step::step] = True
+        shape = [1] * spatial
+        shape[axis] = n
+        mask = mask | hits.reshape(shape).expand(spectrum.shape)
+    return SpectralScore(float(spectrum[mask].sum()) / total, tuple(period), spectrum)
+
+
+def _output_period(result: Trace) -> tuple[int, ...]:
+    counts = phase_counts(result)
+    out = result.output_nodes[0] if result.output_nodes else MODEL_INPUT
+    axes = counts.get(out)
+    return tuple(c.period for c in axes) if axes else ()
+
+
+def output_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScore:
+    """Stride-frequency energy of the model's output on a smooth input (CPU copy, eval)."""
+    shape = tuple(int(s) for s in input_shape)
+    period = _output_period(trace(model, shape))
+    work = _copy_with(model, "cpu").float().eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        out = work(smooth_input(shape))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return stride_energy(out, period[-(out.dim() - 2) :] if out.dim() > 2 else ())
+
+
+def gradient_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScore:
+    """Stride-frequency energy of the input gradient of a smooth loss on the output
+    (CPU copy, eval): strided convolutions and max-pooling put the pattern here."""
+    from pytest_convcheck.fields import node_maps
+
+    shape = tuple(int(s) for s in input_shape)
+    maps, _ = node_maps(trace(model, shape))
+    spatial = len(shape) - 2
+    period = [1] * spatial
+    for axes in maps.values():
+        for axis, axis_map in enumerate(axes):
+            stride = Fraction(axis_map.advance, axis_map.period)
+            if not axis_map.whole and stride.denominator == 1:
+                period[axis] = max(period[axis], int(stride))
+    work = _copy_with(model, "cpu").float().eval()
+    x = smooth_input(shape).requires_grad_(True)
+    with torch.random.fork_rng(devices=[]):
+        out = work(x)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    weight = smooth_input(tuple(out.shape)) if out.dim() > 2 else torch.ones_like(out)
+    (grad,) = torch.autograd.grad((out * weight).sum(), x)
+    return stride_energy(grad, tuple(period))
+
+
+# --------------------------------------------------------------------------- assertion
+
+_FIXES = (
+    "  fix: use a kernel size divisible by the stride (e.g. ConvTranspose2d(k=4, s=2, p=1)), "
+    "or resize-convolution (nn.Upsample(scale_factor=s, mode='nearest') then a stride-1 conv), "
+    "or initialise sub-pixel convolutions with ICNR (Aitken et al. 2017)."
+)
+
+
+def assert_no_checkerboard(
+    model: nn.Module, input_shape: Sequence[int], *, kind: str = "structural"
+) -> CheckerboardReport | SpectralScore:
+    """Assert that the model does not produce checkerboard artifacts of ``kind``:
+    ``"structural"`` (uneven kernel overlap), ``"weights"`` (current weights respond
+    unevenly per phase), ``"output"`` (stride-frequency energy in the output on a
+    smooth input), ``"gradient"`` (the same in the input gradient)."""
+    name = type(model).__name__
+    if kind in ("structural", "weights"):
+        report = checkerboard(model, input_shape)
+        if kind == "structural" and report.structural:
+            bad = [t for t in report.layers if not t.even or t.composed_ratio > 1 + EVEN_TOLERANCE]
+            lines = [f"{name}: uneven kernel overlap — a structural checkerboard."]
+            lines += [f"  {t.describe()}" for t in bad]
+            if not bad:
+                lines.append(
+                    f"  the composed upsampling chain at the output: per-axis phase totals "
+                    f"{report.output_counts}, imbalance {report.output_ratio:.3g}"
+                )
+            lines.append(
+                "  (taps per phase r: #{t < k : d·t ≡ r mod s}; even exactly when s | k "
+                "and gcd(d, s) = 1)"
+            )
+            lines.append(_FIXES)
+            raise AssertionError("\n".join(lines))
+        if kind == "weights" and report.weight_score > WEIGHT_THRESHOLD:
+            bad = [t for t in report.layers if t.weights and t.weights.score > WEIGHT_THRESHOLD]
+            lines = [
+                f"{name}: the current weights respond unevenly per output phase to a constant "
+                f"input — they paint a checkerboard even where the overlap is even."
+            ]
+            for t in bad:
+                assert t.weights is not None
+                worst = int(
+                    (t.weights.responses.max(1).values - t.weights.responses.min(1).values).argmax()
+                )
+                row = ", ".join(f"{v:.3g}" for v in t.weights.responses[worst].tolist())
+                lines.append(
+                    f"  {t.describe()}; spread score {t.weights.score:.3g} > {WEIGHT_THRESHOLD} "
+                    f"(channel {worst}: per-phase response {row})"
+                )
+            lines.append(
+                "  fix: initialise with ICNR (every phase gets the same kernel), or use "
+                "resize-convolution; an even overlap alone does not prevent this."
+            )
+            raise AssertionError("\n".join(lines))
+        return report
+    if kind in ("output", "gradient"):
+        score = (
+            output_score(model, input_shape)
+            if kind == "output"
+            else gradient_score(model, input_shape)
+        )
+        if score.score > SPECTRAL_THRESHOLD:
+            where = "output on a smooth input" if kind == "output" else "input gradient"
+            raise AssertionError(
+                f"{name}: {score.score:.1%} of the {where}'s spectral energy sits at the stride "
+                f"frequencies m·N/P (P = {score.period}), above {SPECTRAL_THRESHOLD:.0%}: a "
+                f"checkerboard pattern.\n{_FIXES}"
+            )
+        return score
+    raise ValueError(
+        f"unknown checkerboard kind {kind!r}; use 'structural', 'weights', 'output' or 'gradient'"
+    )
