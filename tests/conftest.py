@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import os
 
+import torch
 from hypothesis import HealthCheck, settings
+
+# The suite's tensors are tiny: one intra-op thread per process avoids OpenMP
+# threads spinning against each other under pytest-xdist on a 2-core machine.
+torch.set_num_threads(1)
 
 _COMMON = {
     "deadline": None,
@@ -23,9 +28,10 @@ settings.register_profile("ci", max_examples=2000, **_COMMON)
 settings.register_profile("dev", max_examples=200, **_COMMON)
 settings.register_profile(
     "deep",
-    max_examples=50_000,
+    max_examples=int(os.environ.get("CONVCHECK_DEEP_EXAMPLES", "10000")),
     deadline=None,
     derandomize=False,
+    database=None,
     suppress_health_check=_COMMON["suppress_health_check"],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -13,6 +13,8 @@ import warnings
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis import strategies as st
 
 from pytest_convcheck import ShapeError, output_shape
 from pytest_convcheck.strategies import FAMILIES, LayerCase, layer_cases
@@ -70,5 +72,6 @@ def check_against_torch(case: LayerCase) -> None:
 
 
 @pytest.mark.parametrize(("family", "dims"), FAMILY_DIMS, ids=[f"{f}-{d}d" for f, d in FAMILY_DIMS])
-def test_rule_matches_torch(family: str, dims: int) -> None:
-    given(layer_cases(family, dims))(check_against_torch)()
+@given(data=st.data())
+def test_rule_matches_torch(family: str, dims: int, data: st.DataObject) -> None:
+    check_against_torch(data.draw(layer_cases(family, dims), label="case"))
