@@ -14,7 +14,6 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis import strategies as st
 
 from pytest_convcheck import ShapeError, output_shape
 from pytest_convcheck.strategies import FAMILIES, LayerCase, layer_cases
