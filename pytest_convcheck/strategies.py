@@ -257,17 +257,25 @@ def interpolate_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
 
 
 def pixel_shuffle_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
-    """``nn.PixelShuffle``/``nn.PixelUnshuffle`` with factors 1–3 (``dims`` unused:
-    both are 2-D)."""
+    """``nn.PixelShuffle``/``nn.PixelUnshuffle`` with factors 1–4 on inputs
+    ``(*lead, C, H, W)`` with 0–3 leading dims (ranks below 3 are invalid);
+    ``dims`` is unused: both layers are 2-D."""
 
     @st.composite
     def build(draw: st.DrawFn) -> LayerCase:
-        r = draw(st.integers(1, 3))
+        r = draw(st.integers(1, 4))
+        lead = tuple(draw(st.lists(st.integers(1, 3), max_size=3)))
+        h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
         if draw(st.booleans()):
-            c = draw(st.one_of(st.integers(1, 4).map(lambda m: m * r * r), st.integers(1, 12)))
-            return LayerCase(nn.PixelShuffle(r), (draw(st.integers(1, 2)), c, 3, 4))
-        h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-        return LayerCase(nn.PixelUnshuffle(r), (draw(st.integers(1, 2)), 2, h, w))
+            c = draw(st.one_of(st.integers(1, 4).map(lambda m: m * r * r), st.integers(1, 20)))
+            layer: nn.Module = nn.PixelShuffle(r)
+        else:
+            c = draw(st.integers(1, 4))
+            layer = nn.PixelUnshuffle(r)
+        shape = (*lead, c, h, w)
+        if draw(st.integers(0, 9)) == 0:
+            shape = shape[-draw(st.integers(1, 2)) :]  # too few dims
+        return LayerCase(layer, shape)
 
     return build()
 
