@@ -300,6 +300,26 @@ class SpectralScore:
     period: tuple[int, ...]
     spectrum: torch.Tensor | None = None
 
+    def save_png(self, path: str | Path) -> Path:
+        """The (log) power spectrum, stride frequencies marked (needs the ``plots``
+        extra: matplotlib). 1-D spectra are drawn as a curve, 3-D ones summed to 2-D."""
+        if self.spectrum is None:
+            raise ValueError("no spectrum to draw: the signal has no stride frequencies")
+        plt = _pyplot()
+        data = torch.fft.fftshift(self.spectrum).log1p()
+        while data.dim() > 2:
+            data = data.sum(0)
+        figure, axes = plt.subplots(figsize=(4, 4))
+        if data.dim() == 1:
+            axes.plot(data.numpy())
+        else:
+            axes.imshow(data.numpy(), cmap="magma")
+        axes.set_title(f"stride-frequency energy {self.score:.1%} (P = {self.period})", fontsize=8)
+        target = Path(path)
+        figure.savefig(target, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        return target
+
 
 @dataclass(frozen=True)
 class CheckerboardReport:

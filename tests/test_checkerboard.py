@@ -216,3 +216,5 @@ def test_tile_picture(tmp_path) -> None:
     pytest.importorskip("matplotlib")
     report = checkerboard(MODELS["s01_transposed_conv"][0](), (1, 1, 28, 28))
     assert report.save_png(tmp_path / "tile.png").read_bytes()[:4] == b"\x89PNG"
+    score = output_score(_flat_transposed(3, 2), (1, 1, 16, 16))
+    assert score.save_png(tmp_path / "spectrum.png").read_bytes()[:4] == b"\x89PNG"
