@@ -15,7 +15,6 @@ Command line: ``--convcheck-model mypkg.models:Decoder --convcheck-input 2,1,28,
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +163,8 @@ def load_models(
     models: list[ModelConfig] = []
     errors: dict[str, str] = {}
     if pyproject is not None and pyproject.is_file():
+        import tomllib  # only with --convcheck: plain pytest runs never pay for it
+
         try:
             data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as error:
