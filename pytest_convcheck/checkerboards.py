@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +47,7 @@ from pytest_convcheck.layers import (
     PoolSpec,
     UnfoldSpec,
 )
+from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode, _copy_with, trace
 
 __all__ = [
@@ -305,7 +305,7 @@ class SpectralScore:
         extra: matplotlib). 1-D spectra are drawn as a curve, 3-D ones summed to 2-D."""
         if self.spectrum is None:
             raise ValueError("no spectrum to draw: the signal has no stride frequencies")
-        plt = _pyplot()
+        plt = pyplot()
         data = torch.fft.fftshift(self.spectrum).log1p()
         while data.dim() > 2:
             data = data.sum(0)
@@ -363,7 +363,7 @@ class CheckerboardReport:
 
     def save_png(self, path: str | Path) -> Path:
         """The overlap tiles as a picture (needs the ``plots`` extra: matplotlib)."""
-        plt = _pyplot()
+        plt = pyplot()
         count = max(1, len(self.layers))
         figure, axes = plt.subplots(1, count, figsize=(3 * count, 3), squeeze=False)
         for ax, tile in zip(axes[0], self.layers, strict=False):
@@ -376,19 +376,6 @@ class CheckerboardReport:
         figure.savefig(target, dpi=100, bbox_inches="tight")
         plt.close(figure)
         return target
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError(
-            "pictures need matplotlib: pip install 'pytest-convcheck[plots]'"
-        ) from error
-    return plt
 
 
 def _upsampling(node: TraceNode) -> bool:

@@ -60,6 +60,7 @@ Intervals = tuple[tuple[int, int], ...]
 
 __all__ = [
     "AxisMap",
+    "FieldNumbers",
     "FieldRow",
     "ReceptiveField",
     "assert_receptive_field",
@@ -329,8 +330,8 @@ def _plain(value: Fraction) -> Fraction | int:
 
 
 @dataclass(frozen=True)
-class ReceptiveField:
-    """The receptive field of a model's output (or of one traced tensor).
+class FieldNumbers:
+    """The numbers of a receptive field, analytic or measured.
 
     Per spatial axis: ``size`` (the largest over output positions, in input
     pixels, padding included), ``stride`` (input pixels per output position; a
@@ -340,8 +341,7 @@ class ReceptiveField:
     the size per output phase (one phase unless the stride is fractional);
     ``holes`` is true when a position inside a field is reached by no path, and
     ``hole_positions`` lists them per axis (relative to the field's start, for
-    the first phase that has holes). ``whole`` marks axes where every output
-    depends on every input position (after flatten or global pooling).
+    the first phase that has holes).
     """
 
     model: str
@@ -352,6 +352,14 @@ class ReceptiveField:
     phase_sizes: tuple[tuple[int, ...], ...]
     holes: bool
     hole_positions: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class ReceptiveField(FieldNumbers):
+    """The analytic receptive field of a model's output: :class:`FieldNumbers`,
+    plus ``whole`` (axes where every output depends on every input position,
+    after flatten or global pooling), a row per layer, and the per-axis maps."""
+
     whole: tuple[bool, ...]
     layers: tuple[FieldRow, ...]
     axes: tuple[AxisMap, ...]

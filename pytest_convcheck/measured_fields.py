@@ -34,7 +34,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.fields import ReceptiveField, receptive_field
+from pytest_convcheck.fields import FieldNumbers, ReceptiveField, receptive_field
+from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import ModelRunError, _copy_with, trace
 
 __all__ = [
@@ -267,19 +268,12 @@ def _constant(value: float, shape: Sequence[int]) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class MeasuredField:
-    """A receptive field measured with autograd; the same fields as
+class MeasuredField(FieldNumbers):
+    """A receptive field measured with autograd: the same numbers as
     :class:`~pytest_convcheck.fields.ReceptiveField`, plus the measured positions
-    and the hole map."""
+    (output index → per-axis input positions) and the hole map (the input
+    positions that reach the first measured output position)."""
 
-    model: str
-    input_shape: tuple[int, ...]
-    size: tuple[int, ...]
-    stride: tuple[Fraction | int, ...]
-    offset: tuple[int, ...]
-    phase_sizes: tuple[tuple[int, ...], ...]
-    holes: bool
-    hole_positions: tuple[tuple[int, ...], ...]
     measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]]
     hole_map: torch.Tensor
     clipped: bool = False
@@ -504,15 +498,7 @@ class EffectiveField:
 
     def save_png(self, path: str | Path) -> Path:
         """A heat map of the gradient (needs the ``plots`` extra: matplotlib)."""
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as error:
-            raise ImportError(
-                "pictures need matplotlib: pip install 'pytest-convcheck[plots]'"
-            ) from error
+        plt = pyplot()
         data = self.grad_map
         if data.dim() == 1:
             data = data.unsqueeze(0)
