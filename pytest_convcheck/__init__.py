@@ -33,6 +33,12 @@ _EXPORTS: dict[str, str] = {
     "checkerboard": "pytest_convcheck.checkerboards",
     "assert_no_checkerboard": "pytest_convcheck.checkerboards",
     "CheckerboardReport": "pytest_convcheck.checkerboards",
+    "sharing": "pytest_convcheck.weight_sharing",
+    "SharingReport": "pytest_convcheck.weight_sharing",
+    "assert_weights_shared": "pytest_convcheck.weight_sharing",
+    "assert_no_accidental_sharing": "pytest_convcheck.weight_sharing",
+    "assert_ties_preserved": "pytest_convcheck.weight_sharing",
+    "assert_gradients_accumulate": "pytest_convcheck.weight_sharing",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -62,6 +68,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         valid_input_sizes,
     )
     from pytest_convcheck.tracing import Trace, TraceLayer, trace  # noqa: F401
+    from pytest_convcheck.weight_sharing import (  # noqa: F401
+        SharingReport,
+        assert_gradients_accumulate,
+        assert_no_accidental_sharing,
+        assert_ties_preserved,
+        assert_weights_shared,
+        sharing,
+    )
 
 
 def __getattr__(name: str) -> Any:

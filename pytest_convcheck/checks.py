@@ -17,6 +17,7 @@ from pytest_convcheck.errors import ConvcheckConfigError
 from pytest_convcheck.fields import assert_receptive_field
 from pytest_convcheck.shapes import assert_batch_independent, assert_output_shape
 from pytest_convcheck.tracing import trace
+from pytest_convcheck.weight_sharing import assert_no_accidental_sharing
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -106,9 +107,18 @@ def check_checkerboard(model: nn.Module, config: ModelConfig) -> None:
         assert_no_checkerboard(model, config.input_shape, kind=kind)
 
 
+def check_sharing(model: nn.Module, config: ModelConfig) -> None:
+    """No accidental module aliasing (``[block] * n``); names in ``sharing_allow``
+    are intended."""
+    assert_no_accidental_sharing(
+        model, config.input_shape, allow=config.options.get("sharing_allow", ())
+    )
+
+
 CHECKS: dict[str, Callable[[nn.Module, ModelConfig], None]] = {
     "shapes": check_shapes,
     "batch": check_batch,
     "receptive_field": check_receptive_field,
     "checkerboard": check_checkerboard,
+    "sharing": check_sharing,
 }

@@ -21,7 +21,13 @@ from typing import Any
 
 from pytest_convcheck.errors import ConvcheckConfigError
 
-AVAILABLE_CHECKS: tuple[str, ...] = ("shapes", "batch", "receptive_field", "checkerboard")
+AVAILABLE_CHECKS: tuple[str, ...] = (
+    "shapes",
+    "batch",
+    "receptive_field",
+    "checkerboard",
+    "sharing",
+)
 """Checks this version runs, in order."""
 
 PLANNED_CHECKS: tuple[str, ...] = (
@@ -43,6 +49,7 @@ _KEYS = {
     "receptive_field_max",
     "receptive_field_exact",
     "checkerboard_kinds",
+    "sharing_allow",
 }
 CHECKERBOARD_KINDS = ("structural", "weights", "output", "gradient")
 
@@ -141,6 +148,13 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                 f"{', '.join(CHECKERBOARD_KINDS)}, got {kinds!r}"
             )
         options["checkerboard_kinds"] = tuple(kinds)
+    if "sharing_allow" in table:
+        names = table["sharing_allow"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConvcheckConfigError(
+                f"{where}: sharing_allow must be a list of module names, got {names!r}"
+            )
+        options["sharing_allow"] = tuple(names)
     return ModelConfig(
         name,
         factory,

@@ -48,6 +48,11 @@ class Gridded(nn.Module):
         return self.b(self.a(x))
 
 
+def repeated():
+    block = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU())
+    return nn.Sequential(*[block] * 3)
+
+
 def broken():
     raise RuntimeError("no weights file")
 
@@ -79,10 +84,11 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
             "convcheck::good::batch",
             "convcheck::good::receptive_field",
             "convcheck::good::checkerboard",
+            "convcheck::good::sharing",
         ]
     )
     result = pytester.runpytest_subprocess("--convcheck")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_without_the_flag_nothing_is_added(pytester: pytest.Pytester) -> None:
@@ -109,8 +115,8 @@ def test_wrong_output_size_fails_with_the_trace(pytester: pytest.Pytester) -> No
     """,
     )
     result = pytester.runpytest_subprocess("--convcheck", "-k", "shapes")
-    result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["collected 4 items / 3 deselected / 1 selected"])
+    result.assert_outcomes(failed=1, deselected=4)
+    result.stdout.fnmatch_lines(["collected 5 items / 4 deselected / 1 selected"])
     result.stdout.fnmatch_lines(
         [
             "*model 'short' (mymodels:ShortDecoder, input ?2, 1, 28, 28?), check 'shapes'*",
@@ -160,7 +166,7 @@ def test_command_line_model(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         "--convcheck", "--convcheck-model", "mymodels:Good", "--convcheck-input", "1,1,16,16"
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 @pytest.mark.parametrize(
@@ -238,12 +244,12 @@ def test_planned_check_is_skipped_with_reason(pytester: pytest.Pytester) -> None
         [tool.convcheck.models.good]
         factory = "mymodels:Good"
         input = [1, 1, 8, 8]
-        checks = ["sharing"]
+        checks = ["parity"]
     """,
     )
     result = pytester.runpytest_subprocess("--convcheck", "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*'sharing' is not available in this version*"])
+    result.stdout.fnmatch_lines(["*'parity' is not available in this version*"])
 
 
 def test_receptive_field_bounds_and_holes(pytester: pytest.Pytester) -> None:
@@ -321,3 +327,24 @@ def test_checkerboard_check_and_kinds(pytester: pytest.Pytester) -> None:
             "*checkerboard_kinds must be a non-empty list of structural, weights, output, *",
         ]
     )
+
+
+def test_sharing_check_flags_repeated_blocks(pytester: pytest.Pytester) -> None:
+    project(
+        pytester,
+        """
+        [tool.convcheck.models.repeated]
+        factory = "mymodels:repeated"
+        input = [1, 1, 8, 8]
+        checks = ["sharing"]
+
+        [tool.convcheck.models.intended]
+        factory = "mymodels:repeated"
+        input = [1, 1, 8, 8]
+        checks = ["sharing"]
+        sharing_allow = ["0"]
+    """,
+    )
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*`0`, `1` and `2` are one Sequential object: `[[]block[]] * 3`*"])

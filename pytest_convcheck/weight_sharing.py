@@ -1,0 +1,383 @@
+"""Weight sharing: intended reuse, tied parameters, accidental duplication, and ties
+that survive copying, saving, casting and training.
+
+Three kinds of sharing, told apart:
+
+* **reuse** — one module called several times in ``forward`` (the article's §十):
+  one set of parameters, several applications. Intended; not suspicious.
+* **ties** — two modules holding one parameter tensor (``b.weight = a.weight``,
+  e.g. tied embeddings). Intended; reported as a group.
+* **aliases** — one module *instance* registered under several names
+  (``nn.Sequential(*[block] * 3)``, ``nn.ModuleList([m] * n)``, one block assigned
+  to two attributes). Usually a bug: the author meant n independent blocks.
+  Suspicious unless listed in ``allow``.
+
+Reuse cuts parameters, not compute: the report counts FLOPs per call from the
+rule table, so a module called twice costs twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_convcheck.tracing import _copy_with, trace
+
+__all__ = [
+    "SharingReport",
+    "Suspicion",
+    "assert_gradients_accumulate",
+    "assert_no_accidental_sharing",
+    "assert_ties_preserved",
+    "assert_weights_shared",
+    "parameter_groups",
+    "sharing",
+]
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
+    """Tensors are one when they are one object or view the same memory identically."""
+    if tensor.device.type == "meta" or tensor.numel() == 0:
+        return ("id", id(tensor))
+    try:
+        pointer = tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return ("id", id(tensor))
+    return ("storage", pointer, tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+
+
+def parameter_groups(model: nn.Module) -> tuple[tuple[str, ...], ...]:
+    """Groups of parameter names (every registered name) that are one tensor."""
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(_storage_key(param), []).append(name)
+    return tuple(tuple(names) for names in groups.values() if len(names) > 1)
+
+
+def _module_aliases(model: nn.Module) -> list[tuple[str, ...]]:
+    """Top-most groups of module names that are one object."""
+    by_id: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if name:
+            by_id.setdefault(id(module), []).append(name)
+    groups = [tuple(names) for names in by_id.values() if len(names) > 1]
+    aliased = {name for group in groups for name in group}
+
+    def under_alias(name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[:i]) in aliased for i in range(1, len(parts)))
+
+    return [group for group in groups if not all(under_alias(n) for n in group)]
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    """Module names that are one object, why that is likely a bug, and the fix."""
+
+    names: tuple[str, ...]
+    reason: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}\n    fix: {self.fix}"
+
+
+def _explain(names: tuple[str, ...], model: nn.Module) -> Suspicion:
+    listed = ", ".join(f"`{n}`" for n in names[:-1]) + f" and `{names[-1]}`"
+    parents = {n.rpartition(".")[0] for n in names}
+    leaves = [n.rpartition(".")[2] for n in names]
+    kind = type(model.get_submodule(names[0])).__name__
+    if len(parents) == 1 and all(leaf.isdigit() for leaf in leaves):
+        parent = next(iter(parents)) or "the model"
+        container = (
+            type(model.get_submodule(next(iter(parents)))).__name__
+            if next(iter(parents))
+            else type(model).__name__
+        )
+        return Suspicion(
+            names,
+            f"{listed} are one {kind} object: `[block] * {len(names)}` (or a list built "
+            f"from one instance) repeats the instance in {container} `{parent}`, so all "
+            f"{len(names)} positions share one set of weights.",
+            f"build each with its own constructor call, e.g. "
+            f"nn.{container}(*[make_block() for _ in range({len(names)})]); if the reuse is "
+            f"intended, call one module several times in forward instead, or allow it.",
+        )
+    return Suspicion(
+        names,
+        f"{listed} are one {kind} object: the same instance is registered under "
+        f"{len(names)} names, so they share every parameter.",
+        "construct a separate module for each name; if one module should be reused, register "
+        "it once and call it twice in forward (or allow it).",
+    )
+
+
+@dataclass(frozen=True)
+class SharingReport:
+    """How a model shares weights, and what that does to parameters and compute.
+
+    ``calls``: module name → times called in one forward. ``shared``: groups of
+    parameter names that are one tensor. ``suspicious``: module aliases that are
+    likely accidental. ``unique_parameters`` counts each tensor once (by storage);
+    ``naive_parameters`` counts every registered name (what tools that walk
+    ``named_parameters(remove_duplicate=False)`` report); ``unshared_parameters``
+    is what the model would hold if every call of a reused leaf module had its own
+    copy. ``flops`` is per forward, every call counted, from the rule table.
+    """
+
+    model: str
+    calls: dict[str, int]
+    shared: tuple[tuple[str, ...], ...]
+    aliases: tuple[tuple[str, ...], ...]
+    suspicious: tuple[Suspicion, ...]
+    unique_parameters: int
+    naive_parameters: int
+    unshared_parameters: int
+    flops: int
+    flops_by_module: dict[str, int]
+
+    @property
+    def reused(self) -> dict[str, int]:
+        """Modules called more than once in one forward."""
+        return {name: n for name, n in self.calls.items() if n > 1 and name}
+
+    def __str__(self) -> str:
+        lines = [
+            f"weight sharing of {self.model}: {self.unique_parameters:,} unique parameters "
+            f"({self.naive_parameters:,} counted per registered name; "
+            f"{self.unshared_parameters:,} if every call had its own weights), "
+            f"{self.flops:,} FLOPs per forward"
+        ]
+        for name, count in self.reused.items():
+            lines.append(
+                f"  reused: {name} called {count}× — {self.flops_by_module.get(name, 0):,} FLOPs "
+                f"in total (reuse saves parameters, not compute)"
+            )
+        for group in self.shared:
+            lines.append(f"  tied: {', '.join(group)} are one tensor")
+        for suspicion in self.suspicious:
+            lines.append(f"  suspicious: {suspicion}")
+        return "\n".join(lines)
+
+
+def sharing(
+    model: nn.Module, input_shape: Sequence[int], *, allow: Sequence[str] = ()
+) -> SharingReport:
+    """The sharing report of ``model`` on an input of ``input_shape`` (one meta trace).
+
+    ``allow`` lists module names whose aliasing is intended (not suspicious).
+    """
+    result = trace(model, input_shape)
+    aliases = _module_aliases(model)
+    allowed = set(allow)
+    suspicious = tuple(
+        _explain(group, model) for group in aliases if not allowed.intersection(group)
+    )
+    unique = sum(p.numel() for p in {_storage_key(p): p for p in model.parameters()}.values())
+    naive = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
+    unshared = unique
+    modules = dict(model.named_modules())
+    for name, count in result.calls.items():
+        module = modules.get(name)
+        if count > 1 and module is not None and name:
+            unshared += (count - 1) * sum(p.numel() for p in module.parameters())
+    flops_by_module: dict[str, int] = {}
+    total = 0
+    for node in result.nodes:
+        if node.spec is None or not node.input_shapes or node.output_shape is None:
+            continue
+        cost = node.spec.flops(node.input_shapes[0], node.output_shape)
+        total += cost
+        flops_by_module[node.module] = flops_by_module.get(node.module, 0) + cost
+    return SharingReport(
+        type(model).__name__,
+        dict(result.calls),
+        parameter_groups(model),
+        tuple(aliases),
+        suspicious,
+        unique,
+        naive,
+        unshared,
+        total,
+        flops_by_module,
+    )
+
+
+def assert_no_accidental_sharing(
+    model: nn.Module, input_shape: Sequence[int], *, allow: Sequence[str] = ()
+) -> SharingReport:
+    """Fail when one module instance is registered under several names (``[block] * n``,
+    ``ModuleList([m] * n)``, one block on two attributes), unless a name of the
+    group is in ``allow``. Calling one module twice in ``forward`` is fine."""
+    report = sharing(model, input_shape, allow=allow)
+    if report.suspicious:
+        lines = [f"{report.model}: accidental weight sharing:"]
+        lines += [f"  {s}" for s in report.suspicious]
+        lines.append("  (intended? pass allow=[...] with one of the names)")
+        raise AssertionError("\n".join(lines))
+    return report
+
+
+def _resolve(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """A module name → its direct parameters by local name; a parameter name → itself."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    if name in modules:
+        params = dict(modules[name].named_parameters(recurse=False))
+        if not params:
+            params = dict(modules[name].named_parameters())
+        return params
+    params = dict(model.named_parameters(remove_duplicate=False))
+    if name in params:
+        return {"": params[name]}
+    known = sorted(n for n in modules if n) + sorted(params)
+    raise KeyError(
+        f"{type(model).__name__} has no module or parameter {name!r}; known: "
+        f"{', '.join(known[:30])}{' …' if len(known) > 30 else ''}"
+    )
+
+
+def assert_weights_shared(model: nn.Module, *names: str) -> None:
+    """Assert that the named modules (their parameters, matched by local name) or the
+    named parameters are one tensor each."""
+    if len(names) < 2:
+        raise ValueError("assert_weights_shared needs at least two module or parameter names")
+    resolved = [_resolve(model, name) for name in names]
+    first = resolved[0]
+    problems = []
+    for name, params in zip(names[1:], resolved[1:], strict=True):
+        for key, tensor in first.items():
+            other = params.get(key)
+            label = f"{names[0]}.{key}".rstrip(".")
+            other_label = f"{name}.{key}".rstrip(".")
+            if other is None:
+                problems.append(f"{other_label} does not exist (to tie with {label})")
+            elif _storage_key(other) != _storage_key(tensor):
+                same = other.shape == tensor.shape and bool(
+                    torch.equal(other.detach().cpu(), tensor.detach().cpu())
+                    if tensor.device.type != "meta"
+                    else False
+                )
+                problems.append(
+                    f"{label} and {other_label} are separate tensors"
+                    + (
+                        " with equal values: the tie was cut (a copy, a clone, or a load into "
+                        "an untied model)"
+                        if same
+                        else ""
+                    )
+                )
+    if problems:
+        raise AssertionError(
+            f"{type(model).__name__}: expected {', '.join(names)} to share weights, but "
+            + "; ".join(problems)
+            + ".\n  fix: tie them by assignment (b.weight = a.weight), or reuse one module."
+        )
+
+
+def assert_gradients_accumulate(
+    model: nn.Module, input_shape: Sequence[int], name: str | None = None, *, atol: float = 1e-9
+) -> None:
+    """Check that the gradient of a reused module's parameters equals the sum of the
+    gradients of each use (computed with one untied copy per call), on CPU float64
+    copies. ``name`` picks the module; by default every module called more than once."""
+    shape = tuple(int(s) for s in input_shape)
+    calls = trace(model, shape).calls
+    targets = [name] if name is not None else [n for n, c in calls.items() if c > 1 and n]
+    if not targets:
+        raise AssertionError(f"{type(model).__name__}: no module is called more than once")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    for target in targets:
+        count = calls.get(target, 0)
+        if count < 2:
+            raise AssertionError(f"{target!r} is called {count}× in forward, not reused")
+        tied = _copy_with(model, "cpu").double()
+        _backward(tied, x)
+        tied_grads = {k: p.grad for k, p in tied.get_submodule(target).named_parameters()}
+        untied = _copy_with(model, "cpu").double()
+        module = untied.get_submodule(target)
+        clones = [copy.deepcopy(module) for _ in range(count)]
+        object.__setattr__(module, "forward", _route_calls(clones))
+        _backward(untied, x)
+        for key, grad in tied_grads.items():
+            parts = [dict(c.named_parameters())[key].grad for c in clones]
+            summed = sum(p for p in parts if p is not None)
+            if grad is None or not torch.allclose(grad, torch.as_tensor(summed), atol=atol):
+                raise AssertionError(
+                    f"{type(model).__name__}: the gradient of {target}.{key} is not the sum of "
+                    f"its {count} uses' gradients"
+                )
+
+
+def _route_calls(clones: list[nn.Module]) -> Callable[..., Any]:
+    """A forward that sends call i to ``clones[i]`` (one untied copy per use)."""
+    used = iter(clones)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return next(used)(*args, **kwargs)
+
+    return forward
+
+
+def _backward(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        out = model(x.clone())
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    weights = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+    (out * weights).sum().backward()
+
+
+def assert_ties_preserved(model: nn.Module) -> None:
+    """Check that the model's tied parameters stay tied through ``copy.deepcopy``, a
+    ``state_dict`` save/load round-trip (``torch.load(weights_only=True)``),
+    ``.to(torch.float64)`` and one optimizer step (on copies)."""
+    groups = parameter_groups(model)
+    name = type(model).__name__
+    if not groups:
+        return
+
+    def broken(candidate: nn.Module) -> list[str]:
+        found = []
+        params = dict(candidate.named_parameters(remove_duplicate=False))
+        for group in groups:
+            keys = {_storage_key(params[n]) for n in group}
+            if len(keys) > 1:
+                found.append(", ".join(group))
+        return found
+
+    stages: list[tuple[str, nn.Module]] = []
+    copied = copy.deepcopy(model)
+    stages.append(("copy.deepcopy", copied))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    loaded = copy.deepcopy(model)
+    loaded.load_state_dict(torch.load(buffer, weights_only=True))
+    stages.append(("state_dict save/load", loaded))
+    stages.append((".to(torch.float64)", copy.deepcopy(model).to(torch.float64)))
+    stepped = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(stepped.parameters(), lr=0.1)
+    for param in stepped.parameters():
+        param.grad = torch.ones_like(param)
+    optimizer.step()
+    stages.append(("one optimizer step", stepped))
+    failures = [
+        f"after {stage}: {', '.join(broken(m))} no longer one tensor"
+        for stage, m in stages
+        if broken(m)
+    ]
+    if failures:
+        raise AssertionError(
+            f"{name}: tied parameters came apart:\n  "
+            + "\n  ".join(failures)
+            + "\n  fix: re-tie after the step that broke them (e.g. in load_state_dict or "
+            "after .to()), or tie by module reuse."
+        )
