@@ -209,7 +209,6 @@ class _Frame:
     name: str
     start: int
     input_shape: Shape | None
-    input_producer: int | None
     spec: Spec | None
 
 
@@ -251,9 +250,6 @@ class _Recorder:
     functional_counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ tensors
-    def producer(self, tensor: torch.Tensor) -> int | None:
-        return self.producers.get(id(tensor))
-
     def mark(self, tensor: torch.Tensor, index: int) -> None:
         self.producers[id(tensor)] = index
         self.alive.append(tensor)
@@ -284,7 +280,6 @@ class _Recorder:
                 name,
                 len(self.nodes),
                 shape,
-                self.producers.get(id(first)) if first is not None else None,
                 spec,
             )
         )
@@ -994,8 +989,7 @@ def _run(
         ) from error
     outputs = tuple((path, tuple(t.shape)) for path, t in _leaves_with_paths(output))
     output_nodes = tuple(
-        recorder.producer(t) if recorder.producer(t) is not None else MODEL_INPUT
-        for _, t in _leaves_with_paths(output)
+        recorder.producers.get(id(t), MODEL_INPUT) for _, t in _leaves_with_paths(output)
     )
     if len(outputs) == 1:
         out_shape: Shape | tuple[Shape, ...] | None = outputs[0][1]
@@ -1013,7 +1007,7 @@ def _run(
         outputs,
         tuple(dict.fromkeys(recorder.disagreements)),
         fallback,
-        tuple(i for i in output_nodes if i is not None),
+        output_nodes,
     )
 
 
