@@ -48,7 +48,14 @@ from pytest_convcheck.layers import (
     UnfoldSpec,
 )
 from pytest_convcheck.pictures import pyplot
-from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode, _copy_with, trace
+from pytest_convcheck.tracing import (
+    MODEL_INPUT,
+    Trace,
+    TraceNode,
+    _first_tensor,
+    materialized_copy,
+    trace,
+)
 
 __all__ = [
     "CheckerboardReport",
@@ -533,9 +540,16 @@ def smooth_input(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> to
 
 def stride_energy(signal: torch.Tensor, period: Sequence[int]) -> SpectralScore:
     """Share of the non-DC energy of ``signal`` (…, *spatial) at the frequencies
-    ``m·N/P`` (m ≥ 1) of any axis whose period P > 1."""
+    ``m·N/P`` (m ≥ 1) of any axis whose period P > 1. Axes holding fewer than 4
+    periods are skipped: their "stride frequencies" cover most of the spectrum
+    (a resampling by an odd ratio, e.g. 31 → 16 → 31, has P = 31)."""
     spatial = len(period)
-    if spatial == 0 or all(p <= 1 for p in period):
+    if spatial == 0 or signal.dim() < spatial:
+        return SpectralScore(0.0, tuple(period))
+    period = tuple(
+        p if p <= n // 4 else 1 for p, n in zip(period, signal.shape[-spatial:], strict=True)
+    )
+    if all(p <= 1 for p in period):
         return SpectralScore(0.0, tuple(period))
     crop = [n - n % p if p > 1 else n for n, p in zip(signal.shape[-spatial:], period, strict=True)]
     view = signal
@@ -572,11 +586,11 @@ def output_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScore:
     """Stride-frequency energy of the model's output on a smooth input (CPU copy, eval)."""
     shape = tuple(int(s) for s in input_shape)
     period = _output_period(trace(model, shape))
-    work = _copy_with(model, "cpu").float().eval()
+    work = materialized_copy(model, "cpu", shape).float().eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        out = work(smooth_input(shape))
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+        out = _first_tensor(work(smooth_input(shape)))
+    if out is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
     return stride_energy(out, period[-(out.dim() - 2) :] if out.dim() > 2 else ())
 
 
@@ -594,12 +608,12 @@ def gradient_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScor
             stride = Fraction(axis_map.advance, axis_map.period)
             if not axis_map.whole and stride.denominator == 1:
                 period[axis] = max(period[axis], int(stride))
-    work = _copy_with(model, "cpu").float().eval()
+    work = materialized_copy(model, "cpu", shape).float().eval()
     x = smooth_input(shape).requires_grad_(True)
     with torch.random.fork_rng(devices=[]):
-        out = work(x)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+        out = _first_tensor(work(x))
+    if out is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
     weight = smooth_input(tuple(out.shape)) if out.dim() > 2 else torch.ones_like(out)
     (grad,) = torch.autograd.grad((out * weight).sum(), x)
     return stride_energy(grad, tuple(period))

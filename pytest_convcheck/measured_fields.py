@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.fields import FieldNumbers, ReceptiveField, receptive_field
 from pytest_convcheck.pictures import pyplot
-from pytest_convcheck.tracing import ModelRunError, _copy_with, trace
+from pytest_convcheck.tracing import ModelRunError, materialized_copy, trace
 
 __all__ = [
     "EffectiveField",
@@ -199,7 +199,8 @@ def _box_conv(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
         y = func(summed, box, None, groups=groups, **options)
     out_spatial = y.shape[2:]
     if groups == 1:
-        y = y.expand(n, c_out, *out_spatial)  # broadcast: no copy
+        # a real tensor, not a broadcast view: the model may write to it in place
+        y = y.expand(n, c_out, *out_spatial).contiguous()
     else:
         y = y.unsqueeze(2).expand(n, groups, c_out // groups, *out_spatial)
         y = y.reshape(n, c_out, *out_spatial)
@@ -240,12 +241,12 @@ class _Linearised(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _linearise(model: nn.Module) -> nn.Module:
+def _linearise(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
     """A float64 CPU copy with positive constant weights and unit normalisation
     statistics, built from the meta copy: every parameter is a zero-memory
     constant (``full(()).expand(shape)``) — ``1/fan_in`` for weights, 1 for
     biases and scales — and running means are 0, running variances 1."""
-    work = _copy_with(model, "meta").eval()
+    work = materialized_copy(model, "meta", input_shape).eval()
     for module in work.modules():
         for name, param in module._parameters.items():
             if param is None:
@@ -376,7 +377,7 @@ def empirical_receptive_field(
     fitted, clipped, first_q = _fitting_shape(model, shape, analytic)
     if fitted != shape:
         shape, analytic = fitted, receptive_field(model, fitted)
-    work = _linearise(model)
+    work = _linearise(model, shape)
     x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
     with torch.random.fork_rng(devices=[]), _Linearised():
         out = work(x)
@@ -528,7 +529,7 @@ def effective_receptive_field(
     if weights not in ("current", "init"):
         raise ValueError(f"weights must be 'current' or 'init', got {weights!r}")
     shape = tuple(int(s) for s in input_shape)
-    work = _copy_with(model, "cpu").float().eval()
+    work = materialized_copy(model, "cpu", (1, *shape[1:])).float().eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if weights == "init":

@@ -22,8 +22,8 @@ from pytest_convcheck.tracing import (
     ModelRunError,
     Trace,
     TraceLayer,
-    _copy_with,
     _fmt,
+    materialized_copy,
     trace,
 )
 
@@ -249,7 +249,7 @@ def assert_batch_independent(
 def _assert_no_cross_talk(model: nn.Module, shape: Shape, atol: float) -> None:
     # a small batch on CPU is enough: cross-talk does not depend on the batch size
     small = (min(shape[0], 3), *shape[1:])
-    work = _copy_with(model, "cpu").double()
+    work = materialized_copy(model, "cpu", small).double()
     mixers = [n for n, m in work.named_modules() if isinstance(m, _BATCH_MIXERS) and m.training]
     for n, m in work.named_modules():
         if n in mixers:

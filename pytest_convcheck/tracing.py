@@ -790,6 +790,23 @@ def _copy_with(model: nn.Module, device: str) -> nn.Module:
         return copy.deepcopy(model, memo)
 
 
+def materialized_copy(
+    model: nn.Module, device: str, input_shape: Sequence[int], dtype: torch.dtype | None = None
+) -> nn.Module:
+    """:func:`_copy_with`, then one dry forward on zeros when the copy has lazy
+    (uninitialised) parameters, so that every parameter has its shape."""
+    work = _copy_with(model, device)
+    lazy = any(
+        _UNINITIALIZED and isinstance(t, _UNINITIALIZED)
+        for t in itertools.chain(work.parameters(), work.buffers())
+    )
+    if lazy:
+        x = torch.zeros(tuple(input_shape), dtype=dtype or _input_dtype(model), device=device)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            work(x)
+    return work
+
+
 def _copy_tensor(tensor: torch.Tensor, device: str) -> torch.Tensor:
     if _UNINITIALIZED and isinstance(tensor, _UNINITIALIZED):
         return type(tensor)(requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype)
@@ -816,7 +833,9 @@ def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Mod
         if kind in _SHARED_EXACT:
             continue
         if key in _HOOK_KEYS and isinstance(value, dict):
-            state[key] = value.copy()
+            # registered in the memo so that copied hook handles (RemovableHandle,
+            # e.g. a lazy module's init hook) remove from *this* dict, never the user's
+            state[key] = memo[id(value)] = value.copy()
         elif key in ("_parameters", "_buffers"):
             table = kind()
             for name, tensor in value.items():

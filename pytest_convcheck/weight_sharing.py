@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import _copy_with, trace
+from pytest_convcheck.tracing import materialized_copy, trace
 
 __all__ = [
     "SharingReport",
@@ -43,7 +43,12 @@ __all__ = [
 
 def _storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
     """Tensors are one when they are one object or view the same memory identically."""
-    if tensor.device.type == "meta" or tensor.numel() == 0:
+    uninitialized = getattr(nn.parameter, "UninitializedTensorMixin", ())
+    if (
+        (uninitialized and isinstance(tensor, uninitialized))
+        or tensor.device.type == "meta"
+        or tensor.numel() == 0
+    ):
         return ("id", id(tensor))
     try:
         pointer = tensor.untyped_storage().data_ptr()
@@ -179,10 +184,11 @@ def sharing(
     suspicious = tuple(
         _explain(group, model) for group in aliases if not allowed.intersection(group)
     )
-    unique = sum(p.numel() for p in {_storage_key(p): p for p in model.parameters()}.values())
-    naive = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
+    counted = materialized_copy(model, "meta", input_shape)  # lazy parameters get shapes
+    unique = sum(p.numel() for p in {_storage_key(p): p for p in counted.parameters()}.values())
+    naive = sum(p.numel() for _, p in counted.named_parameters(remove_duplicate=False))
     unshared = unique
-    modules = dict(model.named_modules())
+    modules = dict(counted.named_modules())
     for name, count in result.calls.items():
         module = modules.get(name)
         if count > 1 and module is not None and name:
@@ -297,10 +303,10 @@ def assert_gradients_accumulate(
         count = calls.get(target, 0)
         if count < 2:
             raise AssertionError(f"{target!r} is called {count}× in forward, not reused")
-        tied = _copy_with(model, "cpu").double()
+        tied = materialized_copy(model, "cpu", shape).double()
         _backward(tied, x)
         tied_grads = {k: p.grad for k, p in tied.get_submodule(target).named_parameters()}
-        untied = _copy_with(model, "cpu").double()
+        untied = materialized_copy(model, "cpu", shape).double()
         module = untied.get_submodule(target)
         clones = [copy.deepcopy(module) for _ in range(count)]
         object.__setattr__(module, "forward", _route_calls(clones))

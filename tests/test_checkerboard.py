@@ -218,3 +218,22 @@ def test_tile_picture(tmp_path) -> None:
     assert report.save_png(tmp_path / "tile.png").read_bytes()[:4] == b"\x89PNG"
     score = output_score(_flat_transposed(3, 2), (1, 1, 16, 16))
     assert score.save_png(tmp_path / "spectrum.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spectral_tests_handle_dicts_classifiers_and_odd_resampling() -> None:
+    class Dict(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.ConvTranspose2d(1, 1, 3, stride=2)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"up": self.up(x)}
+
+    class OddResample(nn.Module):  # 31 → 16 → 31: period 31, not a checkerboard
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            down = nn.functional.avg_pool2d(x, 2, ceil_mode=True)
+            return nn.functional.interpolate(down, size=x.shape[2:], mode="bilinear")
+
+    assert output_score(Dict(), (1, 1, 16, 16)).period == (2, 2)
+    assert output_score(MODELS["s06_cnn"][0](), (1, 1, 28, 28)).score == 0.0
+    assert output_score(OddResample(), (1, 1, 31, 31)).score == 0.0

@@ -216,3 +216,34 @@ def test_tied_parameters_stay_tied_in_the_copy() -> None:
     copy = _copy_with(model, "meta")
     assert copy[0].weight is copy[1].weight and copy[0].weight.device.type == "meta"
     assert copy[0].bias is not copy[1].bias
+
+
+def test_lazy_model_through_every_copy_stays_lazy_with_its_hooks() -> None:
+    from pytest_convcheck import assert_batch_independent, empirical_receptive_field, sharing
+
+    model = nn.Sequential(nn.LazyConv2d(4, 3), nn.Flatten(), nn.LazyLinear(2))
+    hooks = dict(model[0]._forward_pre_hooks)
+    trace(model, (2, 3, 8, 8))
+    trace(model, (2, 3, 8, 8))
+    assert sharing(model, (2, 3, 8, 8)).unique_parameters == 3 * 4 * 9 + 4 + 4 * 36 * 2 + 2
+    assert_batch_independent(model, (2, 3, 8, 8))
+    empirical_receptive_field(model, (2, 3, 8, 8))
+    assert dict(model[0]._forward_pre_hooks) == hooks
+    assert model[0].has_uninitialized_params() and type(model[0]) is nn.LazyConv2d
+
+
+def test_in_place_residual_add_through_every_analysis() -> None:
+    from pytest_convcheck import empirical_receptive_field, receptive_field
+
+    class InPlace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            y += x
+            return F.relu(y)
+
+    measured = empirical_receptive_field(InPlace(), (1, 4, 8, 8))
+    assert measured.size == receptive_field(InPlace(), (1, 4, 8, 8)).size == (3, 3)
