@@ -39,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "assert_no_accidental_sharing": "pytest_convcheck.weight_sharing",
     "assert_ties_preserved": "pytest_convcheck.weight_sharing",
     "assert_gradients_accumulate": "pytest_convcheck.weight_sharing",
+    "assert_conv_matches_reference": "pytest_convcheck.reference",
+    "assert_transpose_is_adjoint": "pytest_convcheck.reference",
+    "transpose_is_not_inverse": "pytest_convcheck.reference",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -61,6 +64,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         MeasuredField,
         effective_receptive_field,
         empirical_receptive_field,
+    )
+    from pytest_convcheck.reference import (  # noqa: F401
+        assert_conv_matches_reference,
+        assert_transpose_is_adjoint,
+        transpose_is_not_inverse,
     )
     from pytest_convcheck.shapes import (  # noqa: F401
         assert_batch_independent,
