@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "assert_conv_matches_reference": "pytest_convcheck.reference",
     "assert_transpose_is_adjoint": "pytest_convcheck.reference",
     "transpose_is_not_inverse": "pytest_convcheck.reference",
+    "assert_device_parity": "pytest_convcheck.parity",
+    "assert_layout_parity": "pytest_convcheck.parity",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -64,6 +66,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         MeasuredField,
         effective_receptive_field,
         empirical_receptive_field,
+    )
+    from pytest_convcheck.parity import (  # noqa: F401
+        assert_device_parity,
+        assert_layout_parity,
     )
     from pytest_convcheck.reference import (  # noqa: F401
         assert_conv_matches_reference,

@@ -1,0 +1,254 @@
+"""Parity: every backend against an independent float64 CPU reference.
+
+Comparing two fast backends with each other only tells you that they differ.
+``assert_device_parity`` runs a copy of the model on each device in the working
+dtype and compares its output and gradients (input and parameters) with a
+float64 CPU run of the same copy. Tolerances start from the
+``torch.testing.assert_close`` defaults of the dtype and grow with the size of
+the reductions (error accumulates with √(terms)); on CUDA, TF32 convolutions
+and matmuls (the default on Ampere and later) get a TF32-aware tolerance, and
+``strict=True`` turns TF32 off for the run instead.
+
+``assert_layout_parity`` compares channels-last against contiguous weights and
+inputs, and a non-contiguous input view against a contiguous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pytest_convcheck.tracing import _first_tensor, materialized_copy
+
+__all__ = [
+    "ParityReport",
+    "ParityResult",
+    "assert_device_parity",
+    "assert_layout_parity",
+    "available_devices",
+]
+
+_DEFAULT_TOLERANCE = {  # torch.testing.assert_close defaults (rtol, atol)
+    torch.float64: (1e-7, 1e-7),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-5),
+    torch.float16: (1e-3, 1e-5),
+}
+_TF32 = (1e-3, 1e-4)  # 10 mantissa bits
+
+
+def available_devices() -> list[str]:
+    """``cpu`` and whichever of ``cuda`` and ``mps`` this torch can use."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """One device's run against the float64 CPU reference."""
+
+    device: str
+    dtype: torch.dtype
+    tf32: bool
+    rtol: float
+    atol: float
+    errors: dict[str, float]  # output / input grad / parameter grads → max |Δ| / scale
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        name = max(self.errors, key=lambda k: self.errors[k])
+        return name, self.errors[name]
+
+    def __str__(self) -> str:
+        name, value = self.worst
+        return (
+            f"{self.device} {str(self.dtype).removeprefix('torch.')}"
+            f"{' (TF32 on)' if self.tf32 else ''}: worst {name} error {value:.3g} "
+            f"(tolerance rtol {self.rtol:.2g}, atol {self.atol:.2g})"
+        )
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """The devices compared with the float64 reference, and those skipped."""
+
+    results: tuple[ParityResult, ...]
+    skipped: tuple[str, ...]
+
+    def __str__(self) -> str:
+        lines = [str(r) for r in self.results]
+        if self.skipped:
+            lines.append(f"skipped (not available here): {', '.join(self.skipped)}")
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled and matmul
+    torch.backends.cudnn.allow_tf32 = enabled and cudnn
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        out = _first_tensor(model(x))
+    if out is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
+    (out * weights.to(out.device, out.dtype)).sum().backward()
+    found = {"output": out.detach()}
+    if x.grad is not None:
+        found["input grad"] = x.grad
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            found[f"{name} grad"] = param.grad
+    return found
+
+
+def assert_device_parity(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    devices: Sequence[str] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    strict: bool = False,
+    deterministic: bool = False,
+) -> ParityReport:
+    """Compare forward outputs and gradients on each device (default: every
+    available one) in ``dtype`` with a float64 CPU reference of the same model.
+
+    ``strict`` turns TF32 off on CUDA (otherwise its tolerance is TF32-aware);
+    ``deterministic`` runs under ``torch.use_deterministic_algorithms(True)`` and
+    reports ops without a deterministic implementation instead of crashing. The
+    model runs in eval mode on copies; the user's model is not touched.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    wanted = list(devices) if devices is not None else available_devices()
+    usable = available_devices()
+    skipped = [d for d in wanted if d.split(":")[0] not in usable]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    reference_model = materialized_copy(model, "cpu", shape).double().eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        sample = _first_tensor(reference_model(x))
+    if sample is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
+    weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
+    reference = _run(reference_model, x, weights)
+    fan = max(
+        1, max((p[0].numel() for p in reference_model.parameters() if p.dim() > 1), default=1)
+    )
+    results, failures = [], []
+    for device in (d for d in wanted if d not in skipped):
+        tf32 = (
+            device.startswith("cuda")
+            and not strict
+            and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+        )
+        rtol, atol = _TF32 if tf32 else _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
+        growth = math.sqrt(fan)  # error accumulates with √(terms per output)
+        rtol, atol = rtol * growth, atol * growth
+        work = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
+        guard = _deterministic() if deterministic else contextlib.nullcontext()
+        try:
+            with _tf32(not strict), guard:
+                got = _run(work, x.to(device=device, dtype=dtype), weights)
+        except RuntimeError as error:
+            if deterministic and "deterministic" in str(error):
+                failures.append(f"{device}: no deterministic implementation: {error}")
+                continue
+            raise
+        errors = {}
+        for name, expected in reference.items():
+            value = got[name].detach().to("cpu", torch.float64)
+            scale = atol + rtol * float(expected.abs().max())
+            errors[name] = float((value - expected).abs().max()) / scale
+        result = ParityResult(device, dtype, bool(tf32), rtol, atol, errors)
+        results.append(result)
+        if result.worst[1] > 1.0:
+            failures.append(f"{result} — above tolerance")
+    if failures:
+        raise AssertionError(
+            f"{type(model).__name__}: device parity against the float64 CPU reference failed:\n  "
+            + "\n  ".join(failures)
+            + (f"\n  (skipped, not available: {', '.join(skipped)})" if skipped else "")
+        )
+    return ParityReport(tuple(results), tuple(skipped))
+
+
+def _attempt(model: nn.Module, x: torch.Tensor) -> torch.Tensor | str | None:
+    """The model's first output tensor, or the error it raised, as text."""
+    try:
+        return _first_tensor(model(x))
+    except RuntimeError as error:
+        return f"forward raises RuntimeError: {str(error).splitlines()[0]}"
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def assert_layout_parity(
+    model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dtype = torch.float64
+) -> None:
+    """The output does not depend on memory layout: channels-last weights and input
+    (4-D and 5-D inputs) and a non-contiguous input view give the contiguous result."""
+    shape = tuple(int(s) for s in input_shape)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=dtype)
+    base = materialized_copy(model, "cpu", shape).to(dtype).eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        expected = _first_tensor(base(x))
+        variants: dict[str, torch.Tensor | str | None] = {}
+        if len(shape) in (4, 5):
+            fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+            cl = materialized_copy(model, "cpu", shape).to(dtype).eval()
+            cl = cl.to(memory_format=fmt)  # type: ignore[call-overload]
+            variants["channels-last weights and input"] = _attempt(
+                cl, x.contiguous(memory_format=fmt)
+            )
+        wide = torch.zeros((*shape[:-1], shape[-1] * 2), dtype=dtype)
+        wide[..., ::2] = x
+        variants["non-contiguous input (a strided view)"] = _attempt(base, wide[..., ::2])
+    if expected is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
+    _, atol = _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
+    problems = []
+    for label, got in variants.items():
+        if isinstance(got, str):
+            problems.append(f"{label}: {got}")
+            continue
+        if got is None or got.shape != expected.shape:
+            problems.append(f"{label}: output shape {None if got is None else tuple(got.shape)}")
+            continue
+        error = float((got - expected).abs().max())
+        if error > atol * max(1.0, float(expected.abs().max())):
+            problems.append(f"{label}: max |Δ| = {error:.3g}")
+    if problems:
+        raise AssertionError(
+            f"{type(model).__name__}: the output depends on the input's memory layout:\n  "
+            + "\n  ".join(problems)
+            + "\n  fix: do not read tensor strides or data pointers in forward; use "
+            "x.contiguous() before view(), or reshape() instead of view()."
+        )

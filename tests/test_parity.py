@@ -1,0 +1,75 @@
+"""Device and layout parity against the float64 reference (CPU here; CUDA where present)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from examples.article import MODELS
+from pytest_convcheck import assert_device_parity, assert_layout_parity
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)"
+)
+
+
+@pytest.mark.parametrize("section", list(MODELS))
+def test_article_models_match_the_float64_reference_on_cpu(section: str) -> None:
+    factory, shape = MODELS[section]
+    report = assert_device_parity(factory(), shape, devices=["cpu", "cuda", "mps"])
+    assert [r.device for r in report.results] == ["cpu"]
+    assert report.results[0].worst[1] <= 1.0
+    if not torch.cuda.is_available():
+        assert "cuda" in report.skipped and "skipped (not available here): cuda" in str(report)
+
+
+def test_strict_and_deterministic_modes_run() -> None:
+    factory, shape = MODELS["s04_checkerboard_fix"]
+    report = assert_device_parity(factory(), shape, strict=True, deterministic=True)
+    assert not report.results[0].tf32
+
+
+class LayoutDependent(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float(x.is_contiguous())
+
+
+def test_a_layout_dependent_model_fails() -> None:
+    with pytest.raises(AssertionError) as info:
+        assert_layout_parity(LayoutDependent(), (1, 2, 4, 4))
+    text = str(info.value)
+    assert "channels-last weights and input: max |Δ|" in text
+    assert "non-contiguous input (a strided view): max |Δ|" in text
+
+
+def test_section_six_view_breaks_under_channels_last() -> None:
+    # x.view(-1, 320) needs a contiguous tensor: a channels-last input makes it raise
+    factory, shape = MODELS["s06_cnn"]
+    with pytest.raises(AssertionError, match="forward raises RuntimeError: view size is not"):
+        assert_layout_parity(factory(), shape)
+
+
+@pytest.mark.parametrize("section", [s for s in MODELS if s != "s06_cnn"])
+def test_other_article_models_are_layout_independent(section: str) -> None:
+    factory, shape = MODELS[section]
+    assert_layout_parity(factory(), shape)
+
+
+def test_parity_leaves_the_model_alone() -> None:
+    model = MODELS["s01_transposed_conv"][0]().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert_device_parity(model, (2, 1, 28, 28))
+    assert_layout_parity(model, (2, 1, 28, 28))
+    assert model.training and all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("strict", [False, True], ids=["tf32-aware", "strict"])
+def test_cuda_matches_the_reference(strict: bool) -> None:
+    for factory, shape in MODELS.values():
+        report = assert_device_parity(factory(), shape, devices=["cuda"], strict=strict)
+        assert report.results[0].device == "cuda"
