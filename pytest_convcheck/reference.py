@@ -331,7 +331,7 @@ def assert_transpose_is_adjoint(
     output_padding = [a - b for a, b in zip(input_shape[2:], sizes, strict=True)]
     transposed = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[w.dim() - 2]
     aty = transposed(y, w, None, stride, padding, output_padding, conv.groups, dilation)
-    lhs = float((ax * y).sum())
+    lhs = float((ax * y).sum().detach())
     rhs = float((x.detach() * aty).sum())
     (grad,) = torch.autograd.grad((ax * y).sum(), x)
     relative = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
