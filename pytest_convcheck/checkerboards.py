@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pytest_convcheck.fields import _interpolation
+from pytest_convcheck.fields import _interpolation, data_inputs, transposed_phase_taps
 from pytest_convcheck.layers import (
     AdaptivePoolSpec,
     ChannelNormSpec,
@@ -167,8 +167,8 @@ def _layer_taps(
         for k, s, (p, _), d in zip(spec.kernel, spec.stride, pads, spec.dilation, strict=True):
             if spec.transposed:
                 taps = [
-                    [((r + p - d * t) // s, 1.0) for t in range(k) if (r + p - d * t) % s == 0]
-                    for r in range(s)
+                    [((r + p - d * t) // s, 1.0) for t in phase]
+                    for r, phase in enumerate(transposed_phase_taps(k, s, p, d))
                 ]
                 axes.append((s, 1, taps))
             else:
@@ -222,9 +222,7 @@ def phase_counts(result: Trace) -> dict[int, tuple[PhaseCounts, ...] | None]:
     flat = tuple(PhaseCounts.flat() for _ in range(spatial))
     counts: dict[int, tuple[PhaseCounts, ...] | None] = {MODEL_INPUT: flat}
     for node in result.nodes:
-        sources = [counts[p] for p in node.inputs if p is not None and p in counts]
-        if node.spec is not None and not isinstance(node.spec, ChannelNormSpec):
-            sources = sources[:1]
+        sources = [counts[p] for p in data_inputs(node, counts)]
         live = [s for s in sources if s is not None]
         if not sources:
             counts[node.node_id] = flat
@@ -405,7 +403,7 @@ def _phase_weights(
     if isinstance(spec, ConvSpec) and isinstance(module, nn.modules.conv._ConvTransposeNd):
         summed = module.weight.detach().to("cpu", torch.float64).sum(0)  # (out/groups, *k)
         per_axis = [
-            [[t for t in range(k) if (r + p - d * t) % s == 0] for r in range(s)]
+            transposed_phase_taps(k, s, p, d)
             for k, s, (p, _), d in zip(
                 spec.kernel, spec.stride, spec._pads(()), spec.dilation, strict=True
             )

@@ -64,9 +64,11 @@ __all__ = [
     "FieldRow",
     "ReceptiveField",
     "assert_receptive_field",
+    "data_inputs",
     "field_of_trace",
     "growth_options",
     "receptive_field",
+    "transposed_phase_taps",
 ]
 
 
@@ -179,15 +181,21 @@ def _conv_like(kernel: int, stride: int, pad_before: int, dilation: int) -> Axis
     return AxisMap(1, stride, (_merge((-pad_before + dilation * t,) * 2 for t in range(kernel)),))
 
 
+def transposed_phase_taps(kernel: int, stride: int, padding: int, dilation: int) -> list[list[int]]:
+    """Per output phase r < s of a 1-D transposed conv, the kernel taps t that land on
+    it: output ``j`` receives input ``i`` through tap ``t`` when ``j = i·s − p + d·t``,
+    so phase r gets the taps with ``s | (r + p − d·t)``, from input ``(r + p − d·t)/s``."""
+    return [
+        [t for t in range(kernel) if (r + padding - dilation * t) % stride == 0]
+        for r in range(stride)
+    ]
+
+
 def _transposed(kernel: int, stride: int, padding: int, dilation: int) -> AxisMap:
-    taps = []
-    for r in range(stride):
-        found = [
-            ((r + padding - dilation * t) // stride,) * 2
-            for t in range(kernel)
-            if (r + padding - dilation * t) % stride == 0
-        ]
-        taps.append(_merge(found))
+    taps = [
+        _merge(((r + padding - dilation * t) // stride,) * 2 for t in phase)
+        for r, phase in enumerate(transposed_phase_taps(kernel, stride, padding, dilation))
+    ]
     return AxisMap(stride, 1, tuple(taps))
 
 
@@ -434,6 +442,16 @@ def _field_numbers(
     return tuple(sizes), tuple(strides), tuple(offsets)
 
 
+def data_inputs(node: TraceNode, known: dict[int, Any]) -> list[int]:
+    """The producers of ``node``'s data inputs among ``known`` nodes: all of them for
+    merges (add, cat, …) and pointwise ops; only the first for ops with a geometry
+    rule (conv, pool, …), whose other tensor inputs are weights."""
+    sources = [p for p in node.inputs if p is not None and p in known]
+    if node.spec is not None and not isinstance(node.spec, ChannelNormSpec):
+        return sources[:1]
+    return sources
+
+
 def node_maps(result: Trace) -> tuple[dict[int, tuple[AxisMap, ...]], list[str]]:
     """The per-axis map of every node's output, and notes on merges and unknown ops."""
     spatial = len(result.input_shape) - 2
@@ -446,12 +464,10 @@ def node_maps(result: Trace) -> tuple[dict[int, tuple[AxisMap, ...]], list[str]]
     maps: dict[int, tuple[AxisMap, ...]] = {MODEL_INPUT: identity}
     notes: list[str] = []
     for node in result.nodes:
-        sources = [maps[p] for p in node.inputs if p is not None and p in maps]
+        sources = [maps[p] for p in data_inputs(node, maps)]
         if not sources:
             maps[node.node_id] = identity  # a constant (no path from the input)
             continue
-        if node.spec is not None and not isinstance(node.spec, ChannelNormSpec):
-            sources = sources[:1]  # the data input; the rest are weights
         merged = sources[0]
         for other in sources[1:]:
             combined = []

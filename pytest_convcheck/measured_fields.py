@@ -35,8 +35,9 @@ from torch.overrides import TorchFunctionMode
 
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.fields import FieldNumbers, ReceptiveField, receptive_field
+from pytest_convcheck.layers import FUNCTION_RULES
 from pytest_convcheck.pictures import pyplot
-from pytest_convcheck.tracing import ModelRunError, materialized_copy, trace
+from pytest_convcheck.tracing import ModelRunError, _first_tensor, materialized_copy, trace
 
 __all__ = [
     "EffectiveField",
@@ -140,21 +141,16 @@ def _adaptive_pattern(
     return out
 
 
+# the max-pooling functions of the rule table (their dependency pattern is replaced)
 _POOLS = {
-    F.max_pool1d,
-    F.max_pool2d,
-    F.max_pool3d,
-    F.max_pool1d_with_indices,
-    F.max_pool2d_with_indices,
-    F.max_pool3d_with_indices,
+    f
+    for f, rule in FUNCTION_RULES.items()
+    if rule.family == "pool" and f.__name__.startswith("max")
 }
 _ADAPTIVE = {
-    F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d,
-    F.adaptive_max_pool3d,
-    F.adaptive_max_pool1d_with_indices,
-    F.adaptive_max_pool2d_with_indices,
-    F.adaptive_max_pool3d_with_indices,
+    f
+    for f, rule in FUNCTION_RULES.items()
+    if rule.family == "adaptive_pool" and f.__name__.startswith("adaptive_max")
 }
 _SUBTRACT = {"sub", "__sub__", "rsub", "__rsub__", "sub_", "__isub__"}
 _REDUCE_MAX = {"amax", "max"}
@@ -380,11 +376,9 @@ def empirical_receptive_field(
     work = _linearise(model, shape)
     x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
     with torch.random.fork_rng(devices=[]), _Linearised():
-        out = work(x)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
+        out = _first_tensor(work(x))
+    if out is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
     out_shape = tuple(out.shape)
     spatial_out = len(out_shape) - 2
     if spatial_out < 1:
@@ -399,7 +393,8 @@ def empirical_receptive_field(
     measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
     hole_map = torch.zeros(shape[-spatial:], dtype=torch.bool)
     for position in chosen:
-        target = out[(slice(None), slice(None), *position)] if position else out
+        index: tuple[slice | int, ...] = (slice(None), slice(None), *position)
+        target = out[index] if position else out
         (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=True)
         mask = grad.abs().sum(dim=tuple(range(len(shape) - spatial))) > 0
         if position == chosen[0]:
@@ -542,16 +537,15 @@ def effective_receptive_field(
         centre: tuple[int, ...] = ()
         for _ in range(samples):
             x = torch.randn((1, *shape[1:]), requires_grad=True)
-            out = work(x)
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            if out.dim() < 3:
+            out = _first_tensor(work(x))
+            if out is None or out.dim() < 3:
                 raise ValueError(
                     f"{type(model).__name__}: the effective receptive field needs a spatial "
-                    f"output, got shape {tuple(out.shape)}"
+                    f"output, got {None if out is None else tuple(out.shape)}"
                 )
             centre = tuple(s // 2 for s in out.shape[2:])
-            (grad,) = torch.autograd.grad(out[(slice(None), slice(None), *centre)].sum(), x)
+            at: tuple[slice | int, ...] = (slice(None), slice(None), *centre)
+            (grad,) = torch.autograd.grad(out[at].sum(), x)
             total += grad.abs().sum(dim=(0, 1))
     grad_map = total / samples
     # centre the squares on the middle of the centre output's (analytic) field

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +22,7 @@ from pytest_convcheck.tracing import (
     Trace,
     TraceLayer,
     _fmt,
+    _tensors,
     materialized_copy,
     trace,
 )
@@ -287,13 +287,3 @@ def _assert_no_cross_talk(model: nn.Module, shape: Shape, atol: float) -> None:
                 f"updated during forward.\n  fix: reduce over non-batch dims only."
                 f"{note}"
             )
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    return []

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import materialized_copy, trace
+from pytest_convcheck.tracing import _first_tensor, materialized_copy, trace
 
 __all__ = [
     "SharingReport",
@@ -334,9 +334,9 @@ def _route_calls(clones: list[nn.Module]) -> Callable[..., Any]:
 def _backward(model: nn.Module, x: torch.Tensor) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        out = model(x.clone())
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+        out = _first_tensor(model(x.clone()))
+    if out is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
     weights = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
     (out * weights).sum().backward()
 
