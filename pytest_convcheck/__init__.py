@@ -44,6 +44,9 @@ _EXPORTS: dict[str, str] = {
     "transpose_is_not_inverse": "pytest_convcheck.reference",
     "assert_device_parity": "pytest_convcheck.parity",
     "assert_layout_parity": "pytest_convcheck.parity",
+    "assert_compile_parity": "pytest_convcheck.parity",
+    "report": "pytest_convcheck.reports",
+    "ConvReport": "pytest_convcheck.reports",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -68,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         empirical_receptive_field,
     )
     from pytest_convcheck.parity import (  # noqa: F401
+        assert_compile_parity,
         assert_device_parity,
         assert_layout_parity,
     )
@@ -76,6 +80,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         assert_transpose_is_adjoint,
         transpose_is_not_inverse,
     )
+    from pytest_convcheck.reports import ConvReport, report  # noqa: F401
     from pytest_convcheck.shapes import (  # noqa: F401
         assert_batch_independent,
         assert_output_shape,

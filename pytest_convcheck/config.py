@@ -15,6 +15,7 @@ Command line: ``--convcheck-model mypkg.models:Decoder --convcheck-input 2,1,28,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +28,11 @@ AVAILABLE_CHECKS: tuple[str, ...] = (
     "receptive_field",
     "checkerboard",
     "sharing",
-)
-"""Checks this version runs, in order."""
-
-PLANNED_CHECKS: tuple[str, ...] = (
-    "receptive_field",
-    "checkerboard",
-    "sharing",
     "parity",
+    "layout",
     "snapshot",
 )
-"""Check names that are accepted but not available in this version (skipped)."""
+"""Checks this version runs, in order (the default ``checks`` of a model)."""
 
 _KEYS = {
     "factory",
@@ -61,7 +56,7 @@ class ModelConfig:
     name: str
     factory: str
     input_shape: tuple[int, ...]
-    expect_output: tuple[int, ...] | None = None
+    expect_output: tuple[Any, ...] | None = None  # a shape, or one per output
     checks: tuple[str, ...] = AVAILABLE_CHECKS
     allow: frozenset[str] = field(default_factory=frozenset)
     options: dict[str, Any] = field(default_factory=dict)
@@ -69,8 +64,8 @@ class ModelConfig:
 
 
 def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
-    if isinstance(value, str):
-        value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+    if isinstance(value, str):  # "2,1,28,28", "2x1x28x28" or "2×1×28×28"
+        value = [v.strip() for v in re.split(r"[,x×]", value.strip())]
     try:
         shape = tuple(int(v) for v in value)
     except (TypeError, ValueError):
@@ -84,12 +79,19 @@ def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
     return shape
 
 
+def _expected(value: Any, where: str) -> tuple[Any, ...]:
+    """One shape, or one shape per output (a list of lists)."""
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return tuple(_shape(v, where, "expect_output") for v in value)
+    return _shape(value, where, "expect_output")
+
+
 def _names(value: Any, where: str, key: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConvcheckConfigError(f"{where}: {key} must be a list of check names, got {value!r}")
-    known = (*AVAILABLE_CHECKS, *PLANNED_CHECKS)
+    known = AVAILABLE_CHECKS
     for name in value:
         if name not in known:
             raise ConvcheckConfigError(
@@ -159,7 +161,7 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
         name,
         factory,
         _shape(table["input"], where, "input"),
-        _shape(expect, where, "expect_output") if expect is not None else None,
+        _expected(expect, where) if expect is not None else None,
         checks,
         frozenset(allow),
         options,

@@ -11,14 +11,20 @@ and matmuls (the default on Ampere and later) get a TF32-aware tolerance, and
 
 ``assert_layout_parity`` compares channels-last against contiguous weights and
 inputs, and a non-contiguous input view against a contiguous one.
+
+``assert_compile_parity`` compares ``torch.compile`` with eager mode (outputs and
+gradients); it skips (``pytest.skip``) with the reason where the compiler cannot
+run: dynamo unsupported on this Python, no C++ compiler for inductor, a backend
+that fails to build.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +34,7 @@ from pytest_convcheck.tracing import _first_tensor, materialized_copy
 __all__ = [
     "ParityReport",
     "ParityResult",
+    "assert_compile_parity",
     "assert_device_parity",
     "assert_layout_parity",
     "available_devices",
@@ -114,10 +121,37 @@ def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, 
     found = {"output": out.detach()}
     if x.grad is not None:
         found["input grad"] = x.grad
-    for name, param in model.named_parameters():
+    owner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the same names
+    for name, param in owner.named_parameters():
         if param.grad is not None:
             found[f"{name} grad"] = param.grad
     return found
+
+
+def _fan(model: nn.Module) -> int:
+    """The most terms one output sums: the largest per-output-channel weight size."""
+    return max(1, max((p[0].numel() for p in model.parameters() if p.dim() > 1), default=1))
+
+
+def _relative_errors(
+    got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], rtol: float, atol: float
+) -> dict[str, float]:
+    """max |got − expected| / (atol + rtol·max |expected|) per tensor (≤ 1 passes)."""
+    errors = {}
+    for name, value in expected.items():
+        if name not in got:
+            errors[name] = math.inf
+            continue
+        found = got[name].detach().to("cpu", torch.float64)
+        if found.shape != value.shape:
+            errors[name] = math.inf
+            continue
+        if not value.numel():
+            errors[name] = 0.0
+            continue
+        scale = atol + rtol * float(value.abs().max())
+        errors[name] = float((found - value.to(torch.float64)).abs().max()) / scale
+    return errors
 
 
 def assert_device_parity(
@@ -150,9 +184,7 @@ def assert_device_parity(
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
     reference = _run(reference_model, x, weights)
-    fan = max(
-        1, max((p[0].numel() for p in reference_model.parameters() if p.dim() > 1), default=1)
-    )
+    fan = _fan(reference_model)
     results, failures = [], []
     for device in (d for d in wanted if d not in skipped):
         tf32 = (
@@ -173,11 +205,7 @@ def assert_device_parity(
                 failures.append(f"{device}: no deterministic implementation: {error}")
                 continue
             raise
-        errors = {}
-        for name, expected in reference.items():
-            value = got[name].detach().to("cpu", torch.float64)
-            scale = atol + rtol * float(expected.abs().max())
-            errors[name] = float((value - expected).abs().max()) / scale
+        errors = _relative_errors(got, reference, rtol, atol)
         result = ParityResult(device, dtype, bool(tf32), rtol, atol, errors)
         results.append(result)
         if result.worst[1] > 1.0:
@@ -252,3 +280,87 @@ def assert_layout_parity(
             + "\n  fix: do not read tensor strides or data pointers in forward; use "
             "x.contiguous() before view(), or reshape() instead of view()."
         )
+
+
+_COMPILER_MISSING = ("InvalidCxxCompiler", "CppCompileError", "CompilerNotFound")
+
+
+def _compile_unavailable() -> str | None:
+    """Why ``torch.compile`` cannot run here, or ``None``."""
+    dynamo = getattr(torch, "_dynamo", None)
+    if dynamo is None or not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    supported = getattr(dynamo, "is_dynamo_supported", None)
+    if supported is not None and not supported():
+        import sys
+
+        return (
+            f"torch.compile is not supported on Python "
+            f"{sys.version_info.major}.{sys.version_info.minor} with torch {torch.__version__}"
+        )
+    return None
+
+
+def assert_compile_parity(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    backend: str | Callable[..., Any] = "inductor",
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    backward: bool = True,
+) -> ParityResult:
+    """``torch.compile(model, backend=backend)`` gives eager mode's output and (with
+    ``backward``) its input and parameter gradients, within the dtype's
+    ``torch.testing.assert_close`` tolerance grown by √(terms per output).
+
+    Both run in eval mode on copies of the model on ``device``. Where the compiler
+    cannot run (dynamo unsupported on this Python, no C++ compiler for inductor on
+    CPU, a backend that fails to build), this calls ``pytest.skip`` with the reason.
+    """
+    import pytest
+
+    reason = _compile_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    shape = tuple(int(s) for s in input_shape)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+    eager = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
+    compiled_model = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
+    with torch.no_grad():
+        sample = _first_tensor(eager(x))
+    if sample is None:
+        raise ValueError(f"{type(model).__name__} returned no tensor")
+    weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
+    compiled = torch.compile(compiled_model, backend=backend, dynamic=False)
+    expected = _run(eager, x, weights) if backward else {"output": sample}
+    try:
+        if backward:
+            got = _run(compiled, x, weights)  # type: ignore[arg-type]
+        else:
+            with torch.no_grad():
+                out = _first_tensor(compiled(x))
+            got = {"output": out} if out is not None else {}
+    except Exception as error:  # the compiler's own failures are many types
+        text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if any(name in text or name in repr(error) for name in _COMPILER_MISSING):
+            pytest.skip(f"torch.compile(backend={backend!r}) cannot build here: {text}")
+        if type(error).__name__ == "BackendCompilerFailed":
+            pytest.skip(f"torch.compile(backend={backend!r}) failed to build: {text}")
+        raise
+    rtol, atol = _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
+    growth = math.sqrt(_fan(eager))
+    rtol, atol = rtol * growth, atol * growth
+    errors = _relative_errors(got, expected, rtol, atol)
+    label = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
+    result = ParityResult(f"{device} compiled ({label})", dtype, False, rtol, atol, errors)
+    if result.worst[1] > 1.0:
+        raise AssertionError(
+            f"{type(model).__name__}: torch.compile(backend={label!r}) differs from eager "
+            f"mode: {result}\n  per tensor (error / tolerance): "
+            + ", ".join(f"{k} {v:.3g}" for k, v in errors.items())
+            + "\n  fix: look for Python side effects or data-dependent control flow in "
+            "forward (they are traced once), or report the op to PyTorch."
+        )
+    return result

@@ -256,15 +256,16 @@ def interpolate_reference(
 
 
 def assert_conv_matches_reference(
-    layer: nn.Module, input_shape: Sequence[int], *, seed: int = 0
+    layer: nn.Module, input_shape: Sequence[int], *, seed: int = 0, device: str = "cpu"
 ) -> None:
-    """A conv or transposed-conv layer (any dims, groups, dilation, padding mode) agrees
-    with the float64 reference on a random input, in float64."""
+    """A conv or transposed-conv layer (any dims, groups, dilation, padding mode) run
+    on ``device`` in float64 agrees with the float64 CPU reference on a random input
+    (largest difference ≤ 1e-9)."""
     generator = torch.Generator().manual_seed(seed)
     work = _layer_copy(layer)
     x = torch.randn(tuple(input_shape), generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        got = work(x)
+        got = _layer_copy(layer).to(device)(x.to(device)).cpu()
         expected = _reference_of(work, x)
     m = work
     error = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
@@ -310,11 +311,16 @@ def _layer_copy(layer: nn.Module) -> nn.Module:
 
 
 def assert_transpose_is_adjoint(
-    conv: nn.modules.conv._ConvNd, input_shape: Sequence[int], *, seed: int = 0
+    conv: nn.modules.conv._ConvNd,
+    input_shape: Sequence[int],
+    *,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> float:
-    """⟨conv(x), y⟩ = ⟨x, convᵀ(y)⟩ in float64 (the dot-product test), with convᵀ the
-    transposed conv sharing ``conv``'s weight, and convᵀ(y) equal to the gradient of
-    ⟨conv(x), y⟩ with respect to x. Returns the relative adjoint error."""
+    """⟨conv(x), y⟩ = ⟨x, convᵀ(y)⟩ in float64 (the dot-product test), with A the
+    float64 reference conv and convᵀ torch's transposed conv on ``device`` sharing
+    ``conv``'s weight, and convᵀ(y) equal to the gradient of ⟨conv(x), y⟩ with respect
+    to x. Returns the relative adjoint error."""
     generator = torch.Generator().manual_seed(seed)
     w = conv.weight.detach().double()
     stride, padding, dilation = _ints(conv)
@@ -330,7 +336,9 @@ def assert_transpose_is_adjoint(
     ]
     output_padding = [a - b for a, b in zip(input_shape[2:], sizes, strict=True)]
     transposed = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[w.dim() - 2]
-    aty = transposed(y, w, None, stride, padding, output_padding, conv.groups, dilation)
+    aty = transposed(
+        y.to(device), w.to(device), None, stride, padding, output_padding, conv.groups, dilation
+    ).cpu()
     lhs = float((ax * y).sum().detach())
     rhs = float((x.detach() * aty).sum())
     (grad,) = torch.autograd.grad((ax * y).sum(), x)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,10 +38,11 @@ def _matches(expected: Sequence[int | None], got: Shape) -> bool:
 
 
 def assert_output_shape(
-    model: nn.Module, input_shape: Sequence[int], expected: Sequence[int | None]
+    model: nn.Module, input_shape: Sequence[int], expected: Sequence[Any]
 ) -> Trace:
     """Assert that ``model`` maps ``input_shape`` to ``expected`` (``None`` or ``-1``
-    in ``expected`` match any size). Returns the trace.
+    in ``expected`` match any size; for a model with several outputs, a sequence of
+    shapes, one per output in order). Returns the trace.
 
     On failure the ``AssertionError`` shows the per-layer trace (name, kind,
     in → out) and the layers that last changed the spatial size, with their
@@ -50,9 +52,31 @@ def assert_output_shape(
     got = result.output_shape
     expected_t = tuple(expected)
     single = isinstance(got, tuple) and bool(got) and isinstance(got[0], int)
+    model_name = type(model).__name__
+    if expected_t and isinstance(expected_t[0], (list, tuple)):  # one shape per output
+        shapes = [got] if single else list(got or ())
+        if len(shapes) == len(expected_t) and all(
+            _matches(tuple(e), g)  # type: ignore[arg-type]
+            for e, g in zip(expected_t, shapes, strict=True)
+        ):
+            return result
+        raise AssertionError(
+            f"{model_name}: expected outputs {', '.join(_fmt(tuple(e)) for e in expected_t)} "
+            f"for input {_fmt(result.input_shape)}, got {_fmt(got)}.\n{result.table()}"
+        )
     if single and _matches(expected_t, got):  # type: ignore[arg-type]
         return result
-    model_name = type(model).__name__
+    if not single and got:
+        named = ", ".join(
+            f"{name or i} {_fmt(shape)}" for i, (name, shape) in enumerate(result.outputs)
+        ) or _fmt(got)
+        example = [list(shape) for _, shape in result.outputs]
+        raise AssertionError(
+            f"{model_name}: forward returns {len(got)} tensors ({named}) for input "
+            f"{_fmt(result.input_shape)}, but the expected output {_fmt(expected_t)} is one "
+            f"shape.\n  fix: expect one shape per output, in order, e.g. expect_output = "
+            f"{example}, or check a wrapper whose forward returns one tensor."
+        )
     lines = [
         f"{model_name}: expected output {_fmt(expected_t)} for input {_fmt(result.input_shape)}, "
         f"got {_fmt(got)}."

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import _first_tensor, materialized_copy, trace
+from pytest_convcheck.layers import is_lazy
+from pytest_convcheck.tracing import Trace, _first_tensor, materialized_copy, trace
 
 __all__ = [
     "SharingReport",
@@ -38,6 +39,7 @@ __all__ = [
     "assert_weights_shared",
     "parameter_groups",
     "sharing",
+    "sharing_from_trace",
 ]
 
 
@@ -178,13 +180,21 @@ def sharing(
 
     ``allow`` lists module names whose aliasing is intended (not suspicious).
     """
-    result = trace(model, input_shape)
+    return sharing_from_trace(trace(model, input_shape), model, allow=allow)
+
+
+def sharing_from_trace(
+    result: Trace, model: nn.Module, *, allow: Sequence[str] = ()
+) -> SharingReport:
+    """The sharing report from a trace of ``model`` (see :func:`sharing`)."""
+    input_shape = result.input_shape
     aliases = _module_aliases(model)
     allowed = set(allow)
     suspicious = tuple(
         _explain(group, model) for group in aliases if not allowed.intersection(group)
     )
-    counted = materialized_copy(model, "meta", input_shape)  # lazy parameters get shapes
+    lazy = any(is_lazy(m) for m in model.modules())
+    counted = materialized_copy(model, "meta", input_shape) if lazy else model  # shapes
     unique = sum(p.numel() for p in {_storage_key(p): p for p in counted.parameters()}.values())
     naive = sum(p.numel() for _, p in counted.named_parameters(remove_duplicate=False))
     unshared = unique

@@ -7,7 +7,11 @@ import torch
 from torch import nn
 
 from examples.article import MODELS
-from pytest_convcheck import assert_device_parity, assert_layout_parity
+from pytest_convcheck import (
+    assert_compile_parity,
+    assert_device_parity,
+    assert_layout_parity,
+)
 from pytest_convcheck.parity import available_devices
 
 needs_cuda = pytest.mark.skipif(
@@ -75,3 +79,37 @@ def test_cuda_matches_the_reference(strict: bool) -> None:
     for factory, shape in MODELS.values():
         report = assert_device_parity(factory(), shape, devices=["cuda"], strict=strict)
         assert report.results[0].device == "cuda"
+
+
+@pytest.mark.parametrize("section", ["s04_checkerboard_fix", "s06_cnn", "s10_conv_reuse"])
+def test_compile_matches_eager(section: str) -> None:
+    factory, shape = MODELS[section]
+    result = assert_compile_parity(factory(), shape, backend="aot_eager")
+    assert "compiled (aot_eager)" in str(result) and result.worst[1] <= 1.0
+
+
+def test_compile_with_inductor_matches_eager() -> None:
+    # the backend users get by default; about 20 s of C++ compilation on 2 cores
+    factory, shape = MODELS["s06_cnn"]
+    model = factory()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = assert_compile_parity(model, shape)
+    assert "compiled (inductor)" in str(result)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_compile_parity_catches_a_wrong_compiler() -> None:
+    def off_by_a_little(gm, example_inputs):  # a compiler backend with a bug
+        def run(*args):
+            return [out + 1e-2 for out in gm(*args)]
+
+        return run
+
+    with pytest.raises(AssertionError, match="differs from eager mode"):
+        assert_compile_parity(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), backend=off_by_a_little)
+
+
+def test_compile_parity_skips_with_a_reason_where_dynamo_cannot_run(monkeypatch) -> None:
+    monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
+    with pytest.raises(pytest.skip.Exception, match="not supported on Python"):
+        assert_compile_parity(nn.Conv2d(1, 1, 3), (1, 1, 8, 8))

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from examples.article import MODELS
@@ -21,37 +16,6 @@ from pytest_convcheck.reference import (
     pool_reference,
     transpose_is_not_inverse,
 )
-from pytest_convcheck.strategies import LayerCase, layer_cases
-
-SETTINGS = settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-
-
-def _runs(case: LayerCase) -> bool:
-    """torch accepts the case in float64 (the reference's dtype: backends differ)."""
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            layer = copy.deepcopy(case.layer).double()
-            layer(torch.zeros(case.input_shape, dtype=torch.float64), **dict(case.call_kwargs))
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
-@pytest.mark.parametrize("family", ["conv", "conv_transpose"])
-@pytest.mark.parametrize("dims", [1, 2, 3])
-@SETTINGS
-@given(data=st.data())
-def test_torch_matches_the_reference(family: str, dims: int, data: st.DataObject) -> None:
-    case = data.draw(layer_cases(family, dims))
-    layer = case.layer
-    assume(not case.call_kwargs and not isinstance(getattr(layer, "padding", 0), str))
-    assume(len(case.input_shape) == dims + 2 and _runs(case))
-    assert_conv_matches_reference(layer, case.input_shape)
 
 
 def test_convolution_is_cross_correlation_not_flipped() -> None:

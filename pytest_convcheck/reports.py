@@ -1,0 +1,259 @@
+"""One report per model: shapes, receptive field, checkerboard, sharing, parameters
+and FLOPs, all from a single meta-device trace.
+
+``report(model, input_shape)`` → :class:`ConvReport`. Its ``to_dict()`` is the
+stable, JSON-serialisable form used by snapshots and ``--convcheck-report``: no
+timings, no device, no weight values (the checkerboard verdict is the structural
+one, which depends on the architecture only), floats rounded to 4 significant
+digits, fractional strides written as ``"1/2"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from torch import nn
+
+from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
+from pytest_convcheck.fields import field_of_trace
+from pytest_convcheck.tracing import Trace, _fmt, trace
+from pytest_convcheck.weight_sharing import sharing_from_trace
+
+__all__ = ["ConvReport", "LayerRow", "report"]
+
+SCHEMA = 1
+"""Version of :meth:`ConvReport.to_dict`'s layout; bumped when keys change."""
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the trace table with its parameters (of the module, counted once
+    per call site) and FLOPs (multiply-adds × 2, from the rule table)."""
+
+    name: str
+    kind: str
+    input_shape: tuple[int, ...] | None
+    output_shape: tuple[int, ...] | None
+    parameters: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class ConvReport:
+    """What pytest-convcheck knows about one model on one input shape."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    output_shape: Any
+    layers: tuple[LayerRow, ...]
+    parameters: int
+    naive_parameters: int
+    flops: int
+    receptive_field: dict[str, Any]
+    checkerboard: dict[str, Any]
+    sharing: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types, in a fixed key order."""
+        return {
+            "schema": SCHEMA,
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "output_shape": _jsonable(self.output_shape),
+            "parameters": self.parameters,
+            "naive_parameters": self.naive_parameters,
+            "flops": self.flops,
+            "receptive_field": _jsonable(self.receptive_field),
+            "checkerboard": _jsonable(self.checkerboard),
+            "sharing": _jsonable(self.sharing),
+            "layers": [
+                {
+                    "name": row.name,
+                    "kind": row.kind,
+                    "input": _jsonable(row.input_shape),
+                    "output": _jsonable(row.output_shape),
+                    "parameters": row.parameters,
+                    "flops": row.flops,
+                }
+                for row in self.layers
+            ],
+            "notes": list(self.notes),
+        }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as indented JSON text, with lists of scalars (shapes) on one
+        line; stable: equal reports give equal text."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        return _SCALAR_LIST.sub(_one_line, text) + "\n"
+
+    @property
+    def field_text(self) -> str:
+        """The receptive field in one cell: ``212×212 /32`` or ``whole input``."""
+        field = self.receptive_field
+        if field.get("error"):
+            return "—"
+        sizes = [
+            "all" if whole else str(size)
+            for size, whole in zip(field["size"], field["whole"], strict=True)
+        ]
+        strides = {str(_jsonable(s)) for s in field["stride"]}
+        text = "×".join(sizes) + f" /{'×'.join(sorted(strides))}"
+        return text + (" holes" if field["holes"] else "")
+
+    @property
+    def checkerboard_text(self) -> str:
+        board = self.checkerboard
+        if not board["upsampling_layers"]:
+            return "no upsampling"
+        return "uneven" if board["structural"] else "even"
+
+    def __str__(self) -> str:
+        shared = self.sharing
+        lines = [
+            f"{self.model} on input {_fmt(self.input_shape)} → {_fmt(self.output_shape)}",
+            f"  parameters {self.parameters:,} (per registered name {self.naive_parameters:,}), "
+            f"FLOPs {self.flops:,}",
+            f"  receptive field {self.field_text}; checkerboard {self.checkerboard_text}",
+        ]
+        if shared["reused"]:
+            reused = ", ".join(f"{k} ×{v}" for k, v in shared["reused"].items())
+            lines.append(f"  reused modules: {reused}")
+        if shared["tied"]:
+            lines.append(f"  tied parameters: {'; '.join(', '.join(g) for g in shared['tied'])}")
+        if shared["suspicious"]:
+            lines.append(
+                "  suspicious aliases: " + "; ".join(", ".join(g) for g in shared["suspicious"])
+            )
+        header = ("layer", "kind", "input", "output", "params", "FLOPs")
+        rows = [
+            (
+                r.name,
+                r.kind,
+                _fmt(r.input_shape),
+                _fmt(r.output_shape),
+                f"{r.parameters:,}",
+                f"{r.flops:,}",
+            )
+            for r in self.layers
+        ]
+        widths = [max(len(row[c]) for row in (header, *rows)) for c in range(6)]
+        for row in (header, *rows):
+            lines.append(
+                "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+_SCALAR_LIST = re.compile(r'\[\s*((?:(?:-?[\d.e+-]+|true|false|null|"[^",\[\]{}]*")\s*,?\s*)+)\]')
+
+
+def _one_line(match: re.Match[str]) -> str:
+    return "[" + ", ".join(part.strip() for part in match.group(1).split(",") if part.strip()) + "]"
+
+
+def _round(value: float) -> float | str:
+    if math.isinf(value) or math.isnan(value):
+        return str(value)
+    return float(f"{value:.4g}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    if isinstance(value, float):
+        return _round(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _layer_rows(result: Trace, model: nn.Module) -> tuple[LayerRow, ...]:
+    modules = dict(model.named_modules())
+    rows = []
+    for layer in result.layers:
+        module = modules.get(layer.module) if layer.module is not None else None
+        params = sum(p.numel() for p in module.parameters()) if module is not None else 0
+        flops = 0
+        for i in layer.nodes:
+            node = result.nodes[i]
+            if node.spec is not None and node.input_shapes and node.output_shape is not None:
+                flops += node.spec.flops(node.input_shapes[0], node.output_shape)
+        rows.append(
+            LayerRow(layer.name, layer.kind, layer.input_shape, layer.output_shape, params, flops)
+        )
+    return tuple(rows)
+
+
+def report_from_trace(
+    result: Trace, model: nn.Module, *, sharing_allow: Sequence[str] = ()
+) -> ConvReport:
+    """The report of a traced model."""
+    notes: list[str] = []
+    if result.fallback:
+        notes.append(f"traced on CPU, not meta: {result.fallback}")
+    notes += result.disagreements
+    if len(result.input_shape) > 2:
+        try:
+            field = field_of_trace(result)
+            receptive: dict[str, Any] = {
+                "size": list(field.size),
+                "stride": list(field.stride),
+                "offset": list(field.offset),
+                "whole": list(field.whole),
+                "holes": field.holes,
+            }
+            notes += field.notes
+        except (ValueError, KeyError) as error:
+            receptive = {"error": str(error)}
+        board = checkerboard_of_trace(result)
+        checker: dict[str, Any] = {
+            "structural": board.structural,
+            "output_imbalance": board.output_ratio,
+            "upsampling_layers": [
+                {"name": t.name, "kind": t.kind, "imbalance": t.ratio} for t in board.layers
+            ],
+        }
+    else:
+        receptive = {"error": "no spatial axes"}
+        checker = {"structural": False, "output_imbalance": 1.0, "upsampling_layers": []}
+    shared = sharing_from_trace(result, model, allow=sharing_allow)
+    sharing_dict = {
+        "reused": shared.reused,
+        "tied": [list(g) for g in shared.shared],
+        "suspicious": [list(s.names) for s in shared.suspicious],
+        "unshared_parameters": shared.unshared_parameters,
+    }
+    return ConvReport(
+        result.model,
+        result.input_shape,
+        result.output_shape,
+        _layer_rows(result, model),
+        shared.unique_parameters,
+        shared.naive_parameters,
+        shared.flops,
+        receptive,
+        checker,
+        sharing_dict,
+        tuple(dict.fromkeys(notes)),
+    )
+
+
+def report(
+    model: nn.Module, input_shape: Sequence[int], *, sharing_allow: Sequence[str] = ()
+) -> ConvReport:
+    """Trace ``model`` once on meta on an input of ``input_shape`` (batch and channel
+    dims included) and report its shapes, receptive field, structural checkerboard
+    verdict, weight sharing, parameters and FLOPs. The model is not changed."""
+    return report_from_trace(trace(model, input_shape), model, sharing_allow=sharing_allow)

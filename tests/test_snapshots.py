@@ -1,0 +1,63 @@
+"""Snapshots of the ten article models' reports (syrupy, ConvReportExtension), and
+the properties that make them good snapshots: stable, device-independent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from examples.article import MODELS
+from pytest_convcheck import report
+from pytest_convcheck.snapshots import ConvReportExtension, compare_snapshot
+
+
+@pytest.fixture
+def snapshot_json(snapshot):
+    return snapshot.use_extension(ConvReportExtension)
+
+
+@pytest.mark.parametrize("section", list(MODELS))
+def test_article_model_report(section: str, snapshot_json) -> None:
+    factory, shape = MODELS[section]
+    assert report(factory(), shape) == snapshot_json
+
+
+def test_report_text_is_stable_and_weight_independent() -> None:
+    factory, shape = MODELS["s04_checkerboard_fix"]
+    torch.manual_seed(0)
+    first = report(factory(), shape).to_json()
+    torch.manual_seed(1)
+    model = factory()
+    assert report(model, shape).to_json() == first  # other weights, same text
+    assert report(model.double(), shape).to_json() == first.replace('"float', '"float')
+    data = json.loads(first)
+    assert data["checkerboard"]["structural"] is False
+    assert data["output_shape"] == [1, 1, 12, 12]
+
+
+def test_a_changed_architecture_shows_as_a_diff(tmp_path) -> None:
+    factory, shape = MODELS["s05_feature_visualisation"]
+    path = tmp_path / "s05.json"
+    assert compare_snapshot(path, report(factory(), shape).to_json(), update=False) is not None
+    assert compare_snapshot(path, report(factory(), shape).to_json(), update=True) is None
+    assert compare_snapshot(path, report(factory(), shape).to_json(), update=False) is None
+    model = factory()
+    model.up2 = nn.ConvTranspose2d(10, 1, 3, stride=2)  # a 3×3/s2 upsampler instead
+    problem = compare_snapshot(path, report(model, shape).to_json(), update=False)
+    assert problem is not None
+    assert '-  "output_shape": [1, 1, 16, 16],' in problem
+    assert '+  "output_shape": [1, 1, 17, 17],' in problem
+    assert "--snapshot-update" in problem
+
+
+def test_report_does_not_touch_the_model() -> None:
+    factory, shape = MODELS["s10_conv_reuse"]
+    model = factory().train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    r = report(model, shape)
+    assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert r.sharing["reused"] == {"conv3": 2} and r.flops == 150_220
+    assert "reused modules: conv3 ×2" in str(r)
