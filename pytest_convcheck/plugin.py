@@ -513,9 +513,9 @@ def _field_text(field: dict[str, Any]) -> str:
     if "error" in field:
         return "—"
     sizes = ["all" if w else str(s) for s, w in zip(field["size"], field["whole"], strict=True)]
-    strides = dict.fromkeys(str(s) for s in field["stride"])
-    text = "×".join(sizes) + f" /{'×'.join(strides)}"
-    return text + (" HOLES" if field["holes"] else "")
+    strides = "×".join(dict.fromkeys(str(s) for s in field["stride"]))
+    text = f"{'×'.join(sizes)} (stride {strides})"
+    return text + " HOLES" if field["holes"] else text
 
 
 def _board_text(board: dict[str, Any]) -> str:
@@ -525,9 +525,15 @@ def _board_text(board: dict[str, Any]) -> str:
 
 
 def _sharing_text(shared: dict[str, Any]) -> str:
-    parts = [f"{name}×{count}" for name, count in shared["reused"].items()]
-    parts += [f"tied {'='.join(group)}" for group in shared["tied"]]
-    parts += [f"ALIAS {'='.join(group)}" for group in shared["suspicious"]]
+    """Aliases first (likely bugs), then reused modules and tied groups, counted."""
+    parts = [f"ALIAS {'='.join(group)}" for group in shared["suspicious"]]
+    if not parts:
+        reused = list(shared["reused"].items())
+        parts += [f"{name}×{count}" for name, count in reused[:2]]
+        if len(reused) > 2:
+            parts.append(f"+{len(reused) - 2} reused")
+    if shared["tied"]:
+        parts.append(f"{len(shared['tied'])} tied")
     return ", ".join(parts) or "—"
 
 

@@ -14,9 +14,6 @@ from pytest_convcheck import (
 )
 from pytest_convcheck.parity import available_devices
 
-needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)"
-)
 
 
 @pytest.mark.parametrize("section", list(MODELS))
@@ -72,13 +69,21 @@ def test_parity_leaves_the_model_alone() -> None:
         assert torch.equal(value, before[key])
 
 
-@needs_cuda
-@pytest.mark.gpu
+@pytest.mark.gpu  # skipped without CUDA by the plugin, with the reason
 @pytest.mark.parametrize("strict", [False, True], ids=["tf32-aware", "strict"])
-def test_cuda_matches_the_reference(strict: bool) -> None:
+def test_cuda_matches_the_reference(strict: bool, convcheck_device: str) -> None:
     for factory, shape in MODELS.values():
-        report = assert_device_parity(factory(), shape, devices=["cuda"], strict=strict)
-        assert report.results[0].device == "cuda"
+        report = assert_device_parity(factory(), shape, devices=[convcheck_device], strict=strict)
+        assert report.results[0].device == convcheck_device
+
+
+@pytest.mark.gpu
+def test_cuda_layout_and_compile(convcheck_device: str) -> None:
+    factory, shape = MODELS["s04_checkerboard_fix"]
+    result = assert_compile_parity(factory(), shape, backend="aot_eager", device=convcheck_device)
+    assert convcheck_device in str(result)
+    report = assert_device_parity(factory(), shape, devices=[convcheck_device], deterministic=True)
+    assert report.results
 
 
 @pytest.mark.parametrize("section", ["s04_checkerboard_fix", "s06_cnn", "s10_conv_reuse"])
