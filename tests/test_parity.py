@@ -15,7 +15,6 @@ from pytest_convcheck import (
 from pytest_convcheck.parity import available_devices
 
 
-
 @pytest.mark.parametrize("section", list(MODELS))
 def test_article_models_match_the_float64_reference_on_cpu(section: str) -> None:
     factory, shape = MODELS[section]

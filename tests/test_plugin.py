@@ -93,7 +93,7 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--convcheck")
     result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines(
-        ["*no snapshot at*good.json*run pytest --convcheck --snapshot-update*"]
+        ["*no snapshot at*good.json*", "*run pytest --convcheck --snapshot-update*"]
     )
     result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
     result.assert_outcomes(passed=8)
