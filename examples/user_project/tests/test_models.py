@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from pytest_convcheck import assert_batch_independent, assert_output_shape
 
 from mypkg.models import Classifier, Decoder
-from pytest_convcheck import assert_batch_independent, assert_output_shape
 
 
 def test_classifier_report(convcheck_report):
