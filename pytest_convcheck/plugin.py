@@ -219,7 +219,21 @@ def _context(config: pytest.Config, check: str) -> Any:
     )
 
 
-class ConvcheckItem(pytest.Item):
+class _GeneratedItem(pytest.Item):
+    """An item made by this plugin: a failure shows its message, not a traceback."""
+
+    prefix = "convcheck"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ConvcheckFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.prefix}::{self.name}"
+
+
+class ConvcheckItem(_GeneratedItem):
     """One check of one configured model."""
 
     def __init__(
@@ -274,14 +288,6 @@ class ConvcheckItem(pytest.Item):
                 f"leave {self.check!r} out of the model's checks (or put it in allow)."
             ) from None
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, ConvcheckFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"convcheck::{self.name}"
-
 
 def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:
     """The model's report as a dict, computed once per process (``None`` when the
@@ -299,8 +305,10 @@ def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:
     return _REPORTS[config.name]
 
 
-class ConformanceItem(pytest.Item):
+class ConformanceItem(_GeneratedItem):
     """One conformance check (see :mod:`pytest_convcheck.conformance`)."""
+
+    prefix = "convcheck-conformance"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -319,14 +327,6 @@ class ConformanceItem(pytest.Item):
                 f"[convcheck-conformance] {self.name} on {device} with torch "
                 f"{_torch_version()}:\n{error}\n{notes}"
             ) from None
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, ConvcheckFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"convcheck-conformance::{self.name}"
 
 
 def _torch_version() -> str:
