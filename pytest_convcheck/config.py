@@ -169,10 +169,51 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
     )
 
 
+_LIST_KEYS = {"checks", "allow", "checkerboard_kinds", "sharing_allow"}
+
+
+def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
+    """One line of the ``convcheck_models`` ini option (``pytest.ini``, ``setup.cfg``,
+    ``tox.ini``): ``NAME MODULE:FACTORY N,C,H,W [key=value ...]``, lists written
+    comma-separated, e.g. ``decoder mypkg.models:Decoder 2,1,28,28
+    expect_output=2,1,28,28 allow=checkerboard receptive_field_min=64``."""
+    parts = line.split()
+    if len(parts) < 3:
+        raise ConvcheckConfigError(
+            f"convcheck_models line {line!r}: expected NAME MODULE:FACTORY N,C,H,W "
+            f"[key=value ...], e.g. 'decoder mypkg.models:Decoder 2,1,28,28'"
+        )
+    name, factory, shape, *options = parts
+    table: dict[str, Any] = {"factory": factory, "input": shape}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise ConvcheckConfigError(
+                f"convcheck_models line {line!r}: {option!r} is not key=value"
+            )
+        items = [v for v in value.split(",") if v]
+        if key in _LIST_KEYS:
+            table[key] = items
+        elif key.startswith("receptive_field_"):
+            try:
+                numbers = [int(v) for v in items]
+            except ValueError:
+                table[key] = value  # model_from_table reports it
+                continue
+            table[key] = numbers[0] if len(numbers) == 1 else numbers
+        else:
+            table[key] = value
+    return name, table
+
+
 def load_models(
-    pyproject: Path | None, cli_models: list[str], cli_input: str | None
+    pyproject: Path | None,
+    cli_models: list[str],
+    cli_input: str | None,
+    ini_lines: list[str] | None = None,
 ) -> tuple[list[ModelConfig], dict[str, str]]:
-    """All configured models — the ``pyproject.toml`` tables, then the command line —
+    """All configured models — the ``pyproject.toml`` tables, the ``convcheck_models``
+    ini lines, then the command line —
     and, per model name, the error of each malformed table (the other models still
     load). A file that is not valid TOML or a malformed ``[tool.convcheck]``
     section raises :class:`ConvcheckConfigError`."""
@@ -196,6 +237,12 @@ def load_models(
                 models.append(model_from_table(name, table, str(pyproject)))
             except ConvcheckConfigError as error:
                 errors[name] = str(error)
+    for line in ini_lines or ():
+        try:
+            name, table = table_from_ini_line(line)
+            models.append(model_from_table(name, table, "ini option convcheck_models"))
+        except ConvcheckConfigError as error:
+            errors[line.split()[0] if line.split() else "convcheck_models"] = str(error)
     if cli_models:
         if cli_input is None:
             raise ConvcheckConfigError(

@@ -86,6 +86,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "receptive fields) into DIR; needs the plots extra (matplotlib).",
     )
 
+    parser.addini(
+        "convcheck_models",
+        type="linelist",
+        default=[],
+        help="models for --convcheck, one per line: NAME MODULE:FACTORY N,C,H,W "
+        "[key=value ...] (the ini-file form of [tool.convcheck.models.NAME]).",
+    )
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -135,6 +143,7 @@ def _model_items(session: pytest.Session, config: pytest.Config) -> list[pytest.
             _pyproject(config),
             config.getoption("convcheck_model"),
             config.getoption("convcheck_input"),
+            list(config.getini("convcheck_models")),
         )
     except ConvcheckConfigError as error:
         return [ConvcheckItem.from_parent(collector, name="config", error=str(error))]

@@ -267,3 +267,27 @@ def test_sharing_check_flags_repeated_blocks(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--convcheck")
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*`0`, `1` and `2` are one Sequential object: `[[]block[]] * 3`*"])
+
+
+def test_models_from_an_ini_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(mymodels=MODELS_PY)
+    pytester.makeini(
+        """
+        [pytest]
+        convcheck_models =
+            good mymodels:Good 2,1,28,28 expect_output=2,1,28,28 checks=shapes,batch
+            short mymodels:ShortDecoder 1,1,28,28 expect_output=1,1,28,28 checks=shapes
+            grid mymodels:Gridded 1,1,32,32 checks=receptive_field receptive_field_min=9
+            bad mymodels:Good
+        """
+    )
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*convcheck::short::shapes*",
+            "*got 1×1×29×29*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*holes*"])
+    result.stdout.fnmatch_lines(["*expected NAME MODULE:FACTORY N,C,H,W*"])
