@@ -180,11 +180,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _layer_rows(result: Trace, model: nn.Module) -> tuple[LayerRow, ...]:
-    modules = dict(model.named_modules())
+    per_module: dict[str, int] = {}  # leaf module name → its own parameters (one walk)
+    for name, param in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        per_module[owner] = per_module.get(owner, 0) + param.numel()
     rows = []
     for layer in result.layers:
-        module = modules.get(layer.module) if layer.module is not None else None
-        params = sum(p.numel() for p in module.parameters()) if module is not None else 0
+        params = per_module.get(layer.module, 0) if layer.module is not None else 0
         flops = 0
         for i in layer.nodes:
             node = result.nodes[i]

@@ -195,14 +195,15 @@ def sharing_from_trace(
     )
     lazy = any(is_lazy(m) for m in model.modules())
     counted = materialized_copy(model, "meta", input_shape) if lazy else model  # shapes
-    unique = sum(p.numel() for p in {_storage_key(p): p for p in counted.parameters()}.values())
-    naive = sum(p.numel() for _, p in counted.named_parameters(remove_duplicate=False))
+    named = list(counted.named_parameters(remove_duplicate=False))  # one walk for all counts
+    unique = sum(p.numel() for p in {_storage_key(p): p for _, p in named}.values())
+    naive = sum(p.numel() for _, p in named)
     unshared = unique
-    modules = dict(counted.named_modules())
     for name, count in result.calls.items():
-        module = modules.get(name)
-        if count > 1 and module is not None and name:
-            unshared += (count - 1) * sum(p.numel() for p in module.parameters())
+        if count > 1 and name:
+            prefix = f"{name}."
+            once = {id(p): p.numel() for n, p in named if n.startswith(prefix)}
+            unshared += (count - 1) * sum(once.values())
     flops_by_module: dict[str, int] = {}
     total = 0
     for node in result.nodes:
