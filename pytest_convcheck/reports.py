@@ -180,18 +180,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def _layer_rows(result: Trace, model: nn.Module) -> tuple[LayerRow, ...]:
-    per_module: dict[str, int] = {}  # leaf module name → its own parameters (one walk)
-    for name, param in model.named_parameters():
-        owner = name.rpartition(".")[0]
-        per_module[owner] = per_module.get(owner, 0) + param.numel()
+    modules = dict(model.named_modules())
     rows = []
     for layer in result.layers:
-        params = per_module.get(layer.module, 0) if layer.module is not None else 0
-        flops = 0
-        for i in layer.nodes:
-            node = result.nodes[i]
-            if node.spec is not None and node.input_shapes and node.output_shape is not None:
-                flops += node.spec.flops(node.input_shapes[0], node.output_shape)
+        module = modules.get(layer.module) if layer.module is not None else None
+        params = sum(p.numel() for p in module.parameters()) if module is not None else 0
+        flops = sum(result.nodes[i].flops() for i in layer.nodes)
         rows.append(
             LayerRow(layer.name, layer.kind, layer.input_shape, layer.output_shape, params, flops)
         )

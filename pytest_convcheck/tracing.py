@@ -70,6 +70,12 @@ class TraceNode(NamedTuple):
     spec: Spec | None = None
     predicted_shape: Shape | None = None
 
+    def flops(self) -> int:
+        """FLOPs of this op from its rule (0 for ops without one)."""
+        if self.spec is None or not self.input_shapes or self.output_shape is None:
+            return 0
+        return self.spec.flops(self.input_shapes[0], self.output_shape)
+
 
 class TraceLayer(NamedTuple):
     """A row of the trace table: a leaf-module call or a functional call.

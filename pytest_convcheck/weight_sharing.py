@@ -206,10 +206,8 @@ def sharing_from_trace(
             unshared += (count - 1) * sum(once.values())
     flops_by_module: dict[str, int] = {}
     total = 0
-    for node in result.nodes:
-        if node.spec is None or not node.input_shapes or node.output_shape is None:
-            continue
-        cost = node.spec.flops(node.input_shapes[0], node.output_shape)
+    for node in (n for n in result.nodes if n.spec is not None):  # ops with a rule
+        cost = node.flops()
         total += cost
         flops_by_module[node.module] = flops_by_module.get(node.module, 0) + cost
     return SharingReport(
