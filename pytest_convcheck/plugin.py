@@ -438,6 +438,9 @@ class ConvcheckSummary:
             entry["checks"][facts["check"]] = outcome
 
     def rows(self) -> list[tuple[str, ...]]:
+        from pytest_convcheck.reports import checkerboard_text, field_text
+        from pytest_convcheck.tracing import _fmt
+
         rows: list[tuple[str, ...]] = []
         for name, entry in self.models.items():
             data = entry["report"]
@@ -452,9 +455,9 @@ class ConvcheckSummary:
             rows.append(
                 (
                     name,
-                    _shape_text(data["output_shape"]),
-                    _field_text(data["receptive_field"]),
-                    _board_text(data["checkerboard"]),
+                    _fmt(data["output_shape"]),
+                    field_text(data["receptive_field"]),
+                    checkerboard_text(data["checkerboard"]),
                     _sharing_text(data["sharing"]),
                     f"{data['parameters']:,}",
                     _flops_text(data["flops"]),
@@ -508,29 +511,6 @@ class ConvcheckSummary:
             },
         }
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _shape_text(shape: Any) -> str:
-    if shape is None:
-        return "—"
-    if shape and isinstance(shape[0], list):
-        return ", ".join(_shape_text(s) for s in shape)
-    return "×".join(str(s) for s in shape)
-
-
-def _field_text(field: dict[str, Any]) -> str:
-    if "error" in field:
-        return "—"
-    sizes = ["all" if w else str(s) for s, w in zip(field["size"], field["whole"], strict=True)]
-    strides = "×".join(dict.fromkeys(str(s) for s in field["stride"]))
-    text = f"{'×'.join(sizes)} (stride {strides})"
-    return text + " HOLES" if field["holes"] else text
-
-
-def _board_text(board: dict[str, Any]) -> str:
-    if not board["upsampling_layers"]:
-        return "no upsampling"
-    return f"UNEVEN ×{board['output_imbalance']}" if board["structural"] else "even"
 
 
 def _sharing_text(shared: dict[str, Any]) -> str:

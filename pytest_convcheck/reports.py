@@ -25,7 +25,7 @@ from pytest_convcheck.fields import field_of_trace
 from pytest_convcheck.tracing import Trace, _fmt, trace
 from pytest_convcheck.weight_sharing import sharing_from_trace
 
-__all__ = ["ConvReport", "LayerRow", "report"]
+__all__ = ["ConvReport", "LayerRow", "checkerboard_text", "field_text", "report"]
 
 SCHEMA = 1
 """Version of :meth:`ConvReport.to_dict`'s layout; bumped when keys change."""
@@ -95,24 +95,13 @@ class ConvReport:
 
     @property
     def field_text(self) -> str:
-        """The receptive field in one cell: ``212×212 /32`` or ``whole input``."""
-        field = self.receptive_field
-        if field.get("error"):
-            return "—"
-        sizes = [
-            "all" if whole else str(size)
-            for size, whole in zip(field["size"], field["whole"], strict=True)
-        ]
-        strides = {str(_jsonable(s)) for s in field["stride"]}
-        text = "×".join(sizes) + f" /{'×'.join(sorted(strides))}"
-        return text + (" holes" if field["holes"] else "")
+        """The receptive field in one cell (see :func:`field_text`)."""
+        return field_text(self.receptive_field)
 
     @property
     def checkerboard_text(self) -> str:
-        board = self.checkerboard
-        if not board["upsampling_layers"]:
-            return "no upsampling"
-        return "uneven" if board["structural"] else "even"
+        """The checkerboard verdict in one cell (see :func:`checkerboard_text`)."""
+        return checkerboard_text(self.checkerboard)
 
     def __str__(self) -> str:
         shared = self.sharing
@@ -157,6 +146,26 @@ _SCALAR_LIST = re.compile(r'\[\s*((?:(?:-?[\d.e+-]+|true|false|null|"[^",\[\]{}]
 
 def _one_line(match: re.Match[str]) -> str:
     return "[" + ", ".join(part.strip() for part in match.group(1).split(",") if part.strip()) + "]"
+
+
+def field_text(field: dict[str, Any]) -> str:
+    """A ``receptive_field`` entry of :meth:`ConvReport.to_dict` in one cell:
+    ``212×212 (stride 32)``, ``all`` for an axis the output sees whole, ``HOLES``
+    when positions inside the field are unreachable, ``—`` when unknown."""
+    if "error" in field:
+        return "—"
+    sizes = ["all" if w else str(s) for s, w in zip(field["size"], field["whole"], strict=True)]
+    strides = "×".join(dict.fromkeys(str(_jsonable(s)) for s in field["stride"]))
+    text = f"{'×'.join(sizes)} (stride {strides})"
+    return text + " HOLES" if field["holes"] else text
+
+
+def checkerboard_text(board: dict[str, Any]) -> str:
+    """A ``checkerboard`` entry of :meth:`ConvReport.to_dict` in one cell:
+    ``no upsampling``, ``even`` or ``UNEVEN ×`` the output's overlap imbalance."""
+    if not board["upsampling_layers"]:
+        return "no upsampling"
+    return f"UNEVEN ×{board['output_imbalance']}" if board["structural"] else "even"
 
 
 def _round(value: float) -> float | str:

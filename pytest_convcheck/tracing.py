@@ -145,7 +145,7 @@ class Trace:
 def _fmt(shape: Any) -> str:
     if shape is None:
         return "—"
-    if shape and isinstance(shape[0], tuple):
+    if shape and isinstance(shape[0], (tuple, list)):  # several outputs (lists from JSON)
         return ", ".join(_fmt(s) for s in shape)
     return "×".join(str(s) for s in shape) if shape else "scalar"
 
