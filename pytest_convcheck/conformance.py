@@ -26,6 +26,7 @@ the CPU, so a failure means the backend disagrees with the documented semantics.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,7 @@ _ERRORS = (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError)
 def torch_outcome(case: LayerCase, device: str = "cpu") -> tuple[int, ...] | Exception:
     """What torch does with the case on ``device``: the output shape, or the exception."""
     try:
-        layer = case.layer if device == "cpu" else _copy(case.layer).to(device)
+        layer = case.layer if device == "cpu" else copy.deepcopy(case.layer).to(device)
         x = torch.zeros(case.input_shape, device=device)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -110,17 +111,11 @@ def _runs_in_float64(case: LayerCase) -> bool:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            layer = _copy(case.layer).double()
+            layer = copy.deepcopy(case.layer).double()
             layer(torch.zeros(case.input_shape, dtype=torch.float64), **dict(case.call_kwargs))
     except _ERRORS:
         return False
     return True
-
-
-def _copy(layer: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(layer)
 
 
 def _conv_case(case: LayerCase, dims: int) -> bool:
