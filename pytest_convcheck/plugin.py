@@ -287,8 +287,6 @@ class ConvcheckItem(_GeneratedItem):
             if self.check in config.allow:
                 pytest.xfail(f"allowed in config (reported, not failed): {text}")
             raise ConvcheckFailure(text) from None
-        except (pytest.skip.Exception, pytest.xfail.Exception, KeyboardInterrupt):
-            raise
         except Exception as error:  # an analysis that cannot handle this model
             raise ConvcheckFailure(
                 f"{header}pytest-convcheck could not analyse this model: "
@@ -424,7 +422,7 @@ class ConvcheckSummary:
         self.models: dict[str, dict[str, Any]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        if report.when != "call":  # checks and fixtures record their facts while running
             return
         for key, facts in report.user_properties:
             if key != _PROPERTY or not isinstance(facts, dict) or not facts.get("model"):
