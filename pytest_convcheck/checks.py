@@ -51,9 +51,7 @@ def _picture(context: RunContext, name: str, draw: Callable[[Path], object]) -> 
     try:
         context.artifacts.mkdir(parents=True, exist_ok=True)
         draw(target)
-    except ImportError as error:
-        return f"\n  picture not saved: {error}"
-    except (ValueError, RuntimeError) as error:
+    except (ImportError, ValueError, RuntimeError) as error:  # no matplotlib, nothing to draw
         return f"\n  picture not saved: {error}"
     return f"\n  picture: {target}"
 

@@ -133,6 +133,14 @@ def _fan(model: nn.Module) -> int:
     return max(1, max((p[0].numel() for p in model.parameters() if p.dim() > 1), default=1))
 
 
+def _tolerance(dtype: torch.dtype, fan: int, *, tf32: bool = False) -> tuple[float, float]:
+    """(rtol, atol): the ``assert_close`` defaults of ``dtype`` (TF32's when ``tf32``),
+    grown by √fan, since rounding error accumulates with √(terms per output)."""
+    rtol, atol = _TF32 if tf32 else _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
+    growth = math.sqrt(fan)
+    return rtol * growth, atol * growth
+
+
 def _relative_errors(
     got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], rtol: float, atol: float
 ) -> dict[str, float]:
@@ -192,9 +200,7 @@ def assert_device_parity(
             and not strict
             and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
         )
-        rtol, atol = _TF32 if tf32 else _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
-        growth = math.sqrt(fan)  # error accumulates with √(terms per output)
-        rtol, atol = rtol * growth, atol * growth
+        rtol, atol = _tolerance(dtype, fan, tf32=bool(tf32))
         work = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
         guard = _deterministic() if deterministic else contextlib.nullcontext()
         try:
@@ -349,9 +355,7 @@ def assert_compile_parity(
         if type(error).__name__ == "BackendCompilerFailed":
             pytest.skip(f"torch.compile(backend={backend!r}) failed to build: {text}")
         raise
-    rtol, atol = _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
-    growth = math.sqrt(_fan(eager))
-    rtol, atol = rtol * growth, atol * growth
+    rtol, atol = _tolerance(dtype, _fan(eager))
     errors = _relative_errors(got, expected, rtol, atol)
     label = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
     result = ParityResult(f"{device} compiled ({label})", dtype, False, rtol, atol, errors)
