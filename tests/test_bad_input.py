@@ -17,21 +17,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from plugin_models import MODELS_PY as PLUGIN_MODELS_PY
 
-MODELS_PY = """
-import torch
-from torch import nn
-
-
-class Good(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.up = nn.ConvTranspose2d(4, 1, 2, stride=2)
-
-    def forward(self, x):
-        return self.up(torch.nn.functional.max_pool2d(self.conv(x), 2))
-
+MODELS_PY = (
+    PLUGIN_MODELS_PY
+    + """
 
 class NeedsArgs(nn.Module):
     def __init__(self, width):
@@ -60,15 +50,8 @@ class ReturnsTuple(Good):
 class ReturnsNothing(Good):
     def forward(self, x):
         self.conv(x)
-
-
-def broken():
-    raise RuntimeError("no weights file")
-
-
-def not_a_model():
-    return 42
 """
+)
 
 # model name → (table body, expected line pattern in its failure text)
 CASES: dict[str, tuple[str, str]] = {
