@@ -108,6 +108,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ConvcheckSummary(config), "convcheck-summary")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _REPORTS.clear()  # a second session in one process (pytester in-process) starts afresh
+
+
 def _pyproject(config: pytest.Config) -> Path | None:
     inipath = config.inipath
     if inipath is not None and inipath.name == "pyproject.toml":
