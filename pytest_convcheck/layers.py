@@ -147,6 +147,14 @@ class Spec:
         """Multiply-accumulates count as two FLOPs; elementwise ops as zero."""
         return 0
 
+    def backward_flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """FLOPs of the backward pass (gradients for the input and every parameter).
+
+        Default: the forward's count — pooling and interpolation route each gradient
+        back through the same windows and taps. Ops with weights override it.
+        """
+        return self.flops(input_shape, output_shape)
+
 
 @dataclass(frozen=True)
 class ConvSpec(Spec):
@@ -327,6 +335,14 @@ class ConvSpec(Spec):
             macs = _numel(output_shape) * kernel * per_group
         bias = _numel(output_shape) if self.bias else 0
         return 2 * macs + bias
+
+    def backward_flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """The input gradient (a transposed conv of the output gradient) and the
+        weight gradient (a conv of the input with the output gradient) take the
+        forward's MACs each; the bias gradient one add per output element. So
+        backward = 2 · forward − bias adds (Goodfellow et al., *Deep Learning*, §9.5)."""
+        bias = _numel(output_shape) if self.bias else 0
+        return 2 * (self.flops(input_shape, output_shape) - bias) + bias
 
 
 def _check_pad_mode(
@@ -1063,6 +1079,12 @@ class LinearSpec(Spec):
     def flops(self, input_shape: Shape, output_shape: Shape) -> int:
         macs = _numel(output_shape) * input_shape[-1]
         return 2 * macs + (_numel(output_shape) if self.bias else 0)
+
+    def backward_flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """``grad_x = grad_y · W`` and ``grad_W = grad_yᵀ · x`` take the forward's MACs
+        each; the bias gradient one add per output element."""
+        macs = _numel(output_shape) * input_shape[-1]
+        return 4 * macs + (_numel(output_shape) if self.bias else 0)
 
 
 def _linear_from_module(module: nn.Module) -> LinearSpec:

@@ -72,9 +72,17 @@ class TraceNode(NamedTuple):
 
     def flops(self) -> int:
         """FLOPs of this op from its rule (0 for ops without one)."""
+        return self._rule_count(backward=False)
+
+    def backward_flops(self) -> int:
+        """FLOPs of this op's backward pass from its rule (0 for ops without one)."""
+        return self._rule_count(backward=True)
+
+    def _rule_count(self, *, backward: bool) -> int:
         if self.spec is None or not self.input_shapes or self.output_shape is None:
             return 0
-        return self.spec.flops(self.input_shapes[0], self.output_shape)
+        count = self.spec.backward_flops if backward else self.spec.flops
+        return count(self.input_shapes[0], self.output_shape)
 
 
 class TraceLayer(NamedTuple):

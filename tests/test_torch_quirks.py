@@ -70,3 +70,24 @@ def test_group_norm_needs_more_than_one_value_per_group_even_in_eval() -> None:
         layer(torch.zeros(1, 1, 1))
     with pytest.raises(ShapeError, match="more than 1 value per group"):
         output_shape(layer, (1, 1, 1))
+
+
+def test_flop_counter_counts_a_grouped_weight_gradient_groups_times_too_high() -> None:
+    # torch/utils/flop_counter.py, conv_backward_flop: the weight gradient is counted
+    # as one conv of the whole input with the whole output gradient, ignoring groups
+    # ("I skip those for the sake of brevity"). Each group's weight gradient only
+    # sees its own channels, so the true count is 1/groups of that. The rule table
+    # counts the forward's MACs for it (layers.ConvSpec.backward_flops).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pytest_convcheck.benchmarking import benchmark_flops
+
+    for groups in (1, 4, 16):
+        layer = nn.Conv2d(16, 16, 3, groups=groups, bias=False)
+        x = torch.zeros(2, 16, 10, 10, requires_grad=True)
+        forward = benchmark_flops(layer, (2, 16, 10, 10))
+        with FlopCounterMode(display=False) as counter:
+            layer(x).sum().backward()
+        # forward + grad-input (each the forward's count) + grad-weight × groups
+        assert counter.get_total_flops() == forward * (2 + groups)
+        assert benchmark_flops(layer, (2, 16, 10, 10), backward=True) == 3 * forward
