@@ -47,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "assert_compile_parity": "pytest_convcheck.parity",
     "report": "pytest_convcheck.reports",
     "ConvReport": "pytest_convcheck.reports",
+    "benchmark_flops": "pytest_convcheck.benchmarking",
+    "ConvBenchmark": "pytest_convcheck.benchmarking",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

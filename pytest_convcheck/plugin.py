@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from pytest_convcheck.config import ModelConfig, load_models
 from pytest_convcheck.errors import ConvcheckConfigError
 
 if TYPE_CHECKING:
+    from pytest_convcheck.benchmarking import ConvBenchmark
     from pytest_convcheck.reports import ConvReport
 
 _PROPERTY = "convcheck"
@@ -412,6 +414,94 @@ def convcheck_report(
         return value
 
     return make
+
+
+@pytest.fixture
+def conv_benchmark(request: pytest.FixtureRequest) -> Callable[..., ConvBenchmark]:
+    """``conv_benchmark(layer_or_model, input_shape, *, backward=False, dtype=None,
+    channels_last=False, warmup=0.2, device=None)`` times one forward (or forward +
+    backward) pass with pytest-benchmark on ``device`` (default: the
+    ``convcheck_device`` fixture's) and records ``flops``
+    (rule table), ``gflops``, ``roofline`` (fraction of the measured matmul peak),
+    the device's ``environment`` and the layout in the benchmark's ``extra_info``.
+
+    A comparison (``--benchmark-compare``) with a saved run from another
+    environment (CPU against GPU, or two GPU models) fails the test instead of
+    reporting a meaningless speed-up. Under ``--benchmark-disable`` and under
+    pytest-xdist the call runs once, untimed.
+
+    Example::
+
+        def test_decoder_speed(conv_benchmark):
+            result = conv_benchmark(Decoder(), (8, 1, 28, 28), backward=True)
+            assert result.flops > 0
+    """
+    from pytest_convcheck.benchmarking import environment, run_conv_benchmark
+    from pytest_convcheck.tracing import ModelRunError
+
+    try:
+        benchmark = request.getfixturevalue("benchmark")
+    except pytest.FixtureLookupError:
+        pytest.fail(
+            "conv_benchmark needs pytest-benchmark's 'benchmark' fixture, and pytest-benchmark "
+            "is not active (is it disabled with -p no:benchmark?).\n  fix: install "
+            "pytest-benchmark (a dependency of pytest-convcheck) and do not disable it.",
+            pytrace=False,
+        )
+    device = request.getfixturevalue("convcheck_device")
+    used = False
+
+    def run(model: Any, input_shape: Sequence[int], **options: Any) -> ConvBenchmark:
+        __tracebackhide__ = True
+        nonlocal used
+        if used:
+            pytest.fail(
+                f"{request.node.nodeid}: conv_benchmark can run once per test (one "
+                f"pytest-benchmark result per test).\n  fix: parametrize the test over the "
+                f"layers or inputs instead.",
+                pytrace=False,
+            )
+        used = True
+        chosen = str(options.pop("device", device))
+        try:
+            result = run_conv_benchmark(benchmark, model, input_shape, device=chosen, **options)
+        except (ValueError, TypeError, ModelRunError) as error:  # ShapeError is a ValueError
+            problem = f"conv_benchmark: {error}"
+        else:
+            problem = ""
+        if problem:  # failed outside the except block: no chained torch traceback
+            pytest.fail(problem, pytrace=False)
+        _refuse_foreign_comparison(request, benchmark.fullname, environment(chosen))
+        return result
+
+    return run
+
+
+def _refuse_foreign_comparison(request: pytest.FixtureRequest, name: str, here: str) -> None:
+    """Fail when ``--benchmark-compare`` loaded a saved result of this benchmark that
+    was measured in another environment, and drop it so it is not compared."""
+    session = getattr(request.config, "_benchmarksession", None)
+    for path, saved_runs in (getattr(session, "compared_mapping", None) or {}).items():
+        saved = saved_runs.get(name)
+        there = (saved or {}).get("extra_info", {}).get("environment")
+        if saved is None or there is None or there == here:
+            continue
+        del saved_runs[name]
+        pytest.fail(
+            f"{name}: --benchmark-compare loaded {path}, measured on {there!r}; this run is on "
+            f"{here!r}. Timings of different devices are never compared.\n  fix: keep one "
+            f"storage per environment, e.g. --benchmark-storage=.benchmarks/"
+            f"{here.split(':')[0]}, and compare runs within it.",
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per matmul peak measured for roofline figures in this process."""
+    module = sys.modules.get("pytest_convcheck.benchmarking")
+    for peak in module.measured_peaks() if module is not None else ():
+        terminalreporter.write_line(f"convcheck roofline: {peak}")
 
 
 # --------------------------------------------------------------------------- summary
