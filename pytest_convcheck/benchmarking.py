@@ -171,6 +171,13 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def _dtype(model: nn.Module, dtype: torch.dtype | None) -> torch.dtype:
+    """``dtype``, else the model's floating-point parameter dtype, else float32."""
+    if dtype is not None:
+        return dtype
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def _memory_format(channels_last: bool, rank: int, label: str) -> torch.memory_format:
     if not channels_last:
         return torch.contiguous_format
@@ -214,12 +221,12 @@ def prepare_step(
             f"the model deep-copyable (no open files, generators or locks as attributes)."
         ) from error
     layout = _memory_format(channels_last, len(input_shape), label)
-    dtype = dtype or next((p.dtype for p in net.parameters() if p.is_floating_point()), None)
-    net = net.to(device=target, dtype=dtype) if dtype is not None else net.to(target)
+    dtype = _dtype(model, dtype)
+    net = net.to(device=target, dtype=dtype)
     if channels_last:
         net = net.to(memory_format=layout)  # type: ignore[call-overload]  # documented, not in the stubs
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(tuple(input_shape), generator=generator, dtype=dtype or torch.float32)
+    x = torch.randn(tuple(input_shape), generator=generator, dtype=dtype)
     x = x.to(target).contiguous(memory_format=layout)
 
     if not backward:
@@ -283,9 +290,7 @@ def run_conv_benchmark(
         model, shape, backward=backward, device=device, dtype=dtype, channels_last=channels_last
     )
     target = torch.device(device)
-    used_dtype = dtype or next(
-        (p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32
-    )
+    used_dtype = _dtype(model, dtype)
     info = {
         "input_shape": list(shape),
         "flops": flops,
