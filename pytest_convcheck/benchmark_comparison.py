@@ -7,6 +7,7 @@ Usage::
                             [--markdown report.md] [--png report.png]
     convcheck-bench-compare .benchmarks/cpu      # the two newest runs saved there
     convcheck-bench-compare BASE.json NEW.json --regressed   # node ids, to re-run
+    convcheck-bench-compare --base B1.json B2.json --new N1.json N2.json  # averaged
 
 (or ``python -m pytest_convcheck.benchmark_comparison …``). The change of a
 benchmark is ``new / base − 1`` of ``--stat`` (``mean`` by default, the statistic
@@ -32,7 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Comparison", "ComparisonError", "Row", "compare_runs", "load_run", "main"]
+__all__ = [
+    "Comparison",
+    "ComparisonError",
+    "Row",
+    "compare_runs",
+    "load_run",
+    "main",
+    "merge_runs",
+]
 
 STATS = ("mean", "median", "min", "max")
 
@@ -143,6 +152,30 @@ def newest_runs(folder: Path) -> tuple[Path, Path]:
     return runs[-2][1], runs[-1][1]
 
 
+def merge_runs(runs: Sequence[dict[str, Any]], stat: str = "mean") -> dict[str, Any]:
+    """Several runs of one code as one: per benchmark, ``stat`` averaged over the
+    runs that hold it (the other fields from the first). Used for interleaved
+    comparisons, where base and new runs alternate in fresh processes."""
+    merged: dict[str, dict[str, Any]] = {}
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        for bench in run["benchmarks"]:
+            name = bench["fullname"]
+            first = merged.setdefault(name, bench)
+            if first.get("extra_info", {}).get("environment") != bench.get("extra_info", {}).get(
+                "environment"
+            ):
+                raise ComparisonError(
+                    f"{name}: the runs to merge were measured in different environments."
+                )
+            values.setdefault(name, []).append(float(bench["stats"][stat]))
+    benchmarks = [
+        {**bench, "stats": {**bench["stats"], stat: sum(values[n]) / len(values[n])}}
+        for n, bench in merged.items()
+    ]
+    return {**(runs[0] if runs else {}), "benchmarks": benchmarks}
+
+
 def compare_runs(
     base: dict[str, Any],
     new: dict[str, Any],
@@ -248,11 +281,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "runs",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="RUN",
         help="BASE.json NEW.json, or one storage folder (its two newest runs)",
     )
+    parser.add_argument(
+        "--base",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RUN",
+        help="instead of RUN: base runs to average (with --new), e.g. interleaved re-runs",
+    )
+    parser.add_argument("--new", nargs="+", type=Path, default=[], metavar="RUN")
     parser.add_argument("--stat", default="mean", choices=STATS)
     parser.add_argument(
         "--threshold", type=float, default=10.0, help="percent (default 10, as mean:10%%)"
@@ -267,20 +309,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        if len(args.runs) == 1 and args.runs[0].is_dir():
-            base_path, new_path = newest_runs(args.runs[0])
-        elif len(args.runs) == 2:
-            base_path, new_path = args.runs
+        if args.base or args.new:
+            if args.runs or not (args.base and args.new):
+                raise ComparisonError("give --base RUN… and --new RUN…, and no other runs.")
+            base = merge_runs([load_run(p) for p in args.base], args.stat)
+            new = merge_runs([load_run(p) for p in args.new], args.stat)
+            base_label = f"{len(args.base)} base run(s)"
+            new_label = f"{len(args.new)} new run(s)"
         else:
-            raise ComparisonError("give two saved runs (BASE.json NEW.json) or one storage folder.")
-        base, new = load_run(base_path), load_run(new_path)
+            if len(args.runs) == 1 and args.runs[0].is_dir():
+                base_path, new_path = newest_runs(args.runs[0])
+            elif len(args.runs) == 2:
+                base_path, new_path = args.runs
+            else:
+                raise ComparisonError(
+                    "give two saved runs (BASE.json NEW.json) or one storage folder."
+                )
+            base, new = load_run(base_path), load_run(new_path)
+            base_label, new_label = _label(base_path, base), _label(new_path, new)
         comparison = compare_runs(
             base,
             new,
             stat=args.stat,
             threshold=args.threshold,
-            base_label=_label(base_path, base),
-            new_label=_label(new_path, new),
+            base_label=base_label,
+            new_label=new_label,
         )
         text = comparison.markdown()
         if args.regressed:
