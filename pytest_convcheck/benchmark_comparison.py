@@ -154,8 +154,9 @@ def newest_runs(folder: Path) -> tuple[Path, Path]:
 
 def merge_runs(runs: Sequence[dict[str, Any]], stat: str = "mean") -> dict[str, Any]:
     """Several runs of one code as one: per benchmark, ``stat`` averaged over the
-    runs that hold it (the other fields from the first). Used for interleaved
-    comparisons, where base and new runs alternate in fresh processes."""
+    runs that hold it, and GFLOP/s recomputed from it (the other fields from the
+    first run). Used for interleaved comparisons, where base and new runs
+    alternate in fresh processes."""
     merged: dict[str, dict[str, Any]] = {}
     values: dict[str, list[float]] = {}
     for run in runs:
@@ -169,10 +170,15 @@ def merge_runs(runs: Sequence[dict[str, Any]], stat: str = "mean") -> dict[str, 
                     f"{name}: the runs to merge were measured in different environments."
                 )
             values.setdefault(name, []).append(float(bench["stats"][stat]))
-    benchmarks = [
-        {**bench, "stats": {**bench["stats"], stat: sum(values[n]) / len(values[n])}}
-        for n, bench in merged.items()
-    ]
+    benchmarks = []
+    for name, bench in merged.items():
+        average = sum(values[name]) / len(values[name])
+        info = dict(bench.get("extra_info", {}))
+        if info.get("flops") and stat == "mean":  # the rate of the averaged mean
+            info["gflops"] = info["flops"] / average / 1e9
+        else:
+            info.pop("gflops", None)
+        benchmarks.append({**bench, "extra_info": info, "stats": {**bench["stats"], stat: average}})
     return {**(runs[0] if runs else {}), "benchmarks": benchmarks}
 
 

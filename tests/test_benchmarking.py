@@ -384,6 +384,33 @@ def test_comparison_script_writes_markdown_and_png(
     assert main([str(folder)]) == 0
 
 
+def test_interleaved_runs_are_averaged_per_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A slow spell of the machine hits one base and one new run alike: averaged,
+    # the sides agree; a real 1.5× slowdown survives the averaging.
+    from pytest_convcheck.benchmark_comparison import main, merge_runs
+
+    base = [
+        _run(tmp_path / "b1.json", "cpu", spell=1e-3, real=1e-3),
+        _run(tmp_path / "b2.json", "cpu", spell=2e-3, real=1e-3),
+    ]
+    new = [
+        _run(tmp_path / "n1.json", "cpu", spell=1e-3, real=1.5e-3),
+        _run(tmp_path / "n2.json", "cpu", spell=2e-3, real=1.5e-3),
+    ]
+    merged = merge_runs([json.loads(p.read_text()) for p in base])
+    means = {b["name"]: b["stats"]["mean"] for b in merged["benchmarks"]}
+    assert means == {"spell": pytest.approx(1.5e-3), "real": pytest.approx(1e-3)}
+    rates = {b["name"]: b["extra_info"]["gflops"] for b in merged["benchmarks"]}
+    assert rates == {"spell": pytest.approx(1e9 / 1.5e-3 / 1e9), "real": pytest.approx(1e3)}
+    args = ["--base", *map(str, base), "--new", *map(str, new), "--regressed"]
+    assert main(args) == 1
+    assert capsys.readouterr().out == "bench.py::real\n"
+    assert main(["--base", str(base[0])]) == 2  # --new missing
+    assert "give --base RUN… and --new RUN…" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [
