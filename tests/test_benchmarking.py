@@ -6,6 +6,7 @@ and the refusal to compare runs of different devices."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -273,9 +274,10 @@ def test_fixture_runs_untimed_when_benchmarks_are_off(
     assert "convcheck roofline" not in result.stdout.str()
 
 
-REGRESSION_TESTS = """
+SLEEPER = """
 import os
 import time
+from pathlib import Path
 from torch import nn
 
 class Sleeper(nn.Module):
@@ -287,7 +289,9 @@ class Sleeper(nn.Module):
     def forward(self, x):
         time.sleep(self.seconds)
         return self.conv(x)
+"""
 
+REGRESSION_TESTS = SLEEPER + """
 SLOW = float(os.environ.get("SLOWDOWN", "1"))
 
 def test_steady(conv_benchmark):
@@ -437,3 +441,78 @@ def test_comparison_script_refuses_what_it_cannot_compare(
         args = [str(tmp_path)]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- regression gate
+
+GATE = Path(__file__).parents[1] / "benchmarks" / "regression_gate.sh"
+
+GATE_TESTS = SLEEPER + """
+FACTOR = float(Path(__file__).with_name("slowdown.txt").read_text())
+
+def test_steady(conv_benchmark):
+    conv_benchmark(Sleeper(0.004), (1, 1, 16), warmup=0)
+
+def test_slowed(conv_benchmark):
+    conv_benchmark(Sleeper(0.004 * FACTOR), (1, 1, 16), warmup=0)
+"""
+
+
+def _git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git (the gate uses a worktree)")
+def test_regression_gate_confirms_a_real_slowdown_and_clears_a_lucky_baseline(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo, store = tmp_path / "repo", tmp_path / "store"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "test_speed.py").write_text(GATE_TESTS)
+    (repo / "benchmarks" / "slowdown.txt").write_text("1")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    env.pop("PYTEST_XDIST_WORKER", None)
+    fast = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3"]
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks", f"--benchmark-storage={store}",
+         "--benchmark-autosave", "-p", "no:cacheprovider", *fast],
+        cwd=repo, env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    # The baseline drew a lucky, fast run of test_steady: the first pass flags it.
+    (saved,) = store.rglob("*.json")
+    run = json.loads(saved.read_text())
+    for bench in run["benchmarks"]:
+        if bench["name"] == "test_steady":
+            bench["stats"]["mean"] /= 2
+    saved.write_text(json.dumps(run))
+    # A real 3× slowdown of test_slowed, committed.
+    (repo / "benchmarks" / "slowdown.txt").write_text("3")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slower")
+
+    gate = subprocess.run(
+        ["bash", str(GATE), str(store), *fast],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = gate.stdout
+    assert gate.returncode == 1, out + gate.stderr
+    assert "regression_gate: 2 benchmark(s) more than 10 % slower:" in out
+    assert "A/B, interleaved, 3 run(s) per side" in out
+    rows = {line.split("`")[1]: line for line in out.splitlines() if line.startswith("| `")}
+    assert rows["test_slowed"].endswith("| **regression** |")
+    assert "regression" not in rows["test_steady"]  # cleared (same, or faster under load)
+    assert "\n1 regression(s), " in out
+    assert not (tmp_path / "repo" / ".git" / "worktrees").exists() or not any(
+        (tmp_path / "repo" / ".git" / "worktrees").iterdir()
+    )  # the temporary worktree is removed
