@@ -8,7 +8,8 @@
 #   2. The flagged benchmarks are measured again, A/B interleaved: the baseline's
 #      commit (checked out in a temporary git worktree) and this tree take turns,
 #      CONVCHECK_GATE_ROUNDS times each (default 3), every run in a fresh process.
-#      The means averaged per side decide, at 10 %. A slow spell of the machine
+#      The means averaged per side decide, at 10 % (CONVCHECK_GATE_THRESHOLD, in
+#      per cent, sets both thresholds). A slow spell of the machine
 #      (neighbours on a shared cache) then hits both sides alike; a real
 #      regression stays.
 #
@@ -25,6 +26,7 @@ set -uo pipefail
 storage=${1:-.benchmarks/cpu}
 shift || true
 rounds=${CONVCHECK_GATE_ROUNDS:-3}
+threshold=${CONVCHECK_GATE_THRESHOLD:-10}
 opts=(-p no:cacheprovider --benchmark-disable-gc)
 newest() { find "$storage" -name '*.json' -printf '%f\t%p\n' 2>/dev/null | sort | tail -1 | cut -f2; }
 
@@ -40,16 +42,16 @@ echo "baseline: $baseline (commit ${commit:-unknown})"
 pytest benchmarks "${opts[@]}" "--benchmark-storage=$storage" --benchmark-autosave "$@" || exit $?
 current=$(newest)
 
-regressed=$(convcheck-bench-compare "$baseline" "$current" --regressed)
+regressed=$(convcheck-bench-compare "$baseline" "$current" --regressed --threshold "$threshold")
 if [[ $? -eq 2 ]]; then
     exit 2
 fi
 if [[ -z $regressed ]]; then
-    echo "regression_gate: no benchmark is more than 10 % slower than $baseline"
+    echo "regression_gate: no benchmark is more than $threshold % slower than $baseline"
     exit 0
 fi
 mapfile -t ids <<< "$regressed"
-echo "regression_gate: ${#ids[@]} benchmark(s) more than 10 % slower:"
+echo "regression_gate: ${#ids[@]} benchmark(s) more than $threshold % slower:"
 printf '  %s\n' "${ids[@]}"
 
 if [[ -z $commit ]] || ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
@@ -81,4 +83,4 @@ for ((i = 1; i <= rounds; i++)); do
     base_runs+=("$work/base-$i.json")
     new_runs+=("$work/new-$i.json")
 done
-convcheck-bench-compare --base "${base_runs[@]}" --new "${new_runs[@]}"
+convcheck-bench-compare --base "${base_runs[@]}" --new "${new_runs[@]}" --threshold "$threshold"
