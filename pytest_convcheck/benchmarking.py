@@ -30,7 +30,6 @@ input and of every parameter that requires one with ``torch.autograd.grad``
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,7 @@ import torch
 from torch import nn
 
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.tracing import trace
+from pytest_convcheck.tracing import _tensors, materialized_copy, trace
 
 __all__ = [
     "ConvBenchmark",
@@ -161,16 +160,6 @@ def benchmark_flops(model: nn.Module, input_shape: Sequence[int], *, backward: b
     return total
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        return [t for item in value for t in _tensors(item)]
-    return []
-
-
 def _dtype(model: nn.Module, dtype: torch.dtype | None) -> torch.dtype:
     """``dtype``, else the model's floating-point parameter dtype, else float32."""
     if dtype is not None:
@@ -212,17 +201,17 @@ def prepare_step(
             f"{label}: its parameters are on the meta device and hold no values to "
             f"compute with.\n  fix: benchmark a model built on a real device (cpu or cuda)."
         )
+    layout = _memory_format(channels_last, len(input_shape), label)
+    dtype = _dtype(model, dtype)
     try:
-        net = copy.deepcopy(model)
+        net = materialized_copy(model, str(target), input_shape, dtype)
     except Exception as error:
         raise ValueError(
             f"{label}: cannot be copied for benchmarking ({type(error).__name__}: {error}); "
             f"the benchmark runs on a copy so that your model is left as it is.\n  fix: make "
             f"the model deep-copyable (no open files, generators or locks as attributes)."
         ) from error
-    layout = _memory_format(channels_last, len(input_shape), label)
-    dtype = _dtype(model, dtype)
-    net = net.to(device=target, dtype=dtype)
+    net = net.to(dtype=dtype)
     if channels_last:
         net = net.to(memory_format=layout)  # type: ignore[call-overload]  # documented, not in the stubs
     generator = torch.Generator(device="cpu").manual_seed(seed)

@@ -436,7 +436,7 @@ def conv_benchmark(request: pytest.FixtureRequest) -> Callable[..., ConvBenchmar
             result = conv_benchmark(Decoder(), (8, 1, 28, 28), backward=True)
             assert result.flops > 0
     """
-    from pytest_convcheck.benchmarking import environment, run_conv_benchmark
+    from pytest_convcheck.benchmarking import run_conv_benchmark
     from pytest_convcheck.tracing import ModelRunError
 
     try:
@@ -471,7 +471,7 @@ def conv_benchmark(request: pytest.FixtureRequest) -> Callable[..., ConvBenchmar
             problem = ""
         if problem:  # failed outside the except block: no chained torch traceback
             pytest.fail(problem, pytrace=False)
-        _refuse_foreign_comparison(request, benchmark.fullname, environment(chosen))
+        _refuse_foreign_comparison(request, benchmark.fullname, result.extra_info["environment"])
         return result
 
     return run
