@@ -41,6 +41,7 @@ __all__ = [
     "load_run",
     "main",
     "merge_runs",
+    "saved_environment",
 ]
 
 STATS = ("mean", "median", "min", "max")
@@ -125,6 +126,13 @@ def _time(seconds: float) -> str:
     return f"{seconds / 1e-9:.1f} ns"
 
 
+def saved_environment(bench: dict[str, Any]) -> str | None:
+    """The ``environment`` a saved benchmark was measured in (``conv_benchmark``
+    records it in ``extra_info``); ``None`` for benchmarks that did not record one."""
+    environment = bench.get("extra_info", {}).get("environment")
+    return None if environment is None else str(environment)
+
+
 def load_run(path: Path) -> dict[str, Any]:
     """A saved run (``--benchmark-autosave``, ``--benchmark-save`` or
     ``--benchmark-json``)."""
@@ -163,9 +171,7 @@ def merge_runs(runs: Sequence[dict[str, Any]], stat: str = "mean") -> dict[str, 
         for bench in run["benchmarks"]:
             name = bench["fullname"]
             first = merged.setdefault(name, bench)
-            if first.get("extra_info", {}).get("environment") != bench.get("extra_info", {}).get(
-                "environment"
-            ):
+            if saved_environment(first) != saved_environment(bench):
                 raise ComparisonError(
                     f"{name}: the runs to merge were measured in different environments."
                 )
@@ -197,11 +203,9 @@ def compare_runs(
     before = {b["fullname"]: b for b in base["benchmarks"]}
     after = {b["fullname"]: b for b in new["benchmarks"]}
     foreign = [
-        f"{name} ({before[name]['extra_info'].get('environment')} → "
-        f"{after[name]['extra_info'].get('environment')})"
+        f"{name} ({saved_environment(before[name])} → {saved_environment(after[name])})"
         for name in before.keys() & after.keys()
-        if before[name].get("extra_info", {}).get("environment")
-        != after[name].get("extra_info", {}).get("environment")
+        if saved_environment(before[name]) != saved_environment(after[name])
     ]
     if foreign:
         raise ComparisonError(

@@ -480,11 +480,13 @@ def conv_benchmark(request: pytest.FixtureRequest) -> Callable[..., ConvBenchmar
 def _refuse_foreign_comparison(request: pytest.FixtureRequest, name: str, here: str) -> None:
     """Fail when ``--benchmark-compare`` loaded a saved result of this benchmark that
     was measured in another environment, and drop it so it is not compared."""
+    from pytest_convcheck.benchmark_comparison import saved_environment
+
     session = getattr(request.config, "_benchmarksession", None)
     for path, saved_runs in (getattr(session, "compared_mapping", None) or {}).items():
         saved = saved_runs.get(name)
-        there = (saved or {}).get("extra_info", {}).get("environment")
-        if saved is None or there is None or there == here:
+        there = None if saved is None else saved_environment(saved)
+        if there is None or there == here:
             continue
         del saved_runs[name]
         pytest.fail(
