@@ -88,6 +88,22 @@ def _taps(kernel: Sequence[int]) -> list[tuple[int, ...]]:
     return [tuple(int(i) for i in tap) for tap in itertools.product(*[range(k) for k in kernel])]
 
 
+def _tap_positions(
+    tap: Sequence[int], dilation: Sequence[int], stride: Sequence[int], count: Sequence[int]
+) -> tuple[slice, ...]:
+    """The index of the ``count`` positions, one per output (conv) or input
+    (transposed conv) element, that kernel tap ``tap`` meets along each spatial
+    axis: ``t·d, t·d + s, …``; batch and channel axes whole."""
+    return (
+        slice(None),
+        slice(None),
+        *(
+            slice(t * d, t * d + (n - 1) * s + 1, s)
+            for t, d, s, n in zip(tap, dilation, stride, count, strict=True)
+        ),
+    )
+
+
 def conv_reference(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -112,16 +128,7 @@ def conv_reference(
     out = torch.zeros((n, c_out, *out_size), dtype=torch.float64)
     tap: tuple[int, ...]
     for tap in _taps(kernel):
-        window = padded[
-            (
-                slice(None),
-                slice(None),
-                *(
-                    slice(tap[a] * d[a], tap[a] * d[a] + (out_size[a] - 1) * s[a] + 1, s[a])
-                    for a in range(dims)
-                ),
-            )
-        ]
+        window = padded[_tap_positions(tap, d, s, out_size)]
         for g in range(groups):
             part = window[:, g * cg_in : (g + 1) * cg_in]
             at: tuple[slice | int, ...] = (slice(None), slice(None), *tap)
@@ -155,14 +162,7 @@ def conv_transpose_reference(
     out = torch.zeros((n, cg_out * groups, *full), dtype=torch.float64)
     tap: tuple[int, ...]
     for tap in _taps(kernel):
-        target = (
-            slice(None),
-            slice(None),
-            *(
-                slice(tap[a] * d[a], tap[a] * d[a] + (size[a] - 1) * s[a] + 1, s[a])
-                for a in range(dims)
-            ),
-        )
+        target = _tap_positions(tap, d, s, size)
         for g in range(groups):
             part = x64[:, g * cg_in : (g + 1) * cg_in]
             index: tuple[slice | int, ...] = (slice(None), slice(None), *tap)
