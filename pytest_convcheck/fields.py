@@ -19,7 +19,11 @@ Each layer contributes its own map (``layer_map``) and maps compose exactly:
 
 * nearest / linear / cubic interpolation and adaptive pooling: the source
   indices of each output phase, computed from the op's own index formula with
-  exact fractions; pixel shuffle by ``r``: ``P = r, T = 1``.
+  exact fractions; pixel shuffle by ``r``: ``P = r, T = 1``. Adaptive pooling
+  of an axis down to one position is global pooling (the whole input), and
+  upsampling a size-1 axis is a broadcast (``T = 0``): so the image-pooling
+  branch of DeepLab-v3's ASPP and a squeeze-and-excitation gate make every
+  output depend on every input, as they do.
 
 This is the recurrence of Araujo, Norris & Sim, "Computing Receptive Fields of
 Convolutional Neural Networks" (Distill, 2019) — ``r_in = s·r_out + (k_eff − s)``,
@@ -105,6 +109,11 @@ class AxisMap:
     @staticmethod
     def identity() -> AxisMap:
         return AxisMap(1, 1, (((0, 0),),))
+
+    @staticmethod
+    def broadcast() -> AxisMap:
+        """Every position reads input position 0 (upsampling a size-1 axis)."""
+        return AxisMap(1, 0, (((0, 0),),))
 
     @staticmethod
     def everything() -> AxisMap:
@@ -288,7 +297,17 @@ def layer_maps(node: TraceNode, spatial: int) -> tuple[AxisMap, ...] | None:
         maps = []
         for size_in, size_out in zip(in_shape[-spatial:], out_shape[-spatial:], strict=True):
             if isinstance(spec, AdaptivePoolSpec):
-                maps.append(_interpolation("area", None, size_in, size_out))
+                # pooling a whole axis down to one position is global pooling
+                global_pool = size_out == 1 and size_in > 1
+                maps.append(
+                    AxisMap.everything()
+                    if global_pool
+                    else _interpolation("area", None, size_in, size_out)
+                )
+            elif size_in == 1:
+                # every output position reads the one input position (torch clamps the
+                # neighbours a linear or cubic kernel would reach): a broadcast
+                maps.append(AxisMap.broadcast())
             else:
                 maps.append(_interpolation(spec.mode, spec.align_corners, size_in, size_out))
         return tuple(maps)

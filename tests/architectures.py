@@ -120,6 +120,36 @@ class MaxOverSpace(nn.Module):
         return self.conv(x) - F.avg_pool2d(self.conv(x), 3, stride=1, padding=1)
 
 
+class ImagePoolingASPP(nn.Module):
+    """DeepLab-v3's ASPP head: dilated branches beside an image-pooling branch that
+    pools to 1×1 and is upsampled back, so every output sees the whole input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv(1, 2, 3, stride=2, padding=1)
+        self.atrous = conv(2, 2, 3, padding=2, dilation=2)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv(2, 2, 1))
+        self.project = conv(4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        pooled = F.interpolate(self.pool(x), size=x.shape[-2:], mode="bilinear")
+        return self.project(torch.cat([self.atrous(x), pooled], dim=1))
+
+
+class SqueezeExcite(nn.Module):
+    """A conv whose channels are rescaled by a gate computed from the global mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = conv(1, 2, 3, padding=1)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv(2, 2, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y * self.gate(y)
+
+
 def _dilated(dilations: tuple[int, ...], dims: int = 2) -> nn.Module:
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
     return nn.Sequential(*[cls(1, 1, 3, padding=d, dilation=d) for d in dilations])
@@ -268,5 +298,7 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
         (1, 1, 20, 20),
     ),
     "down_up_skip": (DownUpSkip, (1, 1, 16, 16)),
+    "aspp_image_pooling": (ImagePoolingASPP, (1, 1, 16, 16)),
+    "squeeze_excite": (SqueezeExcite, (1, 1, 12, 12)),
     "difference_of_paths": (MaxOverSpace, (1, 1, 16, 16)),
 }
