@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "ShapeError": "pytest_convcheck.errors",
+    "ModelStateError": "pytest_convcheck.errors",
     "output_shape": "pytest_convcheck.layers",
     "Geometry": "pytest_convcheck.layers",
     "trace": "pytest_convcheck.tracing",

@@ -196,15 +196,12 @@ def prepare_step(
     CUDA. The user's model is not touched."""
     label = type(model).__name__
     target = torch.device(device)
-    if any(p.is_meta for p in model.parameters()):
-        raise ValueError(
-            f"{label}: its parameters are on the meta device and hold no values to "
-            f"compute with.\n  fix: benchmark a model built on a real device (cpu or cuda)."
-        )
     layout = _memory_format(channels_last, len(input_shape), label)
     dtype = _dtype(model, dtype)
     try:
         net = materialized_copy(model, str(target), input_shape, dtype)
+    except ValueError:
+        raise
     except Exception as error:
         raise ValueError(
             f"{label}: cannot be copied for benchmarking ({type(error).__name__}: {error}); "

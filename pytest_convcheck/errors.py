@@ -13,3 +13,8 @@ class ShapeError(ValueError):
 
 class ConvcheckConfigError(ValueError):
     """A ``[tool.convcheck]`` section or ``--convcheck-*`` option that is malformed."""
+
+
+class ModelStateError(ValueError):
+    """A model whose state keeps a check from running (e.g. meta tensors, which have
+    shapes but no values). The message names the model, the tensor and the fix."""

@@ -80,8 +80,9 @@ class ParityResult:
         name, value = self.worst
         return (
             f"{self.device} {str(self.dtype).removeprefix('torch.')}"
-            f"{' (TF32 on)' if self.tf32 else ''}: worst {name} error {value:.3g} "
-            f"(tolerance rtol {self.rtol:.2g}, atol {self.atol:.2g})"
+            f"{' (TF32 on)' if self.tf32 else ''}: worst {name}, max |Δ| at {value:.3g}× "
+            f"the tolerance atol + rtol·max|reference| (rtol {self.rtol:.2g}, "
+            f"atol {self.atol:.2g})"
         )
 
 
@@ -108,6 +109,86 @@ def _tf32(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+# ops that draw from the random generator (as the trace names them)
+_RANDOM_OPS = frozenset(
+    {
+        "alpha_dropout",
+        "bernoulli",
+        "bernoulli_",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "exponential_",
+        "feature_alpha_dropout",
+        "multinomial",
+        "normal",
+        "normal_",
+        "poisson",
+        "rand",
+        "rand_like",
+        "randint",
+        "randint_like",
+        "randn",
+        "randn_like",
+        "randperm",
+        "rrelu",
+        "uniform_",
+    }
+)
+
+
+def _random_draws(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
+    """The ops of ``model``'s forward (in its current mode) that draw random numbers,
+    as ``"op in module"``; dropout modules that their own mode switches off are left
+    out, functional dropout (which ignores ``eval()``) is kept."""
+    from pytest_convcheck.tracing import trace
+
+    modules = dict(model.named_modules())
+    found = []
+    for node in trace(model, shape).nodes:
+        if node.op not in _RANDOM_OPS:
+            continue
+        owner = modules.get(node.module or "")
+        if isinstance(owner, nn.modules.dropout._DropoutNd) and not owner.training:
+            continue
+        where = f"'{node.module}'" if node.module else "forward"
+        found.append(f"{node.op} in {where}")
+    return list(dict.fromkeys(found))
+
+
+def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> None:
+    """Fail when two runs of ``model`` (eval mode, a copy) with different seeds differ:
+    a forward that draws random numbers cannot be compared across devices, dtypes or
+    layouts, since each of them draws different numbers."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        first = _first_tensor(model(x))
+        torch.manual_seed(1)
+        second = _first_tensor(model(x))
+    if first is None or second is None or first.shape != second.shape:
+        return
+    if torch.allclose(first, second, rtol=0.0, atol=0.0, equal_nan=True):
+        return
+    delta = float((first - second).abs().nan_to_num(nan=math.inf).max())
+    draws = _random_draws(model, tuple(x.shape))
+    functional = [d for d in draws if d.startswith(("dropout", "alpha_dropout", "feature_"))]
+    raise AssertionError(
+        f"{label}: forward gives different outputs for different random seeds even in "
+        f"eval mode (max |Δ| between two runs = {delta:.3g}), so its results cannot be "
+        f"compared across devices, dtypes or layouts: each draws other random numbers.\n"
+        f"  random draws in forward: {', '.join(draws) or 'none traced (a generator or numpy?)'}"
+        + (
+            "\n  F.dropout(x, p) is on unless given training=: it ignores model.eval()."
+            if functional
+            else ""
+        )
+        + "\n  fix: let the randomness follow the mode — F.dropout(x, p, "
+        "training=self.training), `if self.training: x = x + noise`, or an nn.Dropout "
+        "module — so that the model is deterministic in eval mode, where these checks run."
+    )
 
 
 def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -186,6 +267,7 @@ def assert_device_parity(
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     reference_model = materialized_copy(model, "cpu", shape).double().eval()
+    _assert_repeatable(reference_model, x, type(model).__name__)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         sample = _first_tensor(reference_model(x))
     if sample is None:
@@ -252,6 +334,7 @@ def assert_layout_parity(
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=generator, dtype=dtype)
     base = materialized_copy(model, "cpu", shape).to(dtype).eval()
+    _assert_repeatable(base, x, type(model).__name__)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         expected = _first_tensor(base(x))
         variants: dict[str, torch.Tensor | str | None] = {}
@@ -334,6 +417,7 @@ def assert_compile_parity(
     x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
     eager = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
     compiled_model = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
+    _assert_repeatable(eager, x, type(model).__name__)
     with torch.no_grad():
         sample = _first_tensor(eager(x))
     if sample is None:

@@ -275,7 +275,7 @@ class ConvcheckItem(_GeneratedItem):
         config = self.model
         assert config is not None
         from pytest_convcheck import checks  # imports torch: only when a check runs
-        from pytest_convcheck.errors import ShapeError
+        from pytest_convcheck.errors import ModelStateError, ShapeError
         from pytest_convcheck.tracing import ModelRunError
 
         facts: dict[str, Any] = {"model": config.name, "check": self.check, "report": None}
@@ -288,7 +288,13 @@ class ConvcheckItem(_GeneratedItem):
             model = checks.build_model(config)
             facts["report"] = _report_dict(config, model)
             checks.CHECKS[self.check](model, config, _context(self.config, self.check))
-        except (AssertionError, ShapeError, ModelRunError, ConvcheckConfigError) as error:
+        except (
+            AssertionError,
+            ShapeError,
+            ModelRunError,
+            ModelStateError,
+            ConvcheckConfigError,
+        ) as error:
             text = f"{header}{error}"
             if self.check in config.allow:
                 pytest.xfail(f"allowed in config (reported, not failed): {text}")

@@ -808,7 +808,12 @@ def materialized_copy(
     model: nn.Module, device: str, input_shape: Sequence[int], dtype: torch.dtype | None = None
 ) -> nn.Module:
     """:func:`_copy_with`, then one dry forward on zeros when the copy has lazy
-    (uninitialised) parameters, so that every parameter has its shape."""
+    (uninitialised) parameters, so that every parameter has its shape.
+
+    Raises :class:`~pytest_convcheck.errors.ModelStateError` when a real device is
+    asked for and the model holds meta tensors: shapes without values."""
+    if device != "meta":
+        _refuse_meta_tensors(model)
     work = _copy_with(model, device)
     lazy = any(
         _UNINITIALIZED and isinstance(t, _UNINITIALIZED)
@@ -819,6 +824,22 @@ def materialized_copy(
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             work(x)
     return work
+
+
+def _refuse_meta_tensors(model: nn.Module) -> None:
+    named = itertools.chain(model.named_parameters(), model.named_buffers())
+    found = next((name for name, t in named if t.is_meta), None)
+    if found is not None:
+        from pytest_convcheck.errors import ModelStateError
+
+        raise ModelStateError(
+            f"{type(model).__name__}: '{found}' is on the meta device (a shape without "
+            f"values), so this check, which computes with the weights, cannot run.\n  fix: "
+            f"build the model on a real device, or give it values first with "
+            f"model.to_empty(device='cpu') and an initialisation (e.g. model.apply(init_fn) "
+            f"or load_state_dict(..., assign=True)). Shape checks (trace, receptive_field, "
+            f"checkerboard structure) work on meta models as they are."
+        )
 
 
 def _copy_tensor(tensor: torch.Tensor, device: str) -> torch.Tensor:

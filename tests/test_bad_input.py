@@ -50,6 +50,16 @@ class ReturnsTuple(Good):
 class ReturnsNothing(Good):
     def forward(self, x):
         self.conv(x)
+
+
+def on_meta():
+    with torch.device("meta"):
+        return Good()
+
+
+class NoisyInEval(Good):
+    def forward(self, x):
+        return F.dropout(super().forward(x), 0.5)
 """
 )
 
@@ -79,6 +89,14 @@ CASES: dict[str, tuple[str, str]] = {
     "wrong_expectation": (
         'factory = "mymodels:Good"\nexpect_output = [1, 1, 8]',
         "*expected output 1×1×8 for input 1×1×8×8, got 1×1×8×8*",
+    ),
+    "meta_model": (
+        'factory = "mymodels:on_meta"\nchecks = ["parity"]',
+        "*'conv.weight' is on the meta device*",
+    ),
+    "random_in_eval": (
+        'factory = "mymodels:NoisyInEval"\nchecks = ["parity"]',
+        "*different outputs for different random seeds even in eval mode*",
     ),
     "unknown_check": ('factory = "mymodels:Good"\nchecks = ["speed"]', "*unknown check 'speed'*"),
     "unknown_allow": (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from examples.article import MODELS
@@ -117,3 +118,53 @@ def test_compile_parity_skips_with_a_reason_where_dynamo_cannot_run(monkeypatch)
     monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
     with pytest.raises(pytest.skip.Exception, match="not supported on Python"):
         assert_compile_parity(nn.Conv2d(1, 1, 3), (1, 1, 8, 8))
+
+
+class NoisyInEval(nn.Module):
+    """F.dropout without training= stays on in eval mode; randn_like always draws."""
+
+    def __init__(self, noise: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.noise = noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.noise == "dropout":
+            return F.dropout(y, 0.5)
+        return y + 0.1 * torch.randn_like(y)
+
+
+@pytest.mark.parametrize("noise", ["dropout", "randn_like"])
+@pytest.mark.parametrize("check", [assert_device_parity, assert_layout_parity])
+def test_a_forward_that_draws_random_numbers_in_eval_mode_is_named(check, noise: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        check(NoisyInEval(noise), (2, 1, 8, 8))
+    text = str(info.value)
+    assert "different outputs for different random seeds even in eval mode" in text
+    assert f"random draws in forward: {noise} in forward" in text
+    assert ("ignores model.eval()" in text) is (noise == "dropout")
+    assert "training=self.training" in text
+    assert "memory layout" not in text  # not blamed on the layout
+
+
+def test_dropout_modules_in_training_mode_are_switched_off_by_eval() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.5), nn.Dropout2d(0.5)).train()
+    assert_device_parity(model, (2, 1, 8, 8))
+    assert_layout_parity(model, (2, 1, 8, 8))
+    assert model.training and model[1].training  # the user's model keeps its mode
+
+
+def test_meta_models_get_a_clean_error_from_the_checks_that_compute() -> None:
+    from pytest_convcheck.errors import ModelStateError
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(1, 2, 3))
+    for check in (assert_device_parity, assert_layout_parity):
+        with pytest.raises(ModelStateError, match=r"'0.weight' is on the meta device"):
+            check(model, (1, 1, 8, 8))
+
+
+def test_parity_result_reads_as_a_fraction_of_the_tolerance() -> None:
+    report = assert_device_parity(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), devices=["cpu"])
+    assert "× the tolerance atol + rtol·max|reference|" in str(report.results[0])
