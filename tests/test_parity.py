@@ -168,3 +168,64 @@ def test_meta_models_get_a_clean_error_from_the_checks_that_compute() -> None:
 def test_parity_result_reads_as_a_fraction_of_the_tolerance() -> None:
     report = assert_device_parity(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), devices=["cpu"])
     assert "× the tolerance atol + rtol·max|reference|" in str(report.results[0])
+
+
+class NearTie(nn.Module):
+    """max of two equal convs, one scaled by 1 + 1e-9: a tie in float32 (the factor
+    rounds to 1 and torch.maximum splits the gradient), a strict winner in float64
+    — the kink that max-pooling and ReLU put into real networks, made certain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 2, 3)
+        self.b = nn.Conv2d(1, 2, 3)
+        self.b.load_state_dict(self.a.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(self.a(x), self.b(x) * (1 + 1e-9))
+
+
+class LossyFloat32(nn.Module):
+    """A float32 path that rounds through bfloat16, as a lossy device would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            x = x.to(torch.bfloat16).to(torch.float32)
+        return self.pool(torch.relu(self.conv(x)))
+
+
+def test_gradient_jumps_at_kinks_are_within_the_measured_noise_floor(monkeypatch) -> None:
+    import pytest_convcheck.parity as parity
+
+    # the elementwise tolerance alone fails the float32 run: half the gradient moved
+    monkeypatch.setattr(parity, "_noise_floor", lambda *a, **k: {})
+    with pytest.raises(AssertionError, match="a.weight grad|b.weight grad"):
+        assert_device_parity(NearTie(), (2, 1, 8, 8), devices=["cpu"])
+    monkeypatch.undo()
+    report = assert_device_parity(NearTie(), (2, 1, 8, 8), devices=["cpu"])
+    result = report.results[0]
+    assert result.floors is not None and result.floors["a.weight grad"] > 0
+    assert "noise floor" in str(result)
+
+
+def test_the_noise_floor_does_not_hide_a_lossy_float32_path() -> None:
+    with pytest.raises(AssertionError) as info:
+        assert_device_parity(LossyFloat32(), (2, 1, 12, 12), devices=["cpu"])
+    text = str(info.value)
+    assert "above tolerance" in text and "noise floor" in text
+
+
+def test_the_noise_floor_is_only_measured_when_the_tolerance_is_exceeded(monkeypatch) -> None:
+    import pytest_convcheck.parity as parity
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured a noise floor for a model within tolerance")
+
+    monkeypatch.setattr(parity, "_noise_floor", fail)
+    report = assert_device_parity(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), devices=["cpu"])
+    assert report.results[0].floors is None
