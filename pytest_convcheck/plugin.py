@@ -558,7 +558,7 @@ class ConvcheckSummary:
                     _fmt(data["output_shape"]),
                     field_text(data["receptive_field"]),
                     checkerboard_text(data["checkerboard"]),
-                    _sharing_text(data["sharing"]),
+                    _sharing_text(data["sharing"], data["layers"]),
                     f"{data['parameters']:,}",
                     _flops_text(data["flops"]),
                     verdict,
@@ -613,11 +613,21 @@ class ConvcheckSummary:
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _sharing_text(shared: dict[str, Any]) -> str:
-    """Aliases first (likely bugs), then reused modules and tied groups, counted."""
+def _sharing_text(shared: dict[str, Any], layers: list[dict[str, Any]]) -> str:
+    """Aliases first (likely bugs), then reused modules that hold weights (reusing a
+    stateless module such as torchvision's one ReLU per block shares nothing) and
+    tied groups, counted."""
+
+    def holds_weights(name: str) -> bool:
+        return any(
+            row["parameters"]
+            and (row["name"] == name or row["name"].startswith((f"{name}.", f"{name}#")))
+            for row in layers
+        )
+
     parts = [f"ALIAS {'='.join(group)}" for group in shared["suspicious"]]
     if not parts:
-        reused = list(shared["reused"].items())
+        reused = [(n, count) for n, count in shared["reused"].items() if holds_weights(n)]
         parts += [f"{name}×{count}" for name, count in reused[:2]]
         if len(reused) > 2:
             parts.append(f"+{len(reused) - 2} reused")

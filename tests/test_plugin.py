@@ -237,3 +237,19 @@ def test_models_from_an_ini_file(pytester: pytest.Pytester) -> None:
     )
     result.stdout.fnmatch_lines(["*holes*"])
     result.stdout.fnmatch_lines(["*expected NAME MODULE:FACTORY N,C,H,W*"])
+
+
+def test_summary_sharing_column_names_weight_reuse_not_stateless_reuse() -> None:
+    from pytest_convcheck.plugin import _sharing_text
+
+    layers = [
+        {"name": "block.relu", "parameters": 0},
+        {"name": "block.relu#2", "parameters": 0},
+        {"name": "conv", "parameters": 40},
+        {"name": "conv#2", "parameters": 40},
+    ]
+    shared = {"suspicious": [], "reused": {"block.relu": 2, "conv": 2}, "tied": []}
+    assert _sharing_text(shared, layers) == "conv×2"
+    assert _sharing_text({**shared, "reused": {"block.relu": 2}}, layers) == "—"
+    aliased = {**shared, "suspicious": [["a", "b"]], "tied": [["a.weight", "b.weight"]]}
+    assert _sharing_text(aliased, layers) == "ALIAS a=b, 1 tied"
