@@ -53,6 +53,7 @@ from pytest_convcheck.tracing import (
     Trace,
     TraceNode,
     _first_tensor,
+    forward_failures,
     materialized_copy,
     trace,
 )
@@ -585,7 +586,11 @@ def output_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScore:
     shape = tuple(int(s) for s in input_shape)
     period = _output_period(trace(model, shape))
     work = materialized_copy(model, "cpu", shape).float().eval()
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+    with (
+        forward_failures(model, "the output spectrum", torch.float32, "cpu"),
+        torch.no_grad(),
+        torch.random.fork_rng(devices=[]),
+    ):
         out = _first_tensor(work(smooth_input(shape)))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
@@ -608,7 +613,10 @@ def gradient_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScor
                 period[axis] = max(period[axis], int(stride))
     work = materialized_copy(model, "cpu", shape).float().eval()
     x = smooth_input(shape).requires_grad_(True)
-    with torch.random.fork_rng(devices=[]):
+    with (
+        forward_failures(model, "the gradient spectrum", torch.float32, "cpu"),
+        torch.random.fork_rng(devices=[]),
+    ):
         out = _first_tensor(work(x))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")

@@ -37,7 +37,13 @@ from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.fields import FieldNumbers, ReceptiveField, receptive_field
 from pytest_convcheck.layers import FUNCTION_RULES
 from pytest_convcheck.pictures import pyplot
-from pytest_convcheck.tracing import ModelRunError, _first_tensor, materialized_copy, trace
+from pytest_convcheck.tracing import (
+    ModelRunError,
+    _first_tensor,
+    forward_failures,
+    materialized_copy,
+    trace,
+)
 
 __all__ = [
     "EffectiveField",
@@ -375,7 +381,11 @@ def empirical_receptive_field(
         shape, analytic = fitted, receptive_field(model, fitted)
     work = _linearise(model, shape)
     x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
-    with torch.random.fork_rng(devices=[]), _Linearised():
+    with (
+        forward_failures(model, "the measured field", torch.float64, "cpu"),
+        torch.random.fork_rng(devices=[]),
+        _Linearised(),
+    ):
         out = _first_tensor(work(x))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
@@ -537,7 +547,8 @@ def effective_receptive_field(
         centre: tuple[int, ...] = ()
         for _ in range(samples):
             x = torch.randn((1, *shape[1:]), requires_grad=True)
-            out = _first_tensor(work(x))
+            with forward_failures(model, "the effective field", torch.float32, "cpu"):
+                out = _first_tensor(work(x))
             if out is None or out.dim() < 3:
                 raise ValueError(
                     f"{type(model).__name__}: the effective receptive field needs a spatial "

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import _first_tensor, materialized_copy
+from pytest_convcheck.tracing import _first_tensor, forward_failures, materialized_copy
 
 __all__ = [
     "ParityReport",
@@ -348,7 +348,8 @@ def assert_device_parity(
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     reference_model = materialized_copy(model, "cpu", shape).double().eval()
-    _assert_repeatable(reference_model, x, type(model).__name__)
+    with forward_failures(model, "the float64 reference", torch.float64, "cpu"):
+        _assert_repeatable(reference_model, x, type(model).__name__)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         sample = _first_tensor(reference_model(x))
     if sample is None:
@@ -368,7 +369,7 @@ def assert_device_parity(
         work = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
         guard = _deterministic() if deterministic else contextlib.nullcontext()
         try:
-            with _tf32(not strict), guard:
+            with _tf32(not strict), guard, forward_failures(model, "device parity", dtype, device):
                 got = _run(work, x.to(device=device, dtype=dtype), weights)
         except RuntimeError as error:
             if deterministic and "deterministic" in str(error):
@@ -428,7 +429,8 @@ def assert_layout_parity(
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=generator, dtype=dtype)
     base = materialized_copy(model, "cpu", shape).to(dtype).eval()
-    _assert_repeatable(base, x, type(model).__name__)
+    with forward_failures(model, "the contiguous run of the layout check", dtype, "cpu"):
+        _assert_repeatable(base, x, type(model).__name__)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         expected = _first_tensor(base(x))
         variants: dict[str, torch.Tensor | str | None] = {}

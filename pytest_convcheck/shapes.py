@@ -24,6 +24,7 @@ from pytest_convcheck.tracing import (
     TraceLayer,
     _fmt,
     _tensors,
+    forward_failures,
     materialized_copy,
     trace,
 )
@@ -282,7 +283,10 @@ def _assert_no_cross_talk(model: nn.Module, shape: Shape, atol: float) -> None:
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(small, generator=generator, dtype=torch.float64, requires_grad=True)
-    with torch.random.fork_rng(devices=[]):
+    with (
+        forward_failures(model, "the batch check's gradients", torch.float64, "cpu"),
+        torch.random.fork_rng(devices=[]),
+    ):
         torch.manual_seed(0)
         out = work(x)
     leaves = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]

@@ -162,6 +162,48 @@ class ModelRunError(RuntimeError):
     """The model's own code failed (not a torch op rejecting a shape)."""
 
 
+_DTYPE_CLASH = ("expected scalar type", "same dtype", "dtype", "Double", "Half", "BFloat16")
+_DEVICE_CLASH = ("same device", "Expected all tensors to be on")
+
+
+@contextlib.contextmanager
+def forward_failures(
+    model: nn.Module, what: str, dtype: torch.dtype, device: str
+) -> Iterator[None]:
+    """Turn a failure of ``model``'s forward on one of our copies (``what``: the check
+    and why it runs there) into a :class:`ModelRunError` that says which copy failed
+    and, for dtype and device clashes, the usual cause and its fix."""
+    from pytest_convcheck.errors import ModelStateError
+
+    try:
+        yield
+    except (AssertionError, ShapeError, ModelRunError, ModelStateError):
+        raise
+    except Exception as error:
+        text = str(error).splitlines()[0] if str(error) else ""
+        kind = str(dtype).removeprefix("torch.")
+        hint = ""
+        if any(word in text for word in _DEVICE_CLASH):
+            hint = (
+                "\n  cause: forward makes a tensor on a fixed device (torch.zeros(...) without "
+                "device=, a CPU constant); the model will fail on a GPU too.\n  fix: create it "
+                "with device=x.device (or torch.zeros_like(x), x.new_zeros(...)), or register "
+                "it as a buffer so that model.to() moves it."
+            )
+        elif any(word in text for word in _DTYPE_CLASH):
+            hint = (
+                f"\n  cause: forward makes a tensor with a fixed dtype (torch.zeros(...) "
+                f"without dtype=, a float32 constant) that meets the {kind} activations; the "
+                f"model will fail under .half(), .double() or bfloat16 too.\n  fix: create it "
+                f"with dtype=x.dtype (or torch.zeros_like(x), x.new_zeros(...)), or register it "
+                f"as a buffer so that model.to() casts it."
+            )
+        raise ModelRunError(
+            f"{type(model).__name__}.forward failed on a {kind} {device} copy ({what}): "
+            f"{type(error).__name__}: {text}{hint}"
+        ) from error
+
+
 # --------------------------------------------------------------------------- recording
 
 _SKIP_NAMES = frozenset(

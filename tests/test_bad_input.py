@@ -57,6 +57,11 @@ def on_meta():
         return Good()
 
 
+class FixedDtype(Good):
+    def forward(self, x):
+        return F.conv2d(super().forward(x), torch.ones(1, 1, 1, 1))
+
+
 class NoisyInEval(Good):
     def forward(self, x):
         return F.dropout(super().forward(x), 0.5)
@@ -97,6 +102,10 @@ CASES: dict[str, tuple[str, str]] = {
     "random_in_eval": (
         'factory = "mymodels:NoisyInEval"\nchecks = ["parity"]',
         "*different outputs for different random seeds even in eval mode*",
+    ),
+    "fixed_dtype": (
+        'factory = "mymodels:FixedDtype"\nchecks = ["batch"]',
+        "*cause: forward makes a tensor with a fixed dtype*",
     ),
     "unknown_check": ('factory = "mymodels:Good"\nchecks = ["speed"]', "*unknown check 'speed'*"),
     "unknown_allow": (

@@ -229,3 +229,34 @@ def test_the_noise_floor_is_only_measured_when_the_tolerance_is_exceeded(monkeyp
     monkeypatch.setattr(parity, "_noise_floor", fail)
     report = assert_device_parity(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), devices=["cpu"])
     assert report.results[0].floors is None
+
+
+class FixedDtypeInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.conv(x), torch.ones(2, 2, 1, 1))  # float32, whatever x is
+
+
+@pytest.mark.parametrize("check", [assert_device_parity, assert_layout_parity])
+def test_a_tensor_of_fixed_dtype_made_in_forward_is_explained(check) -> None:
+    from pytest_convcheck.tracing import ModelRunError
+
+    with pytest.raises(ModelRunError) as info:
+        check(FixedDtypeInForward(), (1, 1, 6, 6))
+    text = str(info.value)
+    assert "FixedDtypeInForward.forward failed on a float64 cpu copy" in text
+    assert "fix: create it with dtype=x.dtype" in text
+
+
+def test_a_device_clash_in_forward_is_explained() -> None:
+    from pytest_convcheck.tracing import ModelRunError, forward_failures
+
+    with pytest.raises(ModelRunError, match="(?s)on a fixed device.*fix: create it with device="):
+        with forward_failures(nn.Conv2d(1, 1, 1), "a test", torch.float32, "cuda:0"):
+            raise RuntimeError(
+                "Expected all tensors to be on the same device, but found at least two "
+                "devices, cuda:0 and cpu!"
+            )
