@@ -25,6 +25,9 @@ Each layer contributes its own map (``layer_map``) and maps compose exactly:
   branch of DeepLab-v3's ASPP and a squeeze-and-excitation gate make every
   output depend on every input, as they do.
 
+* slicing ``x[..., a:b:s]`` and ``narrow``: ``j ← a + j·s`` (a crop keeps the
+  field and moves its offset; a strided slice multiplies the stride).
+
 This is the recurrence of Araujo, Norris & Sim, "Computing Receptive Fields of
 Convolutional Neural Networks" (Distill, 2019) — ``r_in = s·r_out + (k_eff − s)``,
 effective stride the product of strides — kept as sets so that branches (a
@@ -55,6 +58,7 @@ from pytest_convcheck.layers import (
     PadSpec,
     PixelShuffleSpec,
     PoolSpec,
+    SliceSpec,
     Spec,
     UnfoldSpec,
 )
@@ -311,6 +315,12 @@ def layer_maps(node: TraceNode, spatial: int) -> tuple[AxisMap, ...] | None:
             else:
                 maps.append(_interpolation(spec.mode, spec.align_corners, size_in, size_out))
         return tuple(maps)
+    if isinstance(spec, SliceSpec) and in_shape and len(in_shape) >= spatial:
+        # output j reads input start + j·step (a crop, or a strided subsample)
+        return tuple(
+            AxisMap(1, step, (((start, start),),))
+            for start, step in spec.starts_and_steps(in_shape)[-spatial:]
+        )
     if isinstance(spec, (LinearSpec, FlattenSpec, UnfoldSpec)):
         return tuple(AxisMap.everything() for _ in range(spatial))
     if isinstance(spec, ChannelNormSpec):

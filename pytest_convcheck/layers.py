@@ -1053,6 +1053,106 @@ def _pad_from_call(
     return PadSpec("pad", tuple(bound["pad"]), bound.get("mode") or "constant")
 
 
+SliceItem = tuple[int | None, int | None, int | None]
+
+
+@dataclass(frozen=True)
+class SliceSpec(Spec):
+    """Basic slicing ``x[a:b:s, ..., c:d]`` (``Tensor.__getitem__`` with slices and one
+    ``...``) and ``narrow(dim, start, length)``: crops, as in U-Net's crop-and-concat
+    or a centre crop.
+
+    ``front`` holds the slices of the leading dims, ``back`` those of the trailing
+    dims (after ``...``). Per dim, Python's slice rule:
+    ``out = len(range(*slice(a, b, s).indices(in)))`` (bounds clamp to the size;
+    torch takes no step ≤ 0). ``narrow`` does not clamp: ``start + length`` must fit
+    (source: the docs of ``torch.Tensor.__getitem__`` and ``torch.narrow``).
+    """
+
+    kind: str
+    front: tuple[SliceItem, ...] = ()
+    back: tuple[SliceItem, ...] = ()
+    strict: bool = False  # narrow: out of range is an error, not a clamp
+
+    def placed(self, input_shape: Shape, name: str | None = None) -> list[SliceItem]:
+        """One ``(start, stop, step)`` slice per dim of ``input_shape``."""
+        label = _name(self.kind, name)
+        rank = len(input_shape)
+        if len(self.front) + len(self.back) > rank:
+            raise ShapeError(
+                f"{label}: {len(self.front) + len(self.back)} indices for a {rank}-D tensor "
+                f"of shape {tuple(input_shape)}."
+            )
+        middle = [(None, None, None)] * (rank - len(self.front) - len(self.back))
+        return [*self.front, *middle, *self.back]
+
+    def starts_and_steps(self, input_shape: Shape) -> list[tuple[int, int]]:
+        """Per dim, the input index of output position 0 and the step."""
+        found = []
+        for (a, b, step), size in zip(self.placed(input_shape), input_shape, strict=True):
+            start, _, stride = slice(a, b, step).indices(size)
+            found.append((start, stride))
+        return found
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        out = []
+        for dim, ((a, b, step), size) in enumerate(
+            zip(self.placed(input_shape, name), input_shape, strict=True)
+        ):
+            if self.strict and a is not None and b is not None:
+                start = a + size if a < 0 else a
+                if not 0 <= start <= size or b - a + start > size:
+                    raise ShapeError(
+                        f"{label}: start {a} + length {b - a} exceeds dim {dim} of size "
+                        f"{size} (input {tuple(input_shape)}); narrow does not clamp.\n  fix: "
+                        f"narrow less, or slice with x[..., a:b], which clamps."
+                    )
+                a, b = start, start + (b - a)
+            out.append(len(range(*slice(a, b, step).indices(size))))
+        return tuple(out)
+
+
+def _slice_items(index: Any) -> tuple[tuple[SliceItem, ...], tuple[SliceItem, ...]]:
+    """(front, back) slices of a basic index; ``ValueError`` for anything else (ints,
+    ``None``, tensors, lists: no rule, torch runs them as they are)."""
+    items = index if isinstance(index, tuple) else (index,)
+    front: list[SliceItem] = []
+    back: list[SliceItem] = []
+    target = front
+    for item in items:
+        if item is Ellipsis:
+            if target is back:
+                raise ValueError("two ellipses")
+            target = back
+            continue
+        if not isinstance(item, slice):
+            raise ValueError(f"not a slice: {item!r}")
+        bounds = (item.start, item.stop, item.step)
+        if not all(v is None or type(v) is int for v in bounds):
+            raise ValueError(f"slice bounds are not ints: {item!r}")
+        if item.step is not None and item.step <= 0:
+            raise ValueError("torch rejects steps ≤ 0 itself")
+        target.append(bounds)  # type: ignore[arg-type]
+    return tuple(front), tuple(back)
+
+
+def _slice_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> SliceSpec:
+    if getattr(func, "__name__", "") == "narrow":
+        bound = dict(zip(("input", "dim", "start", "length"), args, strict=False)) | kwargs
+        dim, start, length = (bound[k] for k in ("dim", "start", "length"))
+        if not all(type(v) is int for v in (dim, start, length)):
+            raise ValueError("narrow with tensor arguments")
+        item: SliceItem = (start, start + length, None)
+        if dim >= 0:
+            return SliceSpec("narrow", ((None, None, None),) * dim + (item,), strict=True)
+        return SliceSpec("narrow", (), (item,) + ((None, None, None),) * (-dim - 1), strict=True)
+    front, back = _slice_items(args[1])
+    return SliceSpec("getitem", front, back)
+
+
 @dataclass(frozen=True)
 class LinearSpec(Spec):
     """``nn.Linear`` / ``F.linear``: (*, in_features) → (*, out_features)."""
@@ -1270,6 +1370,10 @@ def _elementwise_from_call(
 # --------------------------------------------------------------------------- the table
 
 
+def _no_module(module: nn.Module) -> Spec:
+    raise TypeError(f"no module of this family: {type(module).__name__}")
+
+
 @dataclass(frozen=True)
 class Rule:
     """One row of the rule table: the modules and functions of a family and how to
@@ -1479,6 +1583,13 @@ RULES: tuple[Rule, ...] = (
         _pad_from_module,
         (F.pad,),
         _pad_from_call,
+    ),
+    Rule(
+        "slice",
+        (),
+        _no_module,
+        (torch.Tensor.__getitem__, torch.narrow, torch.Tensor.narrow),
+        _slice_from_call,
     ),
     Rule("linear", (nn.Linear, nn.LazyLinear), _linear_from_module, (F.linear,), _linear_from_call),
     Rule(

@@ -120,6 +120,47 @@ class MaxOverSpace(nn.Module):
         return self.conv(x) - F.avg_pool2d(self.conv(x), 3, stride=1, padding=1)
 
 
+class ValidUNet(nn.Module):
+    """Ronneberger et al.'s U-Net, two levels: unpadded convs, and skips centre-cropped
+    by slicing before the concat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Module:
+            return nn.Sequential(conv(cin, cout), nn.ReLU(), conv(cout, cout), nn.ReLU())
+
+        self.down = nn.ModuleList([block(1, 2), block(2, 2)])
+        self.mid = block(2, 2)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(2, 2, 2, stride=2) for _ in range(2)])
+        self.dec = nn.ModuleList([block(4, 2), block(4, 2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down in self.down:
+            x = down(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.mid(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
+            x = up(x)
+            top = (skip.shape[-2] - x.shape[-2]) // 2
+            left = (skip.shape[-1] - x.shape[-1]) // 2
+            crop = skip[..., top : top + x.shape[-2], left : left + x.shape[-1]]
+            x = dec(torch.cat([crop, x], dim=1))
+        return x
+
+
+class StridedSlice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = conv(1, 2, 3)
+        self.b = conv(2, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x)[:, :, 1::2, ::3].narrow(-1, 1, 5))
+
+
 class ImagePoolingASPP(nn.Module):
     """DeepLab-v3's ASPP head: dilated branches beside an image-pooling branch that
     pools to 1×1 and is upsampled back, so every output sees the whole input."""
@@ -299,6 +340,8 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     ),
     "down_up_skip": (DownUpSkip, (1, 1, 16, 16)),
     "aspp_image_pooling": (ImagePoolingASPP, (1, 1, 16, 16)),
+    "unet_valid_crop": (ValidUNet, (1, 1, 60, 60)),
+    "strided_slice": (StridedSlice, (1, 1, 24, 26)),
     "squeeze_excite": (SqueezeExcite, (1, 1, 12, 12)),
     "difference_of_paths": (MaxOverSpace, (1, 1, 16, 16)),
 }

@@ -247,3 +247,68 @@ def test_in_place_residual_add_through_every_analysis() -> None:
 
     measured = empirical_receptive_field(InPlace(), (1, 4, 8, 8))
     assert measured.size == receptive_field(InPlace(), (1, 4, 8, 8)).size == (3, 3)
+
+
+# --------------------------------------------------------------------------- slicing
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pytest_convcheck.errors import ShapeError  # noqa: E402
+from pytest_convcheck.layers import SliceSpec, spec_for_call  # noqa: E402
+
+_bound = st.one_of(st.none(), st.integers(-12, 12))
+_slices = st.builds(slice, _bound, _bound, st.one_of(st.none(), st.integers(1, 4)))
+
+
+@st.composite
+def _indexed(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[object, ...]]:
+    shape = tuple(draw(st.lists(st.integers(0, 9), min_size=1, max_size=5)))
+    front = draw(st.lists(_slices, max_size=len(shape)))
+    back = draw(st.lists(_slices, max_size=len(shape) - len(front)))
+    index = (*front, Ellipsis, *back) if draw(st.booleans()) else tuple(front)
+    return shape, index
+
+
+@given(_indexed())
+def test_slice_rule_matches_torch(case: tuple[tuple[int, ...], tuple[object, ...]]) -> None:
+    shape, index = case
+    spec = spec_for_call(torch.Tensor.__getitem__, (torch.empty(shape), index), {})
+    assert isinstance(spec, SliceSpec)
+    assert spec.output_shape(shape) == tuple(torch.empty(shape)[index].shape)
+
+
+@given(
+    shape=st.lists(st.integers(0, 9), min_size=1, max_size=4).map(tuple),
+    dim=st.integers(-4, 3),
+    start=st.integers(-10, 10),
+    length=st.integers(0, 10),
+)
+def test_narrow_rule_matches_torch(
+    shape: tuple[int, ...], dim: int, start: int, length: int
+) -> None:
+    x = torch.empty(shape)
+    if not -len(shape) <= dim < len(shape):
+        return  # torch's own dim error; no rule is made for it
+    spec = spec_for_call(torch.narrow, (x, dim, start, length), {})
+    assert isinstance(spec, SliceSpec)
+    try:
+        expected: tuple[int, ...] | None = tuple(x.narrow(dim, start, length).shape)
+    except (RuntimeError, IndexError):
+        expected = None
+    if expected is None:
+        try:
+            spec.output_shape(shape)
+        except ShapeError:
+            return
+        raise AssertionError(f"torch rejects narrow({dim}, {start}, {length}) of {shape}")
+    assert spec.output_shape(shape) == expected
+
+
+def test_indexing_without_a_rule_still_runs() -> None:
+    class Picks(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0] + x[:, [1]].squeeze(1) + x[..., None][..., 0][:, 1]
+
+    result = trace(Picks(), (2, 3, 4, 4))
+    assert result.output_shape == (2, 4, 4) and not result.disagreements
