@@ -1133,7 +1133,7 @@ def _slice_items(index: Any) -> tuple[tuple[SliceItem, ...], tuple[SliceItem, ..
             raise ValueError(f"slice bounds are not ints: {item!r}")
         if item.step is not None and item.step <= 0:
             raise ValueError("torch rejects steps ≤ 0 itself")
-        target.append(bounds)  # type: ignore[arg-type]
+        target.append(bounds)
     return tuple(front), tuple(back)
 
 
