@@ -45,6 +45,7 @@ from pytest_convcheck.layers import (
     PadSpec,
     PixelShuffleSpec,
     PoolSpec,
+    SliceSpec,
     UnfoldSpec,
 )
 from pytest_convcheck.pictures import pyplot
@@ -199,6 +200,12 @@ def _layer_taps(
                 taps.append([(x, 1.0 / len(points)) for x in points])
             axes.append((amap.period, amap.advance, taps))
         return axes
+    if isinstance(spec, SliceSpec) and in_shape and len(in_shape) >= spatial:
+        # output j reads input start + j·step: a crop shifts the phases
+        return [
+            (1, step, [[(start, 1.0)]])
+            for start, step in spec.starts_and_steps(in_shape)[-spatial:]
+        ]
     if isinstance(spec, (LinearSpec, FlattenSpec, UnfoldSpec)):
         return []
     if isinstance(spec, (ChannelNormSpec, PadSpec)) or spec is None:
@@ -238,6 +245,17 @@ def phase_counts(result: Trace) -> dict[int, tuple[PhaseCounts, ...] | None]:
                 joined = a.merge(b)
                 combined.append(a if joined is None else joined)
             merged = tuple(combined)
+        if (
+            isinstance(node.spec, (ConvSpec, PoolSpec))
+            and not getattr(node.spec, "transposed", False)
+            and all(m.period == 1 for m in merged)
+        ):
+            # a conv or pool of a one-phase input: one phase out, the stride multiplies
+            counts[node.node_id] = tuple(
+                PhaseCounts(1, m.advance * s, m.totals)
+                for m, s in zip(merged, node.spec.stride, strict=True)
+            )
+            continue
         layer = _layer_taps(node, spatial)
         if layer is None:
             counts[node.node_id] = merged

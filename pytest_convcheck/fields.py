@@ -40,6 +40,7 @@ the field cover the whole input ("global").
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -190,6 +191,7 @@ class AxisMap:
 # --------------------------------------------------------------------------- layer maps
 
 
+@functools.lru_cache(maxsize=1024)
 def _conv_like(kernel: int, stride: int, pad_before: int, dilation: int) -> AxisMap:
     return AxisMap(1, stride, (_merge((-pad_before + dilation * t,) * 2 for t in range(kernel)),))
 
@@ -204,6 +206,7 @@ def transposed_phase_taps(kernel: int, stride: int, padding: int, dilation: int)
     ]
 
 
+@functools.lru_cache(maxsize=1024)
 def _transposed(kernel: int, stride: int, padding: int, dilation: int) -> AxisMap:
     taps = [
         _merge(((r + padding - dilation * t) // stride,) * 2 for t in phase)
@@ -221,6 +224,7 @@ def _sampled(size_in: int, size_out: int, sources: Any) -> AxisMap:
     return AxisMap(period, advance, taps)
 
 
+@functools.lru_cache(maxsize=1024)
 def _interpolation(mode: str, align_corners: bool | None, size_in: int, size_out: int) -> AxisMap:
     """Source indices of ``F.interpolate`` (aten/src/ATen/native/UpSample.h), away from
     the borders (where torch clamps)."""
@@ -359,7 +363,12 @@ class FieldRow:
     stride: tuple[Fraction | int, ...]
     offset: tuple[int, ...]
     input_stride: tuple[Fraction | int, ...] = ()
-    geometry: Geometry | None = None
+    spec: ConvSpec | PoolSpec | None = None
+
+    @property
+    def geometry(self) -> Geometry | None:
+        """The kernel, stride, padding and dilation of the row's conv or pool."""
+        return self.spec.geometry() if self.spec is not None else None
 
 
 def _plain(value: Fraction) -> Fraction | int:
@@ -481,6 +490,22 @@ def data_inputs(node: TraceNode, known: dict[int, Any]) -> list[int]:
     return sources
 
 
+def _then_per_axis(merged: tuple[AxisMap, ...], layer: tuple[AxisMap, ...]) -> tuple[AxisMap, ...]:
+    """``m.then(lm)`` per axis, composed once for axes that are alike (a square model)."""
+    done: list[tuple[AxisMap, AxisMap, AxisMap]] = []
+    out = []
+    for m, lm in zip(merged, layer, strict=True):
+        for m0, lm0, result in done:
+            if m0 == m and lm0 == lm:
+                out.append(result)
+                break
+        else:
+            result = m.then(lm)
+            done.append((m, lm, result))
+            out.append(result)
+    return tuple(out)
+
+
 def node_maps(result: Trace) -> tuple[dict[int, tuple[AxisMap, ...]], list[str]]:
     """The per-axis map of every node's output, and notes on merges and unknown ops."""
     spatial = len(result.input_shape) - 2
@@ -512,45 +537,60 @@ def node_maps(result: Trace) -> tuple[dict[int, tuple[AxisMap, ...]], list[str]]
                 combined.append(union)
             merged = tuple(combined)
         layer = layer_maps(node, spatial)
-        maps[node.node_id] = (
-            merged
-            if layer is None
-            else tuple(m.then(lm) for m, lm in zip(merged, layer, strict=True))
-        )
+        maps[node.node_id] = merged if layer is None else _then_per_axis(merged, layer)
     return maps, notes
 
 
-def field_of_trace(result: Trace) -> ReceptiveField:
-    """The receptive field of the traced model's (first) output, with a row per layer."""
+def field_of_trace(result: Trace, *, rows: bool = True) -> ReceptiveField:
+    """The receptive field of the traced model's (first) output, with a row per layer
+    (``rows=False``: without them, for callers that need only the totals)."""
     maps, notes = node_maps(result)
     spatial = len(result.input_shape) - 2
     extents = result.input_shape[-spatial:]
-    rows = []
-    for row in result.layers:
+    numbers: dict[int, tuple[Any, Any, Any]] = {}  # id of a node's maps → its numbers
+    strides: dict[int, tuple[Fraction | int, ...]] = {}
+
+    def numbers_of(axes: tuple[AxisMap, ...]) -> tuple[Any, Any, Any]:
+        found = numbers.get(id(axes))
+        if found is None:
+            found = numbers[id(axes)] = _field_numbers(axes, extents)
+        return found
+
+    def stride_of(axes: tuple[AxisMap, ...]) -> tuple[Fraction | int, ...]:
+        found = strides.get(id(axes))
+        if found is None:
+            found = strides[id(axes)] = tuple(
+                extent if m.whole else m.plain_stride()
+                for m, extent in zip(axes, extents, strict=True)
+            )
+        return found
+
+    table = []
+    for row in result.layers if rows else ():
         if not row.nodes or row.nodes[-1] not in maps:
             continue
-        size, stride, offset = _field_numbers(maps[row.nodes[-1]], extents)
+        size, stride, offset = numbers_of(maps[row.nodes[-1]])
         first = result.nodes[row.nodes[0]]
         source = next((p for p in first.inputs if p is not None and p in maps), None)
-        in_stride = (
-            tuple(
-                extent if m.whole else m.plain_stride()
-                for m, extent in zip(maps[source], extents, strict=True)
-            )
-            if source is not None
-            else ()
-        )
-        geometry = next(
+        in_stride = stride_of(maps[source]) if source is not None else ()
+        spec = next(
             (
-                result.nodes[i].spec.geometry()  # type: ignore[union-attr]
+                result.nodes[i].spec
                 for i in row.nodes
                 if isinstance(result.nodes[i].spec, (ConvSpec, PoolSpec))
             ),
             None,
         )
-        rows.append(
+        table.append(
             FieldRow(
-                row.name, row.kind, row.output_shape, size, stride, offset, in_stride, geometry
+                row.name,
+                row.kind,
+                row.output_shape,
+                size,
+                stride,
+                offset,
+                in_stride,
+                spec,  # type: ignore[arg-type]
             )
         )
     out_node = result.output_nodes[0] if result.output_nodes else MODEL_INPUT
@@ -570,7 +610,7 @@ def field_of_trace(result: Trace) -> ReceptiveField:
         any(hole_lists),
         tuple(hole_lists),
         tuple(m.whole for m in axes),
-        tuple(rows),
+        tuple(table),
         axes,
         tuple(dict.fromkeys(notes)),
     )

@@ -22,7 +22,8 @@ from torch import nn
 
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
 from pytest_convcheck.fields import field_of_trace
-from pytest_convcheck.tracing import Trace, _fmt, trace
+from pytest_convcheck.layers import is_lazy
+from pytest_convcheck.tracing import Trace, _fmt, gc_paused, materialized_copy, trace
 from pytest_convcheck.weight_sharing import sharing_from_trace
 
 __all__ = ["ConvReport", "LayerRow", "checkerboard_text", "field_text", "report"]
@@ -188,13 +189,32 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _layer_rows(result: Trace, model: nn.Module) -> tuple[LayerRow, ...]:
+def _sized(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
+    """``model``, or for a model with lazy layers a meta copy whose parameters have
+    their shapes (a lazy parameter has no size until its first forward)."""
+    if any(is_lazy(m) for m in model.modules()):
+        return materialized_copy(model, "meta", input_shape)
+    return model
+
+
+def _layer_rows(result: Trace, model: nn.Module, node_flops: Sequence[int]) -> tuple[LayerRow, ...]:
     modules = dict(model.named_modules())
+    counted: dict[int, int] = {}  # module id → parameters (a reused module is counted once)
+
+    def parameters_of(module: nn.Module) -> int:
+        found = counted.get(id(module))
+        if found is None:
+            params = module.parameters() if module._modules else module._parameters.values()
+            found = counted[id(module)] = sum(
+                p.numel() for p in {id(p): p for p in params if p is not None}.values()
+            )
+        return found
+
     rows = []
     for layer in result.layers:
         module = modules.get(layer.module) if layer.module is not None else None
-        params = sum(p.numel() for p in module.parameters()) if module is not None else 0
-        flops = sum(result.nodes[i].flops() for i in layer.nodes)
+        params = parameters_of(module) if module is not None else 0
+        flops = sum(node_flops[i] for i in layer.nodes)
         rows.append(
             LayerRow(layer.name, layer.kind, layer.input_shape, layer.output_shape, params, flops)
         )
@@ -211,7 +231,7 @@ def report_from_trace(
     notes += result.disagreements
     if len(result.input_shape) > 2:
         try:
-            field = field_of_trace(result)
+            field = field_of_trace(result, rows=False)
             receptive: dict[str, Any] = {
                 "size": list(field.size),
                 "stride": list(field.stride),
@@ -233,7 +253,8 @@ def report_from_trace(
     else:
         receptive = {"error": "no spatial axes"}
         checker = {"structural": False, "output_imbalance": 1.0, "upsampling_layers": []}
-    shared = sharing_from_trace(result, model, allow=sharing_allow)
+    node_flops = [node.flops() for node in result.nodes]
+    shared = sharing_from_trace(result, model, allow=sharing_allow, node_flops=node_flops)
     sharing_dict = {
         "reused": shared.reused,
         "tied": [list(g) for g in shared.shared],
@@ -244,7 +265,7 @@ def report_from_trace(
         result.model,
         result.input_shape,
         result.output_shape,
-        _layer_rows(result, model),
+        _layer_rows(result, _sized(model, result.input_shape), node_flops),
         shared.unique_parameters,
         shared.naive_parameters,
         shared.flops,
@@ -261,4 +282,5 @@ def report(
     """Trace ``model`` once on meta on an input of ``input_shape`` (batch and channel
     dims included) and report its shapes, receptive field, structural checkerboard
     verdict, weight sharing, parameters and FLOPs. The model is not changed."""
-    return report_from_trace(trace(model, input_shape), model, sharing_allow=sharing_allow)
+    with gc_paused():
+        return report_from_trace(trace(model, input_shape), model, sharing_allow=sharing_allow)

@@ -61,16 +61,37 @@ def _storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
 
 def parameter_groups(model: nn.Module) -> tuple[tuple[str, ...], ...]:
     """Groups of parameter names (every registered name) that are one tensor."""
+    named = list(model.named_parameters(remove_duplicate=False))
+    return _tensor_groups(named, count=False)[0]
+
+
+def _tensor_groups(
+    named: Sequence[tuple[str, torch.Tensor]], *, count: bool = True
+) -> tuple[tuple[tuple[str, ...], ...], int]:
+    """From ``named_parameters(remove_duplicate=False)``: the groups of names that are
+    one tensor, and (``count``; lazy parameters have no size yet) the parameter count
+    with each tensor counted once."""
     groups: dict[tuple[object, ...], list[str]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        groups.setdefault(_storage_key(param), []).append(name)
-    return tuple(tuple(names) for names in groups.values() if len(names) > 1)
+    unique = 0
+    for name, param in named:
+        names = groups.get(key := _storage_key(param))
+        if names is None:
+            groups[key] = names = []
+            if count:
+                unique += param.numel()
+        names.append(name)
+    return tuple(tuple(names) for names in groups.values() if len(names) > 1), unique
 
 
-def _module_aliases(model: nn.Module) -> list[tuple[str, ...]]:
-    """Top-most groups of module names that are one object."""
+def _module_aliases(
+    model: nn.Module, named: Sequence[tuple[str, nn.Module]] | None = None
+) -> list[tuple[str, ...]]:
+    """Top-most groups of module names that are one object (``named``: the walk of
+    ``model.named_modules(remove_duplicate=False)`` when already done)."""
     by_id: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
+    if named is None:
+        named = list(model.named_modules(remove_duplicate=False))
+    for name, module in named:
         if name:
             by_id.setdefault(id(module), []).append(name)
     groups = [tuple(names) for names in by_id.values() if len(names) > 1]
@@ -184,19 +205,25 @@ def sharing(
 
 
 def sharing_from_trace(
-    result: Trace, model: nn.Module, *, allow: Sequence[str] = ()
+    result: Trace,
+    model: nn.Module,
+    *,
+    allow: Sequence[str] = (),
+    node_flops: Sequence[int] | None = None,
 ) -> SharingReport:
-    """The sharing report from a trace of ``model`` (see :func:`sharing`)."""
+    """The sharing report from a trace of ``model`` (see :func:`sharing`);
+    ``node_flops``: each node's FLOPs when the caller has them already."""
     input_shape = result.input_shape
-    aliases = _module_aliases(model)
+    modules = list(model.named_modules(remove_duplicate=False))  # one walk for both uses
+    aliases = _module_aliases(model, modules)
     allowed = set(allow)
     suspicious = tuple(
         _explain(group, model) for group in aliases if not allowed.intersection(group)
     )
-    lazy = any(is_lazy(m) for m in model.modules())
+    lazy = any(is_lazy(m) for _, m in modules)
     counted = materialized_copy(model, "meta", input_shape) if lazy else model  # shapes
     named = list(counted.named_parameters(remove_duplicate=False))  # one walk for all counts
-    unique = sum(p.numel() for p in {_storage_key(p): p for _, p in named}.values())
+    groups, unique = _tensor_groups(named)
     naive = sum(p.numel() for _, p in named)
     unshared = unique
     for name, count in result.calls.items():
@@ -206,14 +233,17 @@ def sharing_from_trace(
             unshared += (count - 1) * sum(once.values())
     flops_by_module: dict[str, int] = {}
     total = 0
-    for node in (n for n in result.nodes if n.spec is not None):  # ops with a rule
-        cost = node.flops()
+    if node_flops is None:
+        node_flops = [node.flops() for node in result.nodes]
+    for node, cost in zip(result.nodes, node_flops, strict=True):
+        if node.spec is None:  # ops with a rule only
+            continue
         total += cost
         flops_by_module[node.module] = flops_by_module.get(node.module, 0) + cost
     return SharingReport(
         type(model).__name__,
         dict(result.calls),
-        parameter_groups(model),
+        groups if not lazy else parameter_groups(model),
         tuple(aliases),
         suspicious,
         unique,

@@ -232,6 +232,20 @@ def test_lazy_model_through_every_copy_stays_lazy_with_its_hooks() -> None:
     assert model[0].has_uninitialized_params() and type(model[0]) is nn.LazyConv2d
 
 
+def test_lazy_model_trace_shows_its_layers_not_their_initialisation() -> None:
+    from pytest_convcheck import report
+
+    model = nn.Sequential(nn.LazyConv2d(4, 3), nn.Flatten(), nn.LazyLinear(2))
+    assert [row.name for row in trace(model, (2, 3, 8, 8)).layers] == ["0", "1", "2"]
+    result = report(model, (2, 3, 8, 8))
+    assert [(row.name, row.parameters) for row in result.layers] == [
+        ("0", 3 * 4 * 9 + 4),
+        ("1", 0),
+        ("2", 4 * 36 * 2 + 2),
+    ]
+    assert model[0].has_uninitialized_params()
+
+
 def test_in_place_residual_add_through_every_analysis() -> None:
     from pytest_convcheck import empirical_receptive_field, receptive_field
 
