@@ -156,7 +156,8 @@ def field_text(field: dict[str, Any]) -> str:
     if "error" in field:
         return "—"
     sizes = ["all" if w else str(s) for s, w in zip(field["size"], field["whole"], strict=True)]
-    strides = "×".join(dict.fromkeys(str(_jsonable(s)) for s in field["stride"]))
+    per_axis = [str(_jsonable(s)) for s in field["stride"]]
+    strides = per_axis[0] if len(set(per_axis)) == 1 else "×".join(per_axis)
     text = f"{'×'.join(sizes)} (stride {strides})"
     return text + " HOLES" if field["holes"] else text
 

@@ -61,3 +61,14 @@ def test_report_does_not_touch_the_model() -> None:
     assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert r.sharing["reused"] == {"conv3": 2} and r.flops == 150_220
     assert "reused modules: conv3 ×2" in str(r)
+
+
+def test_field_cell_gives_one_stride_when_all_axes_agree_and_each_otherwise() -> None:
+    from pytest_convcheck.reports import field_text
+
+    cell = {"size": [212, 212], "stride": [32, 32], "whole": [False, False], "holes": False}
+    assert field_text(cell) == "212×212 (stride 32)"
+    video = {"size": [8, 32, 32], "stride": [8, 32, 32], "whole": [True] * 3, "holes": False}
+    assert field_text(video) == "all×all×all (stride 8×32×32)"
+    mixed = {"size": [5, 9], "stride": [2, 2], "whole": [False, False], "holes": True}
+    assert field_text({**mixed, "stride": [2, 1]}) == "5×9 (stride 2×1) HOLES"
