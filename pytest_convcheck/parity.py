@@ -275,8 +275,17 @@ def _relative_errors(
         scale = atol + rtol * float(value.abs().max())
         if floors is not None:
             scale = max(scale, FLOOR_FACTOR * floors.get(name, 0.0))
-        errors[name] = float((found - value.to(torch.float64)).abs().max()) / scale
+        errors[name] = _max_difference(found, value.to(torch.float64)) / scale
     return errors
+
+
+def _max_difference(found: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |found − expected|, where a NaN on one side only (float32 overflowing to
+    inf − inf, say) counts as infinitely far and NaN on both sides as equal."""
+    delta = (found - expected).abs()
+    lone_nan = found.isnan() ^ expected.isnan()
+    delta = torch.where(lone_nan, torch.inf, delta.nan_to_num(nan=0.0, posinf=torch.inf))
+    return float(delta.max())
 
 
 def _noise_floor(
@@ -316,8 +325,8 @@ def _noise_floor(
             noisy = _run(model, x, weights)
             for name, value in expected.items():
                 if name in noisy and noisy[name].shape == value.shape and value.numel():
-                    delta = (noisy[name].to(torch.float64) - value.to(torch.float64)).abs()
-                    floors[name] = max(floors[name], float(delta.max()))
+                    delta = _max_difference(noisy[name].to(torch.float64), value.to(torch.float64))
+                    floors[name] = max(floors[name], delta)
     finally:
         for handle in handles:
             handle.remove()
@@ -452,7 +461,7 @@ def assert_layout_parity(
         if got is None or got.shape != expected.shape:
             problems.append(f"{label}: output shape {None if got is None else tuple(got.shape)}")
             continue
-        error = float((got - expected).abs().max())
+        error = _max_difference(got, expected)
         if error > atol * max(1.0, float(expected.abs().max())):
             problems.append(f"{label}: max |Δ| = {error:.3g}")
     if problems:

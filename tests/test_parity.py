@@ -262,3 +262,16 @@ def test_a_device_clash_in_forward_is_explained() -> None:
             "Expected all tensors to be on the same device, but found at least two "
             "devices, cuda:0 and cpu!"
         )
+
+
+class OverflowsInFloat32(nn.Module):
+    """exp(90·x) − exp(90·x): inf − inf = NaN in float32, exactly 0 in float64."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = torch.exp(90 * x.abs())
+        return big - big.clone()
+
+
+def test_a_nan_on_one_side_fails_parity() -> None:
+    with pytest.raises(AssertionError, match=r"worst output, max \|Δ\| at inf×"):
+        assert_device_parity(OverflowsInFloat32(), (1, 1, 4, 4), devices=["cpu"])
