@@ -462,7 +462,7 @@ def assert_layout_parity(
             problems.append(f"{label}: output shape {None if got is None else tuple(got.shape)}")
             continue
         error = _max_difference(got, expected)
-        if error > atol * max(1.0, float(expected.abs().max())):
+        if not error <= atol * max(1.0, float(expected.abs().max())):
             problems.append(f"{label}: max |Δ| = {error:.3g}")
     if problems:
         raise AssertionError(

@@ -269,7 +269,7 @@ def assert_conv_matches_reference(
         expected = _reference_of(work, x)
     m = work
     error = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
-    if error > 1e-9:
+    if not error <= 1e-9:  # NaN fails too
         raise AssertionError(
             f"{m!r} on input {tuple(input_shape)}: torch gives shape {tuple(got.shape)}, the "
             f"reference {tuple(expected.shape)}; largest difference {error:.3g} (float64)"
@@ -343,13 +343,13 @@ def assert_transpose_is_adjoint(
     rhs = float((x.detach() * aty).sum())
     (grad,) = torch.autograd.grad((ax * y).sum(), x)
     relative = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
-    if relative > 1e-10:
+    if not relative <= 1e-10:  # NaN fails too
         raise AssertionError(
             f"dot-product test failed: <Ax, y> = {lhs:.12g} but <x, Aᵀy> = {rhs:.12g} "
             f"(relative {relative:.3g})"
         )
     gap = float((grad - aty).abs().max())
-    if gap > 1e-9:
+    if not gap <= 1e-9:  # NaN fails too
         raise AssertionError(
             f"the transposed conv differs from the input gradient of the conv by {gap:.3g}"
         )
