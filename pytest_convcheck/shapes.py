@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -210,6 +210,51 @@ def valid_input_sizes(
         if _batch_kept(result, base[0]):
             valid.append(size)
     return valid
+
+
+def nearby_inputs(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    accept: Callable[[Trace], bool] | None = None,
+    *,
+    radius: int = 16,
+    most: int = 4,
+) -> list[Shape]:
+    """Input shapes near ``input_shape`` (each spatial size moved by the same offset,
+    up to ``radius``) at which the model runs, keeps its batch and, when given, the
+    trace passes ``accept`` — nearest first, at most ``most``.
+
+    Offsets move every spatial axis together, so that a square input stays square and
+    a model that needs all sizes divisible by 2^stages finds them in one search."""
+    base = tuple(int(s) for s in input_shape)
+    found: list[Shape] = []
+    offsets = sorted(range(-radius, radius + 1), key=lambda d: (abs(d), d))
+    for offset in offsets[1:]:
+        spatial = [size + offset for size in base[2:]]
+        if any(size < 1 for size in spatial):
+            continue
+        shape = (*base[:2], *spatial)
+        try:
+            result = trace(model, shape)
+        except (ShapeError, ModelRunError):
+            continue
+        if _batch_kept(result, base[0]) and (accept is None or accept(result)):
+            found.append(shape)
+            if len(found) == most:
+                break
+    return sorted(found)
+
+
+def same_spatial_size(input_shape: Sequence[int]) -> Callable[[Trace], bool]:
+    """``accept`` for :func:`nearby_inputs`: the (first) output has the input's
+    spatial size, as a segmentation or autoencoder model must."""
+
+    def accept(result: Trace) -> bool:
+        out = result.output_shape
+        first = out[0] if out and isinstance(out[0], tuple) else out
+        return bool(first) and tuple(first[2:]) == tuple(result.input_shape[2:])  # type: ignore[index]
+
+    return accept
 
 
 # --------------------------------------------------------------------------- batch

@@ -772,8 +772,23 @@ class _Mode(TorchFunctionMode):
             return frame_error
         if predicted_error is not None:
             return predicted_error
-        shapes = ", ".join(_fmt(tuple(t.shape)) for t in _tensors(args))
+        tensors = list(_tensors(args))
+        shapes = ", ".join(_fmt(tuple(t.shape)) for t in tensors)
         message = f"{op} in {where!r} rejects its input ({shapes}): {error}"
+        if len(tensors) > 1:  # a merge: say which layers the disagreeing paths come from
+            sources = []
+            for t in tensors:
+                node = rec.producers.get(id(t))
+                if node is None:
+                    continue
+                label = (
+                    "the model input"
+                    if node == MODEL_INPUT
+                    else repr(rec.nodes[node].module or rec.nodes[node].op)
+                )
+                sources.append(f"{_fmt(tuple(t.shape))} from {label}")
+            if sources:
+                message += f"\n  inputs: {'; '.join(sources)}"
         if predicted is not None:
             rec.disagreements.append(
                 f"{op} in {where}: rule predicts {_fmt(predicted)}, torch "

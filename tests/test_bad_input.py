@@ -57,6 +57,12 @@ def on_meta():
         return Good()
 
 
+class OddMerge(Good):
+    def forward(self, x):
+        a = self.conv(x)
+        return torch.cat([a, self.up(F.max_pool2d(a, 2))], dim=1)
+
+
 class FixedDtype(Good):
     def forward(self, x):
         return F.conv2d(super().forward(x), torch.ones(1, 1, 1, 1))
@@ -103,6 +109,18 @@ CASES: dict[str, tuple[str, str]] = {
         'factory = "mymodels:NoisyInEval"\nchecks = ["parity"]',
         "*different outputs for different random seeds even in eval mode*",
     ),
+    "odd_size_merge": (
+        'factory = "mymodels:OddMerge"\ninput = [1, 1, 9, 9]',
+        "*inputs: 1×4×9×9 from 'conv'; 1×1×8×8 from 'up'*",
+    ),
+    "odd_size_hint": (
+        'factory = "mymodels:OddMerge"\ninput = [1, 1, 9, 9]',
+        "*inputs near 1×1×9×9 at which the model runs: 1×1×6×6, 1×1×8×8, 1×1×10×10, 1×1×12×12*",
+    ),
+    "same_size_hint": (
+        'factory = "mymodels:Good"\ninput = [1, 1, 9, 9]\nexpect_output = [1, 1, 9, 9]',
+        "*at which the model gives an output of the input's size: 1×1×6×6, 1×1×8×8, 1×1×10×10,*",
+    ),
     "fixed_dtype": (
         'factory = "mymodels:FixedDtype"\nchecks = ["batch"]',
         "*cause: forward makes a tensor with a fixed dtype*",
@@ -131,7 +149,16 @@ CASES: dict[str, tuple[str, str]] = {
     ),
 }
 
-_NEEDS_INPUT = {"rank", "channels", "too_small", "input_text", "zero_size"}
+_NEEDS_INPUT = {
+    "rank",
+    "channels",
+    "too_small",
+    "input_text",
+    "zero_size",
+    "odd_size_merge",
+    "odd_size_hint",
+    "same_size_hint",
+}
 
 
 def _pyproject() -> str:

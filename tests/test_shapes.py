@@ -183,3 +183,27 @@ def test_functional_calls_are_checked_too() -> None:
 
     with pytest.raises(ShapeError, match=r"max_pool2d.*output size along H is too small"):
         trace(Net(), (1, 1, 3, 3))
+
+
+def test_nearby_inputs_finds_the_sizes_a_two_stage_model_takes() -> None:
+    from pytest_convcheck.shapes import nearby_inputs, same_spatial_size
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2, padding=1),
+        nn.Conv2d(2, 2, 3, stride=2, padding=1),
+        nn.ConvTranspose2d(2, 2, 2, stride=2),
+        nn.ConvTranspose2d(2, 1, 2, stride=2),
+    )
+    assert nearby_inputs(model, (1, 1, 30, 30), same_spatial_size((1, 1, 30, 30))) == [
+        (1, 1, 24, 24),
+        (1, 1, 28, 28),
+        (1, 1, 32, 32),
+        (1, 1, 36, 36),
+    ]
+    # every size runs: the nearest four, the input itself left out
+    assert nearby_inputs(model, (1, 1, 30, 30)) == [
+        (1, 1, 28, 28),
+        (1, 1, 29, 29),
+        (1, 1, 31, 31),
+        (1, 1, 32, 32),
+    ]
