@@ -17,9 +17,9 @@ exceeded, the check measures a *noise floor*: the float64 reference run again
 (three times) with relative noise of ``ε·√fan`` (ε the unit roundoff of the working
 precision: float32, or TF32 where it is on) added to every leaf module's
 output; the tolerance of each tensor becomes the larger of the two, with the
-floor counted ``FLOOR_FACTOR`` times. An honest float32 run stays within 1.3×
+floor counted ``FLOOR_FACTOR`` times. An honest float32 run stays within 1.22×
 the floor on 8 torchvision models; one that rounds conv inputs to bfloat16 lands
-560–59,000× over it.
+559–59,200× over it (``python scripts/parity_noise_floor.py``).
 
 ``assert_layout_parity`` compares channels-last against contiguous weights and
 inputs, and a non-contiguous input view against a contiguous one.
