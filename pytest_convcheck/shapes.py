@@ -91,6 +91,12 @@ def assert_output_shape(
                 f"{_fmt(row.output_shape)}{_formula(row)}"
             )
         lines.append(_fix_hint(culprits, expected_t))
+    if all(isinstance(e, int) and e >= 0 for e in expected_t) and (
+        expected_t[2:] == tuple(result.input_shape[2:]) and len(expected_t) > 2
+    ):
+        hint = nearby_hint(model, result.input_shape, same_spatial_size(result.input_shape))
+        if hint:
+            lines.append(hint.lstrip("\n"))
     lines.append("Per-layer trace:")
     mark = result.layers.index(culprits[-1]) if culprits else None
     lines.append(result.table(mark=mark))
@@ -243,6 +249,26 @@ def nearby_inputs(
             if len(found) == most:
                 break
     return sorted(found)
+
+
+def nearby_hint(
+    model: nn.Module, input_shape: Sequence[int], accept: Callable[[Trace], bool] | None = None
+) -> str:
+    """A message line naming the nearest inputs at which the model runs (with
+    ``accept``: at which it gives its own size back), or ``""`` when none is near."""
+    try:
+        shapes = nearby_inputs(model, input_shape, accept)
+    except Exception:  # a hint must never hide the failure it explains
+        return ""
+    if not shapes:
+        return ""
+    what = "gives an output of the input's size" if accept is not None else "runs"
+    listed = ", ".join("×".join(map(str, shape)) for shape in shapes)
+    return (
+        f"\n  inputs near {'×'.join(map(str, input_shape))} at which the model {what}: "
+        f"{listed}.\n  fix: feed such a size (pad or crop the data), or make the model take "
+        f"any size (padding, output_size= or F.interpolate to the skip's size)."
+    )
 
 
 def same_spatial_size(input_shape: Sequence[int]) -> Callable[[Trace], bool]:

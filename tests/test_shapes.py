@@ -207,3 +207,15 @@ def test_nearby_inputs_finds_the_sizes_a_two_stage_model_takes() -> None:
         (1, 1, 31, 31),
         (1, 1, 32, 32),
     ]
+
+
+def test_assert_output_shape_names_the_nearest_inputs_that_come_out_at_their_size() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ConvTranspose2d(2, 1, 2, stride=2)
+    )
+    with pytest.raises(AssertionError) as info:
+        assert_output_shape(model, (1, 1, 9, 9), (1, 1, 9, 9))
+    text = str(info.value)
+    assert "got 1×1×10×10" in text
+    assert "at which the model gives an output of the input's size: 1×1×6×6, 1×1×8×8, " in text
+    assert text.index("inputs near") < text.index("Per-layer trace:")
