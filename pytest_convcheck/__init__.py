@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ShapeError": "pytest_convcheck.errors",
     "ModelStateError": "pytest_convcheck.errors",
+    "ModelRunError": "pytest_convcheck.tracing",
     "output_shape": "pytest_convcheck.layers",
     "Geometry": "pytest_convcheck.layers",
     "trace": "pytest_convcheck.tracing",
