@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -225,17 +226,23 @@ def nearby_inputs(
     *,
     radius: int = 16,
     most: int = 4,
+    budget_s: float = 3.0,
 ) -> list[Shape]:
     """Input shapes near ``input_shape`` (each spatial size moved by the same offset,
     up to ``radius``) at which the model runs, keeps its batch and, when given, the
     trace passes ``accept`` — nearest first, at most ``most``.
 
     Offsets move every spatial axis together, so that a square input stays square and
-    a model that needs all sizes divisible by 2^stages finds them in one search."""
+    a model that needs all sizes divisible by 2^stages finds them in one search. The
+    search stops after ``budget_s`` seconds (a model that cannot run on meta is
+    traced on CPU, for real)."""
     base = tuple(int(s) for s in input_shape)
     found: list[Shape] = []
     offsets = sorted(range(-radius, radius + 1), key=lambda d: (abs(d), d))
+    deadline = time.perf_counter() + budget_s
     for offset in offsets[1:]:
+        if time.perf_counter() > deadline:
+            break
         spatial = [size + offset for size in base[2:]]
         if any(size < 1 for size in spatial):
             continue
