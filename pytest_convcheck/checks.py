@@ -84,13 +84,17 @@ def build_model(config: ModelConfig) -> nn.Module:
         raise ConvcheckConfigError(
             f"model {config.name!r}: factory {config.factory!r} is not callable."
         )
+    kwargs = config.options.get("kwargs", {})
     try:
-        model = factory()
+        model = factory(**kwargs)
     except Exception as error:
+        called = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ConvcheckConfigError(
             f"model {config.name!r}: factory {config.factory!r} raised "
-            f"{type(error).__name__}: {error}.\n  fix: the factory must build the model with "
-            f"no arguments."
+            f"{type(error).__name__}: {error} when called as {attr.rsplit('.', 1)[-1]}"
+            f"({called}).\n  fix: give the arguments it needs under kwargs in the model's "
+            f"table, e.g. kwargs = {{ num_classes = 10 }} (ini: kwargs.num_classes=10), or "
+            f"point factory at a function that builds the model."
         ) from error
     if not isinstance(model, nn.Module):
         raise ConvcheckConfigError(

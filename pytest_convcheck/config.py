@@ -15,6 +15,7 @@ Command line: ``--convcheck-model mypkg.models:Decoder --convcheck-input 2,1,28,
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ _KEYS = {
     "receptive_field_exact",
     "checkerboard_kinds",
     "sharing_allow",
+    "kwargs",
 }
 CHECKERBOARD_KINDS = ("structural", "weights", "output", "gradient")
 
@@ -157,6 +159,16 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                 f"{where}: sharing_allow must be a list of module names, got {names!r}"
             )
         options["sharing_allow"] = tuple(names)
+    if "kwargs" in table:
+        kwargs = table["kwargs"]
+        if not isinstance(kwargs, dict) or not all(
+            isinstance(k, str) and k.isidentifier() for k in kwargs
+        ):
+            raise ConvcheckConfigError(
+                f"{where}: kwargs must be a table of keyword arguments for the factory, "
+                f"e.g. kwargs = {{ num_classes = 10 }}, got {kwargs!r}"
+            )
+        options["kwargs"] = dict(kwargs)
     return ModelConfig(
         name,
         factory,
@@ -176,7 +188,8 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
     """One line of the ``convcheck_models`` ini option (``pytest.ini``, ``setup.cfg``,
     ``tox.ini``): ``NAME MODULE:FACTORY N,C,H,W [key=value ...]``, lists written
     comma-separated, e.g. ``decoder mypkg.models:Decoder 2,1,28,28
-    expect_output=2,1,28,28 allow=checkerboard receptive_field_min=64``."""
+    expect_output=2,1,28,28 allow=checkerboard receptive_field_min=64``; factory
+    arguments as ``kwargs.NAME=VALUE`` (a Python literal, e.g. ``kwargs.width=16``)."""
     parts = line.split()
     if len(parts) < 3:
         raise ConvcheckConfigError(
@@ -192,7 +205,13 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
                 f"convcheck_models line {line!r}: {option!r} is not key=value"
             )
         items = [v for v in value.split(",") if v]
-        if key in _LIST_KEYS:
+        if key.startswith("kwargs."):  # kwargs.width=16: a Python literal, else a string
+            try:
+                literal = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                literal = value
+            table.setdefault("kwargs", {})[key.removeprefix("kwargs.")] = literal
+        elif key in _LIST_KEYS:
             table[key] = items
         elif key.startswith("receptive_field_"):
             try:

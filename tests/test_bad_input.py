@@ -82,7 +82,15 @@ CASES: dict[str, tuple[str, str]] = {
     "not_a_module": ('factory = "mymodels:not_a_model"', "*returned int, not an nn.Module*"),
     "needs_arguments": (
         'factory = "mymodels:NeedsArgs"',
-        "*must build the model with no arguments*",
+        "*give the arguments it needs under kwargs*kwargs = { num_classes = 10 }*",
+    ),
+    "kwargs_form": (
+        'factory = "mymodels:NeedsArgs"\nkwargs = [3]',
+        "*kwargs must be a table of keyword arguments for the factory*",
+    ),
+    "wrong_kwarg": (
+        'factory = "mymodels:NeedsArgs"\nkwargs = { depth = 3 }',
+        "*raised TypeError*when called as NeedsArgs(depth=3)*",
     ),
     "channels": ('factory = "mymodels:Good"\ninput = [1, 3, 8, 8]', "*expected 1 input channels*"),
     "rank": ('factory = "mymodels:Good"\ninput = [8, 8]', "*expected a 3-D or 4-D input*"),

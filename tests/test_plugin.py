@@ -253,3 +253,48 @@ def test_summary_sharing_column_names_weight_reuse_not_stateless_reuse() -> None
     assert _sharing_text({**shared, "reused": {"block.relu": 2}}, layers) == "—"
     aliased = {**shared, "suspicious": [["a", "b"]], "tied": [["a.weight", "b.weight"]]}
     assert _sharing_text(aliased, layers) == "ALIAS a=b, 1 tied"
+
+
+def test_factory_keyword_arguments_from_toml_and_ini(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        mymodels=MODELS_PY
+        + """
+
+class Sized(nn.Module):
+    def __init__(self, width, classes=2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+"""
+    )
+    pytester.makepyprojecttoml(
+        """
+        [tool.convcheck.models.toml_sized]
+        factory = "mymodels:Sized"
+        input = [2, 1, 8, 8]
+        kwargs = { width = 4, classes = 3 }
+        expect_output = [2, 3]
+        checks = ["shapes"]
+        """
+    )
+    pytester.makeini(
+        """
+        [pytest]
+        convcheck_models =
+            ini mymodels:Sized 2,1,8,8 kwargs.width=5 expect_output=2,2 checks=shapes
+        """
+    )
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(passed=2)
+
+
+def test_ini_kwargs_are_python_literals_or_strings() -> None:
+    from pytest_convcheck.config import table_from_ini_line
+
+    _, table = table_from_ini_line(
+        "m pkg:Net 1,1,8,8 kwargs.width=16 kwargs.mode=bilinear kwargs.sizes=(1,2) kwargs.flag=True"
+    )
+    assert table["kwargs"] == {"width": 16, "mode": "bilinear", "sizes": (1, 2), "flag": True}
