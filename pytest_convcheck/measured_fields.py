@@ -536,7 +536,7 @@ def effective_receptive_field(
     shape = tuple(int(s) for s in input_shape)
     work = materialized_copy(model, "cpu", (1, *shape[1:])).float().eval()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # CPU only: inside fork_rng(devices=[])
         if weights == "init":
             for module in work.modules():
                 reset = getattr(type(module), "reset_parameters", None)

@@ -193,9 +193,9 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> torch.T
     fails when a run under seed 1 differs: a forward that draws random numbers cannot
     be compared across devices, dtypes or layouts, since each draws other numbers."""
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         first = _first_tensor(model(x))
-        torch.manual_seed(1)
+        torch.random.default_generator.manual_seed(1)  # CPU only: inside fork_rng(devices=[])
         second = _first_tensor(model(x))
     if first is None or second is None or first.shape != second.shape:
         return first
@@ -223,7 +223,7 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> torch.T
 def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
     x = x.clone().requires_grad_(True)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         out = _first_tensor(model(x))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")

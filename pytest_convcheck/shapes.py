@@ -365,7 +365,7 @@ def _assert_no_cross_talk(model: nn.Module, shape: Shape, atol: float) -> None:
         forward_failures(model, "the batch check's gradients", torch.float64, "cpu"),
         torch.random.fork_rng(devices=[]),
     ):
-        torch.manual_seed(0)
+        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         out = work(x)
     leaves = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]
     note = (

@@ -372,7 +372,7 @@ def _route_calls(clones: list[nn.Module]) -> Callable[..., Any]:
 
 def _backward(model: nn.Module, x: torch.Tensor) -> None:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         out = _first_tensor(model(x.clone()))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
