@@ -5,6 +5,11 @@
 * ``resnet50()`` — ResNet-50 (He et al., arXiv 1512.03385) with the stride on
   the 3×3 convolution of each first bottleneck ("v1.5", as torchvision builds
   it), up to the last stage; ``head=True`` adds global pooling and the classifier.
+* ``mobilenet_v1(width)`` — MobileNet-v1 (Howard et al., arXiv 1704.04861): a
+  3×3 stride-2 conv and 13 depthwise-separable blocks, up to the last block;
+  ``width`` divides the channel counts (the geometry is what the tests need).
+* ``alexnet_features()`` — AlexNet's five convolutions and three max-pools as
+  torchvision builds them (Krizhevsky et al. 2012; "one weird trick" variant).
 """
 
 from __future__ import annotations
@@ -84,3 +89,53 @@ class ResNet50(nn.Module):
 
 def resnet50(head: bool = False) -> ResNet50:
     return ResNet50(head=head)
+
+
+# MobileNet-v1: (output channels, stride) of the 13 depthwise-separable blocks
+MOBILENET_V1 = [
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    *[(512, 1)] * 5,
+    (1024, 2),
+    (1024, 1),
+]
+
+
+def mobilenet_v1(width: int = 8) -> nn.Sequential:
+    def bn_relu(channels: int) -> list[nn.Module]:
+        return [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+
+    channels = 32 // width
+    layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, 2, 1, bias=False), *bn_relu(channels)]
+    for out, stride in MOBILENET_V1:
+        out //= width
+        layers += [
+            nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False),
+            *bn_relu(channels),
+            nn.Conv2d(channels, out, 1, bias=False),
+            *bn_relu(out),
+        ]
+        channels = out
+    return nn.Sequential(*layers)
+
+
+def alexnet_features() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+    )

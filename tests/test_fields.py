@@ -1,5 +1,5 @@
 """Receptive fields: analytic (from the trace) against published numbers and against
-autograd measurements on 36 architectures; the effective field; the assertion."""
+autograd measurements on 40 architectures; the effective field; the assertion."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from architectures import ZOO
 from torch import nn
 
 from examples.article import MODELS
-from examples.reference_models import resnet50, vgg16_features
+from examples.reference_models import alexnet_features, mobilenet_v1, resnet50, vgg16_features
 from pytest_convcheck import (
     assert_receptive_field,
     effective_receptive_field,
@@ -41,6 +41,17 @@ def test_resnet50_matches_araujo_et_al() -> None:
     assert (field.size, field.stride, field.offset) == ((483, 483), (32, 32), (-241, -241))
     # torchvision's layout (V1.5, stride on the 3×3 conv) sees less: 427
     assert receptive_field(resnet50(), (1, 3, 224, 224)).size == (427, 427)
+
+
+def test_mobilenet_v1_and_alexnet_match_araujo_et_al() -> None:
+    # Distill 2019: mobilenet_v1 — size 315, stride 32, effective padding 126. TF "SAME"
+    # pads a stride-2 3×3 conv (0, 1) on even inputs; PyTorch pads (1, 1), which adds
+    # 1 + 2 + 4 + 8 + 16 = 31 for the five stride-2 layers: offset −(126 + 31) = −157.
+    field = receptive_field(mobilenet_v1(), (1, 3, 224, 224))
+    assert (field.size, field.stride, field.offset) == ((315, 315), (32, 32), (-157, -157))
+    # alexnet_v2: size 195, stride 32 (torchvision's AlexNet features have the same field)
+    field = receptive_field(alexnet_features(), (1, 3, 224, 224))
+    assert (field.size, field.stride) == ((195, 195), (32, 32))
 
 
 def test_dilated_stack_matches_yu_and_koltun() -> None:
