@@ -548,21 +548,11 @@ def field_of_trace(result: Trace, *, rows: bool = True) -> ReceptiveField:
     spatial = len(result.input_shape) - 2
     extents = result.input_shape[-spatial:]
     numbers: dict[int, tuple[Any, Any, Any]] = {}  # id of a node's maps → its numbers
-    strides: dict[int, tuple[Fraction | int, ...]] = {}
 
     def numbers_of(axes: tuple[AxisMap, ...]) -> tuple[Any, Any, Any]:
         found = numbers.get(id(axes))
         if found is None:
             found = numbers[id(axes)] = _field_numbers(axes, extents)
-        return found
-
-    def stride_of(axes: tuple[AxisMap, ...]) -> tuple[Fraction | int, ...]:
-        found = strides.get(id(axes))
-        if found is None:
-            found = strides[id(axes)] = tuple(
-                extent if m.whole else m.plain_stride()
-                for m, extent in zip(axes, extents, strict=True)
-            )
         return found
 
     table = []
@@ -572,7 +562,7 @@ def field_of_trace(result: Trace, *, rows: bool = True) -> ReceptiveField:
         size, stride, offset = numbers_of(maps[row.nodes[-1]])
         first = result.nodes[row.nodes[0]]
         source = next((p for p in first.inputs if p is not None and p in maps), None)
-        in_stride = stride_of(maps[source]) if source is not None else ()
+        in_stride = numbers_of(maps[source])[1] if source is not None else ()
         spec = next(
             (
                 result.nodes[i].spec

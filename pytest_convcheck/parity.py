@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import _first_tensor, forward_failures, materialized_copy
+from pytest_convcheck.tracing import _first_tensor, forward_failures, materialized_copy, trace
 
 __all__ = [
     "ParityReport",
@@ -173,8 +173,6 @@ def _random_draws(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
     """The ops of ``model``'s forward (in its current mode) that draw random numbers,
     as ``"op in module"``; dropout modules that their own mode switches off are left
     out, functional dropout (which ignores ``eval()``) is kept."""
-    from pytest_convcheck.tracing import trace
-
     modules = dict(model.named_modules())
     found = []
     for node in trace(model, shape).nodes:
@@ -201,7 +199,7 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> torch.T
         return first
     if torch.allclose(first, second, rtol=0.0, atol=0.0, equal_nan=True):
         return first
-    delta = float((first - second).abs().nan_to_num(nan=math.inf).max())
+    delta = _max_difference(first, second)
     draws = _random_draws(model, tuple(x.shape))
     functional = [d for d in draws if d.startswith(("dropout", "alpha_dropout", "feature_"))]
     raise AssertionError(
@@ -221,6 +219,13 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> torch.T
 
 
 def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Output, input gradient and parameter gradients of one weighted-sum backward on
+    ``model`` (a copy of ours). The parameters' ``.grad`` is cleared first, so each run
+    returns fresh tensors and a second run of the same copy does not add into the
+    first one's."""
+    owner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the same names
+    for param in owner.parameters():
+        param.grad = None
     x = x.clone().requires_grad_(True)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
@@ -231,7 +236,6 @@ def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, 
     found = {"output": out.detach()}
     if x.grad is not None:
         found["input grad"] = x.grad
-    owner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the same names
     for name, param in owner.named_parameters():
         if param.grad is not None:
             found[f"{name} grad"] = param.grad
@@ -320,8 +324,6 @@ def _noise_floor(
     floors = dict.fromkeys(expected, 0.0)
     try:
         for _ in range(_FLOOR_DRAWS):
-            for param in model.parameters():
-                param.grad = None
             noisy = _run(model, x, weights)
             for name, value in expected.items():
                 if name in noisy and noisy[name].shape == value.shape and value.numel():
@@ -362,7 +364,7 @@ def assert_device_parity(
     if sample is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
-    reference = {k: v.clone() for k, v in _run(reference_model, x, weights).items()}
+    reference = _run(reference_model, x, weights)
     fan = _fan(reference_model)
     floors_by_roundoff: dict[float, dict[str, float]] = {}
     results, failures = [], []
@@ -524,11 +526,7 @@ def assert_compile_parity(
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
     compiled = torch.compile(compiled_model, backend=backend, dynamic=False)
-    expected = (
-        {k: v.clone() for k, v in _run(eager, x, weights).items()}
-        if backward
-        else {"output": sample}
-    )
+    expected = _run(eager, x, weights) if backward else {"output": sample}
     try:
         if backward:
             got = _run(compiled, x, weights)  # type: ignore[arg-type]

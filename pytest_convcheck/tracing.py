@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ModelStateError, ShapeError
 from pytest_convcheck.layers import (
     FUNCTION_RULES,
     ChannelNormSpec,
@@ -174,8 +174,6 @@ def forward_failures(
     """Turn a failure of ``model``'s forward on one of our copies (``what``: the check
     and why it runs there) into a :class:`ModelRunError` that says which copy failed
     and, for dtype and device clashes, the usual cause and its fix."""
-    from pytest_convcheck.errors import ModelStateError
-
     try:
         yield
     except (AssertionError, ShapeError, ModelRunError, ModelStateError):
@@ -873,23 +871,23 @@ def materialized_copy(
     if device != "meta":
         _refuse_meta_tensors(model)
     work = _copy_with(model, device)
-    lazy = any(
-        _UNINITIALIZED and isinstance(t, _UNINITIALIZED)
-        for t in itertools.chain(work.parameters(), work.buffers())
-    )
-    if lazy:
-        x = torch.zeros(tuple(input_shape), dtype=dtype or _input_dtype(model), device=device)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            work(x)
+    _initialise_lazy(work, tuple(input_shape), dtype or _input_dtype(model), device)
     return work
+
+
+def with_sizes(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
+    """``model`` itself, or for a model with lazy layers a meta copy whose parameters
+    have their shapes (a lazy parameter has no size until its first forward): what
+    parameter counts are read from."""
+    if any(is_lazy(m) for m in model.modules()):
+        return materialized_copy(model, "meta", input_shape)
+    return model
 
 
 def _refuse_meta_tensors(model: nn.Module) -> None:
     named = itertools.chain(model.named_parameters(), model.named_buffers())
     found = next((name for name, t in named if t.is_meta), None)
     if found is not None:
-        from pytest_convcheck.errors import ModelStateError
-
         raise ModelStateError(
             f"{type(model).__name__}: '{found}' is on the meta device (a shape without "
             f"values), so this check, which computes with the weights, cannot run.\n  fix: "
@@ -1072,18 +1070,21 @@ def _check_shape(input_shape: Sequence[int]) -> Shape:
     return shape
 
 
-def _initialise_lazy(work: nn.Module, shape: Shape, dtype: torch.dtype, device: str) -> None:
-    """Give the lazy layers of our copy their parameters with one unrecorded forward,
-    so that the trace shows the model's ops, not ``empty``/``kaiming_uniform_`` of
-    their initialisation. When that forward fails, the copy stays lazy and the
-    recorded run reports the failure with its usual message."""
+def _initialise_lazy(
+    work: nn.Module, shape: Shape, dtype: torch.dtype, device: str, *, quiet: bool = False
+) -> None:
+    """Give the lazy layers of our copy their parameters with one dry forward on zeros
+    (unrecorded), so that every parameter has its shape. ``quiet``: a failing forward
+    leaves the copy lazy instead of raising — the trace's recorded run then reports
+    the failure with its usual message."""
     if not any(is_lazy(m) for m in work.modules()):
         return
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             work(torch.zeros(shape, dtype=dtype, device=device))
-    except Exception:  # reported by the recorded run
-        return
+    except Exception:
+        if not quiet:
+            raise
 
 
 def _run(
@@ -1097,7 +1098,8 @@ def _run(
             f"({type(error).__name__}: {error}).\n  fix: make the model deep-copyable "
             f"(copy.deepcopy(model) must work)."
         ) from error
-    _initialise_lazy(work, shape, dtype, "meta" if meta else "cpu")
+    # initialised unrecorded: the trace shows the model's ops, not empty/kaiming_uniform_
+    _initialise_lazy(work, shape, dtype, "meta" if meta else "cpu", quiet=True)
     names: dict[int, str] = {}
     leaves: set[int] = set()
     specs: dict[int, Spec] = {}
