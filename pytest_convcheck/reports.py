@@ -22,8 +22,7 @@ from torch import nn
 
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
 from pytest_convcheck.fields import field_of_trace
-from pytest_convcheck.layers import is_lazy
-from pytest_convcheck.tracing import Trace, _fmt, gc_paused, materialized_copy, trace
+from pytest_convcheck.tracing import Trace, _fmt, gc_paused, trace, with_sizes
 from pytest_convcheck.weight_sharing import sharing_from_trace
 
 __all__ = ["ConvReport", "LayerRow", "checkerboard_text", "field_text", "report"]
@@ -190,14 +189,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _sized(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
-    """``model``, or for a model with lazy layers a meta copy whose parameters have
-    their shapes (a lazy parameter has no size until its first forward)."""
-    if any(is_lazy(m) for m in model.modules()):
-        return materialized_copy(model, "meta", input_shape)
-    return model
-
-
 def _layer_rows(result: Trace, model: nn.Module, node_flops: Sequence[int]) -> tuple[LayerRow, ...]:
     modules = dict(model.named_modules())
     counted: dict[int, int] = {}  # module id → parameters (a reused module is counted once)
@@ -266,7 +257,7 @@ def report_from_trace(
         result.model,
         result.input_shape,
         result.output_shape,
-        _layer_rows(result, _sized(model, result.input_shape), node_flops),
+        _layer_rows(result, with_sizes(model, result.input_shape), node_flops),
         shared.unique_parameters,
         shared.naive_parameters,
         shared.flops,

@@ -95,7 +95,7 @@ def assert_output_shape(
     if all(isinstance(e, int) and e >= 0 for e in expected_t) and (
         expected_t[2:] == tuple(result.input_shape[2:]) and len(expected_t) > 2
     ):
-        hint = nearby_hint(model, result.input_shape, same_spatial_size(result.input_shape))
+        hint = nearby_hint(model, result.input_shape, same_spatial_size)
         if hint:
             lines.append(hint.lstrip("\n"))
     lines.append("Per-layer trace:")
@@ -278,16 +278,12 @@ def nearby_hint(
     )
 
 
-def same_spatial_size(input_shape: Sequence[int]) -> Callable[[Trace], bool]:
-    """``accept`` for :func:`nearby_inputs`: the (first) output has the input's
+def same_spatial_size(result: Trace) -> bool:
+    """An ``accept`` for :func:`nearby_inputs`: the (first) output has the input's
     spatial size, as a segmentation or autoencoder model must."""
-
-    def accept(result: Trace) -> bool:
-        out = result.output_shape
-        first = out[0] if out and isinstance(out[0], tuple) else out
-        return bool(first) and tuple(first[2:]) == tuple(result.input_shape[2:])  # type: ignore[index]
-
-    return accept
+    out = result.output_shape
+    first = out[0] if out and isinstance(out[0], tuple) else out
+    return bool(first) and tuple(first[2:]) == tuple(result.input_shape[2:])  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------- batch

@@ -27,8 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.layers import is_lazy
-from pytest_convcheck.tracing import Trace, _first_tensor, materialized_copy, trace
+from pytest_convcheck.tracing import Trace, _first_tensor, materialized_copy, trace, with_sizes
 
 __all__ = [
     "SharingReport",
@@ -83,15 +82,10 @@ def _tensor_groups(
     return tuple(tuple(names) for names in groups.values() if len(names) > 1), unique
 
 
-def _module_aliases(
-    model: nn.Module, named: Sequence[tuple[str, nn.Module]] | None = None
-) -> list[tuple[str, ...]]:
-    """Top-most groups of module names that are one object (``named``: the walk of
-    ``model.named_modules(remove_duplicate=False)`` when already done)."""
+def _module_aliases(model: nn.Module) -> list[tuple[str, ...]]:
+    """Top-most groups of module names that are one object."""
     by_id: dict[int, list[str]] = {}
-    if named is None:
-        named = list(model.named_modules(remove_duplicate=False))
-    for name, module in named:
+    for name, module in model.named_modules(remove_duplicate=False):
         if name:
             by_id.setdefault(id(module), []).append(name)
     groups = [tuple(names) for names in by_id.values() if len(names) > 1]
@@ -214,14 +208,13 @@ def sharing_from_trace(
     """The sharing report from a trace of ``model`` (see :func:`sharing`);
     ``node_flops``: each node's FLOPs when the caller has them already."""
     input_shape = result.input_shape
-    modules = list(model.named_modules(remove_duplicate=False))  # one walk for both uses
-    aliases = _module_aliases(model, modules)
+    aliases = _module_aliases(model)
     allowed = set(allow)
     suspicious = tuple(
         _explain(group, model) for group in aliases if not allowed.intersection(group)
     )
-    lazy = any(is_lazy(m) for _, m in modules)
-    counted = materialized_copy(model, "meta", input_shape) if lazy else model  # shapes
+    counted = with_sizes(model, input_shape)
+    lazy = counted is not model
     named = list(counted.named_parameters(remove_duplicate=False))  # one walk for all counts
     groups, unique = _tensor_groups(named)
     naive = sum(p.numel() for _, p in named)

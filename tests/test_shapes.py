@@ -194,7 +194,7 @@ def test_nearby_inputs_finds_the_sizes_a_two_stage_model_takes() -> None:
         nn.ConvTranspose2d(2, 2, 2, stride=2),
         nn.ConvTranspose2d(2, 1, 2, stride=2),
     )
-    assert nearby_inputs(model, (1, 1, 30, 30), same_spatial_size((1, 1, 30, 30))) == [
+    assert nearby_inputs(model, (1, 1, 30, 30), same_spatial_size) == [
         (1, 1, 24, 24),
         (1, 1, 28, 28),
         (1, 1, 32, 32),
