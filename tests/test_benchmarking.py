@@ -287,13 +287,17 @@ class Sleeper(nn.Module):
         self.seconds = seconds
 
     def forward(self, x):
-        # a busy wait, not time.sleep: on a loaded machine a sleeping process can
-        # wake milliseconds late (4 ms took 12 ms in CI), a spinning one cannot
-        end = time.perf_counter() + self.seconds
-        while time.perf_counter() < end:
+        # spins for CPU time, timed with CPU_TIMER: neither a sleeping process (4 ms
+        # took 12 ms in CI) nor one spinning on the wall clock is immune to a loaded
+        # machine, but a process the scheduler pauses accrues no CPU time
+        end = time.process_time() + self.seconds
+        while time.process_time() < end:
             pass
         return self.conv(x)
 """
+
+# pytest-benchmark's timer for the Sleeper tests: CPU time, as the Sleeper spins for
+CPU_TIMER = "--benchmark-timer=time.process_time"
 
 REGRESSION_TESTS = (
     SLEEPER
@@ -316,13 +320,13 @@ def test_regression_workflow_flags_a_slowdown_and_refuses_other_devices(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_speed=REGRESSION_TESTS)
-    base = pytester.runpytest_subprocess(*FAST, STORE, "--benchmark-autosave")
+    base = pytester.runpytest_subprocess(*FAST, CPU_TIMER, STORE, "--benchmark-autosave")
     base.assert_outcomes(passed=2)
     saved = list((pytester.path / "store").rglob("*.json"))
     assert len(saved) == 1
 
     monkeypatch.setenv("SLOWDOWN", "3")
-    slowed = pytester.runpytest_subprocess(*FAST, STORE, *COMPARE)
+    slowed = pytester.runpytest_subprocess(*FAST, CPU_TIMER, STORE, *COMPARE)
     assert slowed.ret != 0  # pytest-benchmark lists regressions on stderr
     slowed.stderr.fnmatch_lines(
         ["Performance has regressed:", "*test_slowed*Field 'mean' has failed*"]
@@ -333,7 +337,7 @@ def test_regression_workflow_flags_a_slowdown_and_refuses_other_devices(
         bench["extra_info"]["environment"] = "cuda: NVIDIA H100 80GB HBM3"
     saved[0].write_text(json.dumps(run))
     monkeypatch.setenv("SLOWDOWN", "1")
-    foreign = pytester.runpytest_subprocess(*FAST, STORE, *COMPARE)
+    foreign = pytester.runpytest_subprocess(*FAST, CPU_TIMER, STORE, *COMPARE)
     foreign.assert_outcomes(failed=2)
     foreign.stdout.fnmatch_lines(
         ["*measured on 'cuda: NVIDIA H100 80GB HBM3'; this run is on 'cpu'*never compared*"]
@@ -459,21 +463,11 @@ GATE_TESTS = (
     + """
 FACTOR = float(Path(__file__).with_name("slowdown.txt").read_text())
 
-class Spinner(Sleeper):
-    # spins for CPU time, and the gate runs with --benchmark-timer=time.process_time:
-    # a process the scheduler pauses (the other xdist worker shares the 2 cores)
-    # accrues no CPU time, so its timings do not grow under load as wall time does
-    def forward(self, x):
-        end = time.process_time() + self.seconds
-        while time.process_time() < end:
-            pass
-        return self.conv(x)
-
 def test_steady(conv_benchmark):
-    conv_benchmark(Spinner(0.002), (1, 1, 16), warmup=0)
+    conv_benchmark(Sleeper(0.002), (1, 1, 16), warmup=0)
 
 def test_slowed(conv_benchmark):
-    conv_benchmark(Spinner(0.002 * FACTOR), (1, 1, 16), warmup=0)
+    conv_benchmark(Sleeper(0.002 * FACTOR), (1, 1, 16), warmup=0)
 """
 )
 
@@ -504,11 +498,7 @@ def test_regression_gate_confirms_a_real_slowdown_and_clears_a_lucky_baseline(
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     env.pop("PYTEST_XDIST_WORKER", None)
-    fast = [
-        "--benchmark-max-time=0.02",
-        "--benchmark-min-rounds=3",
-        "--benchmark-timer=time.process_time",
-    ]
+    fast = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3", CPU_TIMER]
     subprocess.run(
         [sys.executable, "-m", "pytest", "benchmarks", f"--benchmark-storage={store}",
          "--benchmark-autosave", "-p", "no:cacheprovider", *fast],
