@@ -485,7 +485,7 @@ def data_inputs(node: TraceNode, known: dict[int, Any]) -> list[int]:
     merges (add, cat, …) and pointwise ops; only the first for ops with a geometry
     rule (conv, pool, …), whose other tensor inputs are weights."""
     sources = [p for p in node.inputs if p is not None and p in known]
-    if node.spec is not None and not isinstance(node.spec, ChannelNormSpec):
+    if node.spec is not None and not node.spec.reads_every_input:
         return sources[:1]
     return sources
 

@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,32 @@ def _tuple(value: Any, n: int, what: str) -> tuple[int, ...]:
     return tuple(int(v) for v in items)
 
 
+def _at_least(label: str, what: str, values: Sequence[int], low: int, fix: str) -> None:
+    """torch's CPU argument checks: every entry of ``what`` is ≥ ``low``
+    (``aten/src/ATen/native/ConvUtils.h`` ``check_shape_forward``, ``Pool.h``,
+    ``Im2Col.cpp``: kernel, stride and dilation ≥ 1, padding ≥ 0)."""
+    if any(v < low for v in values):
+        raise ShapeError(
+            f"{label}: {what} must be ≥ {low} along every axis, got {what}="
+            f"{_show(values)}.\n  fix: {fix}"
+        )
+
+
+def _show(values: Sequence[int]) -> str:
+    items = tuple(values)
+    return str(items[0]) if len(items) == 1 else str(items)
+
+
+_KERNEL_FIX = "use a kernel_size of at least 1 (1 is a pointwise layer)."
+_STRIDE_FIX = (
+    "use stride ≥ 1 (1 keeps the resolution; to upsample use a transposed conv or nn.Upsample)."
+)
+_DILATION_FIX = "use dilation ≥ 1 (1 is an ordinary, undilated kernel)."
+_PADDING_FIX = (
+    "use padding ≥ 0; to crop, slice the input (x[..., a:b]) or use F.pad with negative values."
+)
+
+
 def _check_rank(
     label: str, input_shape: Shape, ranks: Sequence[int], meaning: str, fix: str
 ) -> None:
@@ -127,6 +153,10 @@ def _numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
+def _shape_of(value: Any) -> Shape:
+    return tuple(int(s) for s in value.shape)
+
+
 # --------------------------------------------------------------------------- specs
 
 
@@ -135,13 +165,28 @@ class Spec:
 
     Subclasses are frozen dataclasses whose first field is ``kind``, the name of
     the layer class or function shown in messages.
+
+    ``reads_every_input``: every tensor argument is data (norms, matrix products);
+    otherwise only the first one is, and the others are weights or indices.
     """
+
+    reads_every_input: ClassVar[bool] = False
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         raise NotImplementedError
 
     def geometry(self) -> Geometry | None:
         return None
+
+    def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
+        """The spec of a module for one call of its ``forward`` with these arguments
+        after the input (``ConvTranspose2d(x, output_size)``); ``None`` when the rule
+        cannot read them. Default: the arguments change nothing."""
+        return self
+
+    def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
+        """Raise :class:`ShapeError` where the op rejects an input of ``dtype`` whatever
+        its shape (a tensor argument of another dtype). Default: any dtype."""
 
     def flops(self, input_shape: Shape, output_shape: Shape) -> int:
         """Multiply-accumulates count as two FLOPs; elementwise ops as zero."""
@@ -154,6 +199,19 @@ class Spec:
         back through the same windows and taps. Ops with weights override it.
         """
         return self.flops(input_shape, output_shape)
+
+
+@dataclass(frozen=True)
+class InvalidSpec(Spec):
+    """A layer or call whose arguments torch rejects whatever the input
+    (``Conv3d(kernel_size=(3, 3))``, ``F.conv2d`` with a 3-D weight,
+    ``ConvTranspose2d(padding='same')``): every input is refused with ``problem``."""
+
+    kind: str
+    problem: str
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        raise ShapeError(f"{_name(self.kind, name)}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +232,74 @@ class ConvSpec(Spec):
     output_padding: tuple[int, ...] = ()
     output_size: tuple[int, ...] | None = None  # ConvTranspose.forward(x, output_size)
     bias: bool = True
+    bias_shape: tuple[int, ...] | None = None  # F.conv*(..., bias): checked against out_channels
+
+    def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
+        size = args[0] if args else kwargs.get("output_size")
+        if not self.transposed or size is None:
+            return self
+        try:
+            return replace(self, output_size=tuple(int(s) for s in size))
+        except (TypeError, ValueError):
+            return None
+
+    def check_arguments(self, label: str) -> None:
+        """The layer's own arguments, whatever the input (torch's CPU checks in
+        ``ConvUtils.h``; the meta kernels skip several of them)."""
+        _at_least(label, "kernel_size", self.kernel, 1, _KERNEL_FIX)
+        _at_least(label, "stride", self.stride, 1, _STRIDE_FIX)
+        _at_least(label, "dilation", self.dilation, 1, _DILATION_FIX)
+        if isinstance(self.padding, str):
+            half = _show(
+                tuple(d * (k - 1) // 2 for k, d in zip(self.kernel, self.dilation, strict=True))
+            )
+            if self.transposed or self.padding not in ("same", "valid"):
+                where = (
+                    " for transposed convolutions (only ints)"
+                    if self.transposed
+                    else "; the padding strings are 'same' and 'valid'"
+                )
+                raise ShapeError(
+                    f"{label}: padding={self.padding!r} is not supported{where}.\n  fix: "
+                    f"give the padding as ints, e.g. padding={half}."
+                )
+            if self.padding == "same" and any(s != 1 for s in self.stride):
+                raise ShapeError(
+                    f"{label}: padding='same' is not supported for strided convolutions "
+                    f"(stride={_show(self.stride)}).\n  fix: give the padding as ints, e.g. "
+                    f"padding={half}, or use stride=1."
+                )
+        else:
+            _at_least(label, "padding", self.padding, 0, _PADDING_FIX)
+        if self.groups < 1:
+            raise ShapeError(
+                f"{label}: groups must be ≥ 1, got groups={self.groups}.\n  fix: groups=1 "
+                f"for an ordinary conv, groups=in_channels for a depthwise one."
+            )
+        if self.out_channels % self.groups:
+            raise ShapeError(
+                f"{label}: out_channels={self.out_channels} is not divisible by "
+                f"groups={self.groups}.\n  fix: choose out_channels as a multiple of groups."
+            )
+        if self.in_channels is not None and self.in_channels % self.groups:
+            raise ShapeError(
+                f"{label}: in_channels={self.in_channels} is not divisible by "
+                f"groups={self.groups}.\n  fix: choose in_channels as a multiple of groups."
+            )
+        if self.transposed:
+            _at_least(
+                label,
+                "output_padding",
+                self.output_padding,
+                0,
+                "use output_padding ≥ 0 (it adds rows at the end), or pass output_size.",
+            )
+        if self.bias_shape is not None and self.bias_shape != (self.out_channels,):
+            raise ShapeError(
+                f"{label}: bias of shape {self.bias_shape} does not fit out_channels="
+                f"{self.out_channels}; it must be 1-D with {self.out_channels} elements.\n"
+                f"  fix: pass a bias of shape ({self.out_channels},), or None."
+            )
 
     def _pads(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
         if self.padding == "valid":
@@ -189,6 +315,7 @@ class ConvSpec(Spec):
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
+        self.check_arguments(label)
         n = self.dims
         axes = _AXES[n]
         _check_rank(
@@ -210,11 +337,6 @@ class ConvSpec(Spec):
                 f" (channel dim is {len(input_shape) - n - 1}).\n  fix: make the previous "
                 f"layer produce {self.in_channels} channels, or build this layer with "
                 f"in_channels={channels}."
-            )
-        if self.out_channels % self.groups:
-            raise ShapeError(
-                f"{label}: out_channels={self.out_channels} is not divisible by "
-                f"groups={self.groups}.\n  fix: choose out_channels as a multiple of groups."
             )
         if any(size == 0 for size in input_shape[len(lead) - 1 :]):
             raise ShapeError(
@@ -371,25 +493,49 @@ def _check_pad_mode(
             raise ShapeError(f"{label}: {mode} padding needs a non-empty input along {axis}.")
 
 
+def _conv_padding(value: Any, n: int) -> tuple[int, ...] | str:
+    if isinstance(value, str):
+        return value
+    items = tuple(value) if not isinstance(value, int) else (value,)
+    if items and all(isinstance(v, str) for v in items):
+        # nn.ConvTranspose2d(padding='same') stores _pair('same') = ('s', 'a', 'm', 'e')
+        return "".join(items)
+    return _tuple(value, n, "padding")
+
+
+_CONV_DIMS: dict[type[nn.Module], int] = {
+    nn.Conv1d: 1,
+    nn.Conv2d: 2,
+    nn.Conv3d: 3,
+    nn.ConvTranspose1d: 1,
+    nn.ConvTranspose2d: 2,
+    nn.ConvTranspose3d: 3,
+}
+
+
 def _conv_from_module(module: nn.Module) -> ConvSpec:
     m: Any = module
-    n = len(m.kernel_size)
+    n = next((_CONV_DIMS[c] for c in type(module).__mro__ if c in _CONV_DIMS), len(m.kernel_size))
     transposed = bool(m.transposed)
     lazy = is_lazy(module)
-    padding = m.padding if isinstance(m.padding, str) else _tuple(m.padding, n, "padding")
+    if len(tuple(m.kernel_size)) != n:
+        raise ShapeError(
+            f"kernel_size={tuple(m.kernel_size)} must have {n} entries for a {n}-d conv "
+            f"(the weight is {n + 2}-D).\n  fix: kernel_size=k or a tuple of {n} ints."
+        )
     return ConvSpec(
         kind=type(module).__name__,
         dims=n,
         in_channels=None if lazy else int(m.in_channels),
         out_channels=int(m.out_channels),
-        kernel=tuple(m.kernel_size),
-        stride=tuple(m.stride),
-        padding=padding,
-        dilation=tuple(m.dilation),
+        kernel=tuple(int(k) for k in m.kernel_size),
+        stride=_tuple(m.stride, n, "stride"),
+        padding=_conv_padding(m.padding, n),
+        dilation=_tuple(m.dilation, n, "dilation"),
         groups=int(m.groups),
         padding_mode=m.padding_mode,
         transposed=transposed,
-        output_padding=tuple(m.output_padding) if transposed else (),
+        output_padding=_tuple(m.output_padding, n, "output_padding") if transposed else (),
         bias=m.bias is not None,
     )
 
@@ -407,9 +553,16 @@ def _conv_from_call(
     )
     bound = dict(zip(names, args, strict=False)) | kwargs
     weight = bound["weight"]
+    if weight.dim() != n + 2:
+        layout = "C_in, C_out/groups" if transposed else "C_out, C_in/groups"
+        raise ShapeError(
+            f"weight of shape {tuple(weight.shape)} is {weight.dim()}-D; {name} needs a "
+            f"{n + 2}-D weight ({layout}{', k' * n}).\n  fix: pass a weight of that shape."
+        )
     groups = int(bound.get("groups", 1))
     padding = bound.get("padding", 0)
     kernel = tuple(int(k) for k in weight.shape[2:])
+    bias = bound.get("bias")
     if transposed:
         in_channels, out_channels = int(weight.shape[0]), int(weight.shape[1]) * groups
     else:
@@ -421,14 +574,15 @@ def _conv_from_call(
         out_channels=out_channels,
         kernel=kernel,
         stride=_tuple(bound.get("stride", 1), n, "stride"),
-        padding=padding if isinstance(padding, str) else _tuple(padding, n, "padding"),
+        padding=_conv_padding(padding, n),
         dilation=_tuple(bound.get("dilation", 1), n, "dilation"),
         groups=groups,
         transposed=transposed,
         output_padding=_tuple(bound.get("output_padding", 0), n, "output_padding")
         if transposed
         else (),
-        bias=bound.get("bias") is not None,
+        bias=bias is not None,
+        bias_shape=tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
     )
 
 
@@ -538,17 +692,33 @@ def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool)
     return out
 
 
+def torch_class_name(module: nn.Module) -> str:
+    """The name of the ``torch.nn`` class a module is or derives from (``MaxPool2d``
+    for a user's ``class MyPool(nn.MaxPool2d)``): what its rule reads."""
+    return next(
+        (c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch.nn")),
+        type(module).__name__,
+    )
+
+
+def _divisor_problem(divisor: Any) -> str:
+    if divisor is not None and int(divisor) == 0:
+        return "divisor_override must not be zero.\n  fix: drop it, or give the divisor ≠ 0."
+    return ""
+
+
 def _pool_from_module(module: nn.Module) -> PoolSpec:
     m: Any = module
     kind = type(module).__name__
-    n = int(kind[-2])
-    family = "max" if "Max" in kind else "lp" if "LP" in kind else "avg"
+    base = torch_class_name(module)
+    n = int(base[-2])
+    family = "max" if "Max" in base else "lp" if "LP" in base else "avg"
     kernel = _tuple(m.kernel_size, n, "kernel_size")
     stride = _tuple(m.stride if m.stride is not None else kernel, n, "stride")
     padding = _tuple(getattr(m, "padding", 0), n, "padding")
     dilation = _tuple(getattr(m, "dilation", 1), n, "dilation")
-    problem = ""
-    if kind == "LPPool1d" and not isinstance(m.kernel_size, int):
+    problem = _divisor_problem(getattr(m, "divisor_override", None))
+    if base == "LPPool1d" and not isinstance(m.kernel_size, int):
         # F.lp_pool1d multiplies by kernel_size: a tuple fails in torch with
         # "mul(): argument 'other' must be Tensor, not tuple" (docs: "a single int").
         problem = (
@@ -560,7 +730,15 @@ def _pool_from_module(module: nn.Module) -> PoolSpec:
 
 _POOL_ARGS = {
     "max": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "avg": ("input", "kernel_size", "stride", "padding", "ceil_mode"),
+    "avg": (
+        "input",
+        "kernel_size",
+        "stride",
+        "padding",
+        "ceil_mode",
+        "count_include_pad",
+        "divisor_override",
+    ),
     "lp": ("input", "norm_type", "kernel_size", "stride", "ceil_mode"),
 }
 
@@ -586,6 +764,7 @@ def _pool_from_call(
         _tuple(bound.get("padding", 0), n, "padding"),
         _tuple(bound.get("dilation", 1), n, "dilation"),
         bool(bound.get("ceil_mode", False)),
+        _divisor_problem(bound.get("divisor_override")),
     )
 
 
@@ -607,6 +786,18 @@ class AdaptivePoolSpec(Spec):
             (n + 1, n + 2),
             f"(C, *{n} spatial) or (N, C, *{n} spatial)",
             f"give the layer a {n + 2}-D tensor",
+        )
+        if len(self.output_size) != n:
+            raise ShapeError(
+                f"{label}: output_size={self.output_size} must have {n} entries (one per "
+                f"spatial axis).\n  fix: output_size=s or a tuple of {n} sizes."
+            )
+        _at_least(
+            label,
+            "output_size",
+            [s for s in self.output_size if s is not None],
+            0,
+            "give each output size as an int ≥ 0 (or None to keep the input size).",
         )
         lead, spatial = _spatial_split(input_shape, n)
         if any(size == 0 for size in input_shape[-n - 1 :]):
@@ -637,7 +828,7 @@ def _adaptive_output_size(value: Any, n: int) -> tuple[int | None, ...]:
 
 def _adaptive_from_module(module: nn.Module) -> AdaptivePoolSpec:
     kind = type(module).__name__
-    n = int(kind[-2])
+    n = int(torch_class_name(module)[-2])
     return AdaptivePoolSpec(kind, n, _adaptive_output_size(module.output_size, n))
 
 
@@ -804,6 +995,12 @@ class PixelShuffleSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         r = self.factor
+        if r < 1:
+            what = "downscale_factor" if self.inverse else "upscale_factor"
+            raise ShapeError(
+                f"{label}: {what} must be ≥ 1, got {r}.\n  fix: use a factor of 2 or more "
+                f"(1 changes nothing)."
+            )
         if len(input_shape) < 3:
             raise ShapeError(
                 f"{label}: expected an input with at least 3 dims (*, C, H, W), got "
@@ -870,6 +1067,10 @@ class UnfoldSpec(Spec):
     fold_output: tuple[int, int] | None = None
 
     def _blocks(self, label: str, spatial: Sequence[int]) -> tuple[int, int]:
+        _at_least(label, "kernel_size", self.kernel, 1, _KERNEL_FIX)
+        _at_least(label, "dilation", self.dilation, 1, _DILATION_FIX)
+        _at_least(label, "padding", self.padding, 0, "use padding ≥ 0.")
+        _at_least(label, "stride", self.stride, 1, "use stride ≥ 1.")
         blocks = tuple(
             (size + 2 * p - d * (k - 1) - 1) // s + 1
             for size, k, d, p, s in zip(
@@ -1041,14 +1242,18 @@ _PAD_MODES = {
 
 def _pad_from_module(module: nn.Module) -> PadSpec:
     kind = type(module).__name__
-    n = int(kind[-2])
-    mode = next(v for k, v in _PAD_MODES.items() if kind.startswith(k))
+    base = torch_class_name(module)
+    n = int(base[-2])
+    mode = next(v for k, v in _PAD_MODES.items() if base.startswith(k))
     return PadSpec(kind, tuple(module.padding), mode, n)  # type: ignore[arg-type]
 
 
 def _pad_from_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> PadSpec:
+    if getattr(func, "__name__", "") == "constant_pad_nd":
+        bound = dict(zip(("input", "pad", "value"), args, strict=False)) | kwargs
+        return PadSpec("constant_pad_nd", tuple(int(p) for p in bound["pad"]))
     bound = dict(zip(("input", "pad", "mode", "value"), args, strict=False)) | kwargs
     return PadSpec("pad", tuple(bound["pad"]), bound.get("mode") or "constant")
 
@@ -1161,11 +1366,14 @@ class LinearSpec(Spec):
     in_features: int | None
     out_features: int
     bias: bool = True
+    vector: bool = False  # F.linear with a 1-D weight: the last dim is contracted away
+    bias_shape: tuple[int, ...] | None = None  # F.linear(..., bias): must broadcast
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         if len(input_shape) == 0:
             raise ShapeError(f"{label}: input must have at least one dimension.")
+        out = (*input_shape[:-1], self.out_features) if not self.vector else input_shape[:-1]
         if self.in_features is not None and input_shape[-1] != self.in_features:
             flat = _numel(input_shape[1:]) if len(input_shape) > 1 else input_shape[-1]
             raise ShapeError(
@@ -1174,7 +1382,9 @@ class LinearSpec(Spec):
                 f"flatten to (N, {flat}) with x.flatten(1) and build the layer with "
                 f"in_features={flat}, or use nn.LazyLinear."
             )
-        return (*input_shape[:-1], self.out_features)
+        if self.bias_shape is not None:
+            _fits(label, "bias", self.bias_shape, tuple(out))
+        return tuple(out)
 
     def flops(self, input_shape: Shape, output_shape: Shape) -> int:
         macs = _numel(output_shape) * input_shape[-1]
@@ -1202,9 +1412,19 @@ def _linear_from_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> LinearSpec:
     bound = dict(zip(("input", "weight", "bias"), args, strict=False)) | kwargs
-    weight = bound["weight"]
+    weight, bias = bound["weight"], bound.get("bias")
+    if weight.dim() not in (1, 2):
+        raise ShapeError(
+            f"weight of shape {tuple(weight.shape)} must be 2-D (out_features, in_features) "
+            f"or 1-D (in_features,).\n  fix: reshape the weight."
+        )
     return LinearSpec(
-        "linear", int(weight.shape[-1]), int(weight.shape[0]), bound.get("bias") is not None
+        "linear",
+        int(weight.shape[-1]),
+        int(weight.shape[0]) if weight.dim() == 2 else 1,
+        bias is not None,
+        vector=weight.dim() == 1,
+        bias_shape=tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
     )
 
 
@@ -1283,7 +1503,10 @@ class ChannelNormSpec(Spec):
     """Shape-preserving layers. ``channels`` (norm layers) must match the input's
     channel dim; ``ranks`` lists the accepted input ranks (empty: any);
     ``normalized_shape`` (LayerNorm) must match the trailing dims; ``groups``
-    (GroupNorm) must divide the channels."""
+    (GroupNorm) must divide the channels; ``dim`` (softmax) must be a dim of the
+    input; ``spatial_stats`` (InstanceNorm on its input's statistics) needs more
+    than one spatial element; ``problem`` is an argument torch rejects whatever the
+    input (``hardtanh`` with min_val > max_val, dropout p outside [0, 1])."""
 
     kind: str
     channels: int | None = None
@@ -1291,9 +1514,18 @@ class ChannelNormSpec(Spec):
     normalized_shape: tuple[int, ...] | None = None
     groups: int | None = None
     batch_stats: bool = False  # BatchNorm in training mode: needs > 1 value per channel
+    dim: int | None = None
+    spatial_stats: bool = False
+    problem: str = ""
+    min_rank: int = 0
+    unbatched: bool = False  # the lower of two ranks is (C, *spatial), without N
+
+    reads_every_input: ClassVar[bool] = True
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
+        if self.problem:
+            raise ShapeError(f"{label}: {self.problem}")
         if self.ranks:
             _check_rank(
                 label,
@@ -1302,6 +1534,13 @@ class ChannelNormSpec(Spec):
                 "see the layer's docs",
                 f"give the layer a {self.ranks[-1]}-D (N, C, ...) tensor",
             )
+        if len(input_shape) < self.min_rank:
+            raise ShapeError(
+                f"{label}: expected an input with at least {self.min_rank} dims "
+                f"(N, C, ...), got shape {tuple(input_shape)}."
+            )
+        if self.dim is not None:
+            _dim_index(label, self.dim, len(input_shape), input_shape)
         if self.normalized_shape is not None:
             k = len(self.normalized_shape)
             if tuple(input_shape[-k:]) != self.normalized_shape or len(input_shape) < k:
@@ -1311,10 +1550,11 @@ class ChannelNormSpec(Spec):
                     f"build the layer with normalized_shape={tuple(input_shape[-k:])}."
                 )
             return tuple(input_shape)
+        channel_dim = 0 if self.unbatched and len(input_shape) == self.ranks[0] else 1
         if self.channels is not None or self.groups is not None:
             if len(input_shape) < 2:
                 raise ShapeError(f"{label}: expected (N, C, ...) input, got {tuple(input_shape)}.")
-            c = input_shape[1]
+            c = input_shape[channel_dim]
             if self.channels is not None and c != self.channels:
                 raise ShapeError(
                     f"{label}: expected {self.channels} channels (num_features), got {c} in "
@@ -1324,6 +1564,7 @@ class ChannelNormSpec(Spec):
             if self.groups is not None and c % self.groups:
                 raise ShapeError(
                     f"{label}: {c} channels are not divisible by num_groups={self.groups}."
+                    f"\n  fix: use a num_groups that divides {c}."
                 )
             if self.groups is not None and (
                 input_shape[0] * c // self.groups * _numel(input_shape[2:]) == 1
@@ -1339,32 +1580,796 @@ class ChannelNormSpec(Spec):
                     f"got input of shape {tuple(input_shape)}.\n  fix: use a batch of 2 or "
                     f"more, or call model.eval() for single-sample inference."
                 )
+        if self.spatial_stats and _numel(input_shape[channel_dim + 1 :]) <= 1:
+            raise ShapeError(
+                f"{label}: instance norm takes its statistics over the spatial dims and needs "
+                f"more than 1 spatial element, got input of shape {tuple(input_shape)}.\n  "
+                f"fix: feed a larger input (or fewer downsampling stages before this layer), "
+                f"or use GroupNorm/BatchNorm here."
+            )
         return tuple(input_shape)
 
 
-def _norm_from_module(module: nn.Module) -> ChannelNormSpec:
+def _dim_index(label: str, dim: int, rank: int, input_shape: Shape) -> int:
+    """``dim`` normalised for a ``rank``-D input (a 0-D input takes dims 0 and -1)."""
+    extent = max(rank, 1)
+    if not -extent <= dim < extent:
+        raise ShapeError(
+            f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
+            f"{tuple(input_shape)} (expected {-extent}..{extent - 1})."
+        )
+    return dim % extent
+
+
+@dataclass(frozen=True)
+class GLUSpec(Spec):
+    """``nn.GLU(dim)`` / ``F.glu``: the input is split in halves along ``dim``, which
+    must have an even size; ``out = in`` with that dim halved."""
+
+    kind: str
+    dim: int = -1
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        if not input_shape:
+            raise ShapeError(f"{label}: glu does not support 0-D (scalar) inputs.")
+        dim = _dim_index(label, self.dim, len(input_shape), input_shape)
+        if input_shape[dim] % 2:
+            raise ShapeError(
+                f"{label}: halving dim {dim} needs an even size, got {input_shape[dim]} in "
+                f"input of shape {tuple(input_shape)}.\n  fix: make the previous layer "
+                f"output {input_shape[dim] + 1} or {input_shape[dim] - 1} along dim {dim}."
+            )
+        out = list(input_shape)
+        out[dim] //= 2
+        return tuple(out)
+
+
+_INSTANCE_RANKS = {"InstanceNorm1d": (2, 3), "InstanceNorm2d": (3, 4), "InstanceNorm3d": (4, 5)}
+
+
+def _norm_from_module(module: nn.Module) -> Spec:
     m: Any = module
     kind = type(module).__name__
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         lazy = is_lazy(module)
         ranks = {"BatchNorm1d": (2, 3), "BatchNorm2d": (4,), "BatchNorm3d": (5,)}.get(
-            kind.replace("Lazy", ""), ()
+            torch_class_name(module).replace("Lazy", ""), ()
         )
         batch_stats = module.training or not m.track_running_stats
         return ChannelNormSpec(
             kind, None if lazy else int(m.num_features), ranks, batch_stats=batch_stats
         )
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+        base = next(c.__name__ for c in type(module).__mro__ if c.__name__ in _INSTANCE_RANKS)
+        checked = (m.affine or m.track_running_stats) and not is_lazy(module)
+        # without affine parameters or running statistics, a channel count that differs
+        # from num_features is only a warning in torch
+        return ChannelNormSpec(
+            kind,
+            int(m.num_features) if checked else None,
+            _INSTANCE_RANKS[base],
+            spatial_stats=module.training or not m.track_running_stats,
+            unbatched=True,
+        )
     if isinstance(module, nn.LayerNorm):
         return ChannelNormSpec(kind, normalized_shape=tuple(m.normalized_shape))
     if isinstance(module, nn.GroupNorm):
-        return ChannelNormSpec(kind, int(m.num_channels), groups=int(m.num_groups))
+        return ChannelNormSpec(kind, int(m.num_channels), groups=int(m.num_groups), min_rank=2)
+    if isinstance(module, nn.Softmax2d):
+        return ChannelNormSpec(kind, ranks=(3, 4))
+    if isinstance(module, nn.LocalResponseNorm):
+        return ChannelNormSpec(kind, min_rank=3)
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) and m.dim is not None:
+        return ChannelNormSpec(kind, dim=int(m.dim))
+    if isinstance(module, nn.Hardtanh) and m.min_val > m.max_val:
+        return ChannelNormSpec(kind, problem=_hardtanh_problem(m.min_val, m.max_val))
     return ChannelNormSpec(kind)
+
+
+def _glu_from_module(module: nn.Module) -> GLUSpec:
+    return GLUSpec(type(module).__name__, int(module.dim))  # type: ignore[arg-type]
+
+
+def _glu_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> GLUSpec:
+    bound = dict(zip(("input", "dim"), args, strict=False)) | kwargs
+    return GLUSpec("glu", int(bound.get("dim", -1)))
+
+
+def _hardtanh_problem(low: float, high: float) -> str:
+    return (
+        f"min_val={low} is greater than max_val={high}.\n  fix: swap them "
+        f"(hardtanh clamps to [min_val, max_val])."
+    )
+
+
+_DROPOUT_RANKS = {"dropout1d": (2, 3), "dropout3d": (4, 5)}
 
 
 def _elementwise_from_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> ChannelNormSpec:
-    return ChannelNormSpec(getattr(func, "__name__", "elementwise"))
+    """Shape-preserving calls, with the argument checks torch makes before (or
+    instead of) computing: norms' parameter sizes, softmax's dim, dropout's p,
+    hardtanh's bounds, gelu's approximation."""
+    name = getattr(func, "__name__", "elementwise")
+    if name in ("batch_norm", "instance_norm", "layer_norm", "group_norm"):
+        return _norm_call(name, args, kwargs)
+    if name in ("softmax", "log_softmax", "softmin"):
+        bound = dict(zip(("input", "dim"), args, strict=False)) | kwargs
+        dim = bound.get("dim")
+        return ChannelNormSpec(name, dim=None if dim is None else int(dim))
+    if name.endswith("dropout") or name.startswith(("dropout", "feature_alpha")):
+        bound = dict(zip(("input", "p", "training", "inplace"), args, strict=False)) | kwargs
+        p = float(bound.get("p", 0.5))
+        problem = ""
+        if not 0.0 <= p <= 1.0:
+            problem = (
+                f"dropout probability has to be between 0 and 1, but got p={p}.\n  fix: "
+                f"p is the fraction of elements zeroed, e.g. 0.1."
+            )
+        return ChannelNormSpec(name, ranks=_DROPOUT_RANKS.get(name, ()), problem=problem)
+    if name == "hardtanh":
+        bound = dict(zip(("input", "min_val", "max_val"), args, strict=False)) | kwargs
+        low, high = float(bound.get("min_val", -1.0)), float(bound.get("max_val", 1.0))
+        return ChannelNormSpec(name, problem=_hardtanh_problem(low, high) if low > high else "")
+    if name == "gelu":
+        approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
+        problem = ""
+        if approximate not in ("none", "tanh"):
+            problem = (
+                f"approximate={approximate!r} is not a gelu approximation.\n  fix: "
+                f"approximate='none' (exact) or 'tanh'."
+            )
+        return ChannelNormSpec(name, problem=problem)
+    if name == "clamp" and any(isinstance(v, torch.Tensor) for v in (*args[1:], *kwargs.values())):
+        raise ValueError("clamp with tensor bounds broadcasts: torch computes its shape")
+    return ChannelNormSpec(name)
+
+
+def _numel_of(value: Any) -> int | None:
+    return int(value.numel()) if isinstance(value, torch.Tensor) else None
+
+
+def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ChannelNormSpec:
+    if name == "layer_norm":
+        bound = dict(zip(("input", "normalized_shape", "weight", "bias"), args, strict=False))
+        bound |= kwargs
+        shape = bound["normalized_shape"]
+        normalized = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
+        for what in ("weight", "bias"):
+            tensor = bound.get(what)
+            if isinstance(tensor, torch.Tensor) and tuple(tensor.shape) != normalized:
+                return ChannelNormSpec(
+                    name,
+                    problem=f"{what} of shape {tuple(tensor.shape)} must have the shape of "
+                    f"normalized_shape={normalized}.",
+                )
+        return ChannelNormSpec(name, normalized_shape=normalized)
+    if name == "group_norm":
+        bound = dict(zip(("input", "num_groups", "weight", "bias"), args, strict=False)) | kwargs
+        groups = int(bound["num_groups"])
+        sizes = {_numel_of(bound.get("weight")), _numel_of(bound.get("bias"))} - {None}
+        if groups < 1:
+            return ChannelNormSpec(name, problem=f"num_groups must be ≥ 1, got {groups}.")
+        return ChannelNormSpec(
+            name, next(iter(sizes)) if len(sizes) == 1 else None, groups=groups, min_rank=2
+        )
+    names = (
+        ("input", "running_mean", "running_var", "weight", "bias", "training")
+        if name == "batch_norm"
+        else ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats")
+    )
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    if bound["input"].dim() < 2:
+        raise ValueError("a norm of a 1-D input: torch decides")
+    sizes = {_numel_of(bound.get(k)) for k in names[1:5]} - {None}
+    channels = next(iter(sizes)) if len(sizes) == 1 else None
+    if len(sizes) > 1:
+        return ChannelNormSpec(
+            name,
+            problem=f"running statistics and affine parameters disagree on the channel "
+            f"count: sizes {sorted(s for s in sizes if s is not None)}.",
+        )
+    if name == "batch_norm":
+        return ChannelNormSpec(
+            name, channels, batch_stats=bool(bound.get("training", False)), min_rank=2
+        )
+    return ChannelNormSpec(
+        name,
+        channels,
+        min_rank=2,
+        spatial_stats=bool(bound.get("use_input_stats", True)),
+    )
+
+
+@dataclass(frozen=True)
+class FractionalPoolSpec(Spec):
+    """``nn.FractionalMaxPool2d/3d`` / ``F.fractional_max_pool2d/3d`` (Graham,
+    arXiv 1412.6071): pseudo-random windows of ``kernel`` that tile the input;
+    ``out = output_size`` or ``int(in · output_ratio)``, and
+    ``out + kernel − 1 ≤ in`` per axis (``aten/.../FractionalMaxPool2d.cpp``)."""
+
+    kind: str
+    dims: int
+    kernel: tuple[int, ...]
+    output_size: tuple[int, ...] | None
+    output_ratio: tuple[float, ...] | None
+    samples: tuple[Shape, torch.dtype] | None = None  # _random_samples: (shape, dtype)
+
+    def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
+        if self.samples is not None and self.samples[1] != dtype:
+            raise ShapeError(
+                f"{_name(self.kind, name)}: _random_samples are {self.samples[1]} but the "
+                f"input is {dtype}; they must have the same dtype.\n  fix: create the "
+                f"samples with dtype=x.dtype."
+            )
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        n = self.dims
+        _check_rank(
+            label,
+            input_shape,
+            (n + 1, n + 2),
+            f"(C, *{n} spatial) or (N, C, *{n} spatial)",
+            f"give the layer a {n + 2}-D tensor",
+        )
+        if any(size == 0 for size in input_shape[-n - 1 :]):
+            raise ShapeError(
+                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
+                f"dimension; fractional max pooling needs a non-empty input."
+            )
+        lead, spatial = _spatial_split(input_shape, n)
+        if self.samples is not None:
+            shape = self.samples[0]
+            batch = input_shape[0] if len(input_shape) == n + 2 else 1
+            if len(shape) != 3 or shape[0] < batch or shape[1] != lead[-1] or shape[2] != n:
+                raise ShapeError(
+                    f"{label}: _random_samples of shape {shape} must be (≥ N, C, {n}) = "
+                    f"(≥ {batch}, {lead[-1]}, {n}) for input {tuple(input_shape)}.\n  fix: "
+                    f"drop _random_samples, or draw them as torch.rand(N, C, {n})."
+                )
+        if self.output_size is not None:
+            out = self.output_size
+        else:
+            assert self.output_ratio is not None
+            out = tuple(int(size * r) for size, r in zip(spatial, self.output_ratio, strict=True))
+        _at_least(label, "output size", out, 0, "ask for an output size ≥ 0.")
+        for axis, size, o, k in zip(_AXES[n], spatial, out, self.kernel, strict=True):
+            if o + k - 1 > size:
+                raise ShapeError(
+                    f"{label}: kernel {k} is too large for output size {o} along {axis}: "
+                    f"out + kernel − 1 = {o} + {k} − 1 = {o + k - 1} > in = {size} (input "
+                    f"{tuple(input_shape)}).\n  fix: feed at least {o + k - 1} along {axis}, "
+                    f"or ask for a smaller output or kernel."
+                )
+        return (*lead, *out)
+
+
+def _fractional(
+    kind: str, n: int, kernel: Any, size: Any, ratio: Any, samples: Any
+) -> FractionalPoolSpec:
+    if size is None and ratio is None:
+        raise ShapeError(
+            "needs either output_size or output_ratio.\n  fix: give one of them, e.g. "
+            "output_ratio=0.5."
+        )
+    ratios = None
+    if size is None:
+        items = (ratio,) * n if isinstance(ratio, (int, float)) else tuple(ratio)
+        if len(items) == 1:
+            items = items * n
+        ratios = tuple(float(r) for r in items)
+        if len(ratios) != n:
+            raise ShapeError(f"output_ratio={ratio!r} must have {n} entries.")
+    return FractionalPoolSpec(
+        kind,
+        n,
+        _tuple(kernel, n, "kernel_size"),
+        None if size is None else _tuple(size, n, "output_size"),
+        ratios,
+        (_shape_of(samples), samples.dtype) if isinstance(samples, torch.Tensor) else None,
+    )
+
+
+def _fractional_from_module(module: nn.Module) -> FractionalPoolSpec:
+    m: Any = module
+    n = 3 if isinstance(module, nn.FractionalMaxPool3d) else 2
+    return _fractional(
+        type(module).__name__,
+        n,
+        m.kernel_size,
+        m.output_size,
+        m.output_ratio,
+        getattr(m, "_random_samples", None),
+    )
+
+
+def _fractional_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> FractionalPoolSpec:
+    name = getattr(func, "__name__", "fractional_max_pool2d")
+    names = ("input", "kernel_size", "output_size", "output_ratio", "return_indices")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    n = 3 if "3d" in name else 2
+    return _fractional(
+        name,
+        n,
+        bound["kernel_size"],
+        bound.get("output_size"),
+        bound.get("output_ratio"),
+        bound.get("_random_samples"),
+    )
+
+
+@dataclass(frozen=True)
+class UnpoolSpec(Spec):
+    """``nn.MaxUnpool*d`` / ``F.max_unpool*d``: the inverse of max pooling, each value
+    put back where its index says (SegNet's decoder). Default
+    ``out = (in − 1)·s − 2p + k``; an ``output_size`` must lie strictly within one
+    stride of it (``torch/nn/functional.py: _unpool_output_size``); ``indices`` must
+    have the input's shape (``aten/.../MaxUnpooling.cpp``)."""
+
+    kind: str
+    dims: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_size: tuple[int, ...] | None = None
+    indices_shape: tuple[int, ...] | None = None
+
+    def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
+        bound = dict(zip(("indices", "output_size"), args, strict=False)) | kwargs
+        indices, size = bound.get("indices"), bound.get("output_size")
+        try:
+            return replace(
+                self,
+                indices_shape=tuple(indices.shape) if indices is not None else None,
+                output_size=None if size is None else tuple(int(v) for v in size),
+            )
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        n = self.dims
+        _check_rank(
+            label,
+            input_shape,
+            (n + 1, n + 2),
+            f"(C, *{n} spatial) or (N, C, *{n} spatial)",
+            f"give the layer a {n + 2}-D tensor",
+        )
+        if n == 3:
+            _at_least(label, "stride", self.stride, 1, "use stride ≥ 1.")
+        if self.indices_shape is not None and self.indices_shape != tuple(input_shape):
+            raise ShapeError(
+                f"{label}: indices of shape {self.indices_shape} must have the input's shape "
+                f"{tuple(input_shape)}.\n  fix: pass the indices that the matching "
+                f"MaxPool (return_indices=True) returned with this tensor."
+            )
+        if any(size == 0 for size in input_shape[-n - 1 :]):
+            raise ShapeError(
+                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
+                f"dimension; unpooling needs a non-empty input."
+            )
+        lead, spatial = _spatial_split(input_shape, n)
+        default = tuple(
+            (size - 1) * s + k - 2 * p
+            for size, k, s, p in zip(spatial, self.kernel, self.stride, self.padding, strict=True)
+        )
+        if self.output_size is None:
+            out = default
+        else:
+            wanted = self.output_size
+            if len(wanted) == n + 2:
+                wanted = wanted[2:]
+            if len(wanted) != n:
+                raise ShapeError(
+                    f"{label}: output_size {self.output_size} must have {n} or {n + 2} "
+                    f"entries.\n  fix: pass the size of the tensor that was pooled."
+                )
+            for axis, want, base, s in zip(_AXES[n], wanted, default, self.stride, strict=True):
+                if not base - s < want < base + s:
+                    raise ShapeError(
+                        f"{label}: output_size {want} along {axis} is out of reach: it must "
+                        f"lie strictly between (in−1)·s + k − 2p ∓ s = {base - s} and "
+                        f"{base + s}.\n  fix: pass the size of the tensor that was pooled."
+                    )
+            out = tuple(wanted)
+        if any(o < 0 for o in out):
+            raise ShapeError(
+                f"{label}: output size {out} is negative: out = (in − 1)·s + k − 2p must be "
+                f"≥ 0.\n  fix: reduce padding or feed a larger input."
+            )
+        return (*lead, *out)
+
+
+def _unpool(kind: str, n: int, kernel: Any, stride: Any, padding: Any) -> UnpoolSpec:
+    k = _tuple(kernel, n, "kernel_size")
+    return UnpoolSpec(
+        kind,
+        n,
+        k,
+        k if stride is None else _tuple(stride, n, "stride"),
+        _tuple(padding, n, "padding"),
+    )
+
+
+def _unpool_from_module(module: nn.Module) -> UnpoolSpec:
+    m: Any = module
+    n = int(torch_class_name(module)[-2])
+    return _unpool(type(module).__name__, n, m.kernel_size, m.stride, m.padding)
+
+
+def _unpool_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Spec:
+    name = getattr(func, "__name__", "max_unpool2d")
+    names = ("input", "indices", "kernel_size", "stride", "padding", "output_size")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    spec = _unpool(
+        name, int(name[-2]), bound["kernel_size"], bound.get("stride"), bound.get("padding", 0)
+    )
+    return spec.for_call((bound["indices"], bound.get("output_size")), {}) or spec
+
+
+@dataclass(frozen=True)
+class TensorUnfoldSpec(Spec):
+    """``x.unfold(dimension, size, step)``: sliding windows along one dim;
+    ``dim → (in − size) // step + 1`` and a new last dim of ``size``
+    (``aten/src/ATen/native/TensorShape.cpp: unfold``)."""
+
+    kind: str
+    dim: int
+    size: int
+    step: int
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        label = _name(self.kind, name)
+        rank = len(input_shape)
+        d = _dim_index(label, self.dim, rank, input_shape)
+        available = input_shape[d] if rank else 1
+        if self.size > available:
+            raise ShapeError(
+                f"{label}: window size {self.size} exceeds dim {d} of size {available} "
+                f"(input {tuple(input_shape)}).\n  fix: a window of at most {available}, or "
+                f"a larger input."
+            )
+        if self.size < 0:
+            raise ShapeError(f"{label}: window size must be ≥ 0, got {self.size}.")
+        if self.step < 1:
+            raise ShapeError(f"{label}: step must be ≥ 1, got {self.step}.")
+        if not rank:
+            return (self.size,)
+        out = list(input_shape)
+        out[d] = (input_shape[d] - self.size) // self.step + 1
+        return (*out, self.size)
+
+
+def _tensor_unfold_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TensorUnfoldSpec:
+    bound = dict(zip(("input", "dimension", "size", "step"), args, strict=False)) | kwargs
+    values = (bound["dimension"], bound["size"], bound["step"])
+    if not all(type(v) is int for v in values):
+        raise ValueError("unfold with non-int arguments")
+    return TensorUnfoldSpec("unfold", *values)
+
+
+def _aa_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> InterpolateSpec:
+    """``_upsample_bilinear2d_aa(input, output_size, align_corners, scale_factors)``:
+    the kernel behind ``F.interpolate(..., mode='bilinear', antialias=True)``."""
+    names = ("input", "output_size", "align_corners", "scale_factors")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    size, scales = bound.get("output_size"), bound.get("scale_factors")
+    return InterpolateSpec(
+        "_upsample_bilinear2d_aa",
+        None if size is None else tuple(int(v) for v in size),
+        None if scales is None else tuple(float(v) for v in scales),
+        "bilinear",
+        bool(bound.get("align_corners", False)),
+        antialias=True,
+    )
+
+
+def broadcast_shapes(label: str, *shapes: Shape) -> Shape:
+    """NumPy/torch broadcasting (torch docs, "Broadcasting semantics"): align from
+    the right; per dim the sizes must be equal or 1."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(-rank, 0):
+        sizes = {s[i] for s in shapes if len(s) >= -i} - {1}
+        if len(sizes) > 1:
+            raise ShapeError(
+                f"{label}: shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast: "
+                f"dim {i} has sizes {sorted(sizes)} (each must be 1 or equal).\n  fix: reshape "
+                f"or expand one operand so that the sizes match."
+            )
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _fits(label: str, what: str, shape: Shape, target: Shape) -> None:
+    """``shape`` must broadcast to ``target`` without changing it (``Tensor.expand``)."""
+    if len(shape) > len(target) or broadcast_shapes(label, shape, target) != target:
+        raise ShapeError(
+            f"{label}: {what} of shape {tuple(shape)} cannot be broadcast to the result's "
+            f"shape {tuple(target)}.\n  fix: give {what} a shape that expands to "
+            f"{tuple(target)}."
+        )
+
+
+@dataclass(frozen=True)
+class MatmulSpec(Spec):
+    """Matrix products, as torch documents them: ``matmul`` (``@``, with 1-D promotion
+    and batch broadcasting), ``mm``, ``bmm``, ``addmm``, ``baddbmm``, ``einsum`` and
+    ``scaled_dot_product_attention``. ``operands`` holds every tensor argument's shape
+    in the op's order; ``flops`` counts 2 per multiply-accumulate of the product (as
+    ``torch.utils.flop_counter`` does) plus 1 per element of an added input
+    (``addmm``/``baddbmm``), as conv and linear count their bias."""
+
+    kind: str
+    form: str  # matmul | mm | bmm | addmm | baddbmm | einsum | sdpa
+    operands: tuple[Shape, ...]
+    equation: str = ""
+    causal_mask: bool = False  # sdpa: is_causal together with attn_mask
+    gqa: bool = False
+
+    reads_every_input: ClassVar[bool] = True
+
+    def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        return self._plan(_name(self.kind, name))[0]
+
+    def flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        return self._plan(self.kind)[1]
+
+    def backward_flops(self, input_shape: Shape, output_shape: Shape) -> int:
+        """Both operands' gradients are products of the same size as the forward."""
+        return 2 * self.flops(input_shape, output_shape)
+
+    def _plan(self, label: str) -> tuple[Shape, int]:
+        """(output shape, FLOPs)."""
+        ops = self.operands
+        if self.form == "einsum":
+            return _einsum(label, self.equation, ops)
+        if self.form == "sdpa":
+            return self._attention(label)
+        if self.form in ("addmm", "baddbmm"):
+            rank = 2 if self.form == "addmm" else 3
+            out, flops = _product(label, ops[1], ops[2], rank)
+            _fits(label, "input", ops[0], out)
+            return out, flops + _numel(out)
+        if self.form in ("mm", "bmm"):
+            return _product(label, ops[0], ops[1], 2 if self.form == "mm" else 3)
+        return _matmul(label, ops[0], ops[1])
+
+    def _attention(self, label: str) -> tuple[Shape, int]:
+        q, k, v = self.operands[:3]
+        if min(len(q), len(k), len(v)) < 2:
+            raise ShapeError(
+                f"{label}: query, key and value need at least 2 dims (…, L, E), got "
+                f"{tuple(q)}, {tuple(k)}, {tuple(v)}."
+            )
+        if q[-1] != k[-1] or k[-2] != v[-2]:
+            raise ShapeError(
+                f"{label}: query (…, L, E) = {tuple(q)}, key (…, S, E) = {tuple(k)} and value "
+                f"(…, S, Ev) = {tuple(v)} must agree on E (query and key) and S (key and "
+                f"value).\n  fix: project query and key to the same width, and give key and "
+                f"value the same length."
+            )
+        kb, vb = k[:-2], v[:-2]
+        if self.gqa and len(q) >= 3 and len(k) >= 3 and len(v) >= 3:
+            heads = q[-3]
+            for what, shape in (("key", k), ("value", v)):
+                if shape[-3] == 0 or heads % shape[-3]:
+                    raise ShapeError(
+                        f"{label}: with enable_gqa the query's {heads} heads must be a "
+                        f"multiple of the {what}'s {shape[-3]}."
+                    )
+            kb, vb = (*k[:-3], heads), (*v[:-3], heads)
+        batch = broadcast_shapes(label, q[:-2], kb, vb)
+        length, width, keys, out_width = q[-2], q[-1], k[-2], v[-1]
+        if len(self.operands) > 3:
+            _fits(label, "attn_mask", self.operands[3], (*batch, length, keys))
+        if self.causal_mask:
+            raise ShapeError(
+                f"{label}: attn_mask and is_causal=True together are not supported.\n  fix: "
+                f"drop one (a causal mask is what is_causal builds)."
+            )
+        b = _numel(batch)
+        return (*batch, length, out_width), 2 * b * length * keys * (width + out_width)
+
+
+def _product(label: str, a: Shape, b: Shape, rank: int) -> tuple[Shape, int]:
+    """``mm`` (rank 2) and ``bmm`` (rank 3): no broadcasting, no promotion."""
+    what = "matrices" if rank == 2 else "batches of matrices"
+    if len(a) != rank or len(b) != rank:
+        raise ShapeError(
+            f"{label}: expects two {rank}-D {what}, got {tuple(a)} and {tuple(b)}.\n  fix: use "
+            f"torch.matmul (or @), which promotes and broadcasts."
+        )
+    if rank == 3 and a[0] != b[0]:
+        raise ShapeError(
+            f"{label}: batch sizes differ: {a[0]} and {b[0]} (shapes {tuple(a)}, {tuple(b)})."
+        )
+    if a[-1] != b[-2]:
+        raise ShapeError(
+            f"{label}: shapes {tuple(a)} and {tuple(b)} cannot be multiplied: the inner sizes "
+            f"{a[-1]} and {b[-2]} differ.\n  fix: transpose an operand or project it to "
+            f"the same width."
+        )
+    out = (*a[:-1], b[-1])
+    return out, 2 * _numel(out) * a[-1]
+
+
+def _matmul(label: str, a: Shape, b: Shape) -> tuple[Shape, int]:
+    """``torch.matmul`` (docs): 1-D operands are promoted (a row before, a column
+    after) and the promoted dim removed again; batch dims broadcast."""
+    if not a or not b:
+        raise ShapeError(
+            f"{label}: both arguments to matmul need at least 1 dim, got {tuple(a)} and "
+            f"{tuple(b)}.\n  fix: multiply scalars with *."
+        )
+    left = (1, *a) if len(a) == 1 else a
+    right = (*b, 1) if len(b) == 1 else b
+    if left[-1] != right[-2]:
+        raise ShapeError(
+            f"{label}: shapes {tuple(a)} and {tuple(b)} cannot be multiplied: the inner sizes "
+            f"{left[-1]} and {right[-2]} differ.\n  fix: transpose an operand or project it "
+            f"to the same width."
+        )
+    batch = broadcast_shapes(label, left[:-2], right[:-2])
+    rows = () if len(a) == 1 else (left[-2],)
+    cols = () if len(b) == 1 else (right[-1],)
+    return (*batch, *rows, *cols), 2 * _numel(batch) * left[-2] * left[-1] * right[-1]
+
+
+def _einsum_terms(equation: str, ops: tuple[Shape, ...]) -> tuple[list[list[str]], list[str]]:
+    """Input terms and the output term as lists of labels, ``...`` expanded to one
+    label per broadcast dim (``'.0'``, ``'.1'``, … from the left of the widest)."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ops):
+        raise ShapeError(
+            f"einsum: the equation {equation!r} has {len(terms)} operand term(s) but "
+            f"{len(ops)} operand(s) were given."
+        )
+    widest = 0
+    parsed: list[list[str]] = []
+    for term, shape in zip(terms, ops, strict=True):
+        letters = term.replace("...", "")
+        if not all(c.isalpha() for c in letters) or term.count("...") > 1:
+            raise ShapeError(f"einsum: invalid subscripts {term!r} in {equation!r}.")
+        if "..." in term:
+            width = len(shape) - len(letters)
+            if width < 0:
+                raise ShapeError(
+                    f"einsum: term {term!r} has more labels than operand {tuple(shape)} has dims."
+                )
+            widest = max(widest, width)
+        elif len(letters) != len(shape):
+            raise ShapeError(
+                f"einsum: term {term!r} has {len(letters)} labels but operand {tuple(shape)} "
+                f"has {len(shape)} dims.\n  fix: give one label per dim (or use ...)."
+            )
+        parsed.append(list(term))
+    expanded = []
+    for term, shape in zip(terms, ops, strict=True):
+        head, dots, tail = term.partition("...")
+        width = len(shape) - len(head) - len(tail) if dots else 0
+        expanded.append([*head, *(f".{widest - width + i}" for i in range(width)), *tail])
+    if arrow:
+        head, dots, tail = rhs.partition("...")
+        if not all(c.isalpha() for c in head + tail):
+            raise ShapeError(f"einsum: invalid output subscripts {rhs!r}.")
+        out = [*head, *(f".{i}" for i in range(widest) if dots), *tail]
+    else:
+        counts: dict[str, int] = {}
+        for term in expanded:
+            for label in term:
+                counts[label] = counts.get(label, 0) + 1
+        out = [f".{i}" for i in range(widest)] + sorted(
+            c for c, n in counts.items() if n == 1 and not c.startswith(".")
+        )
+    return expanded, out
+
+
+def _einsum(label: str, equation: str, ops: tuple[Shape, ...]) -> tuple[Shape, int]:
+    """``torch.einsum``: each label has one size (1 broadcasts); the output has the
+    output labels' sizes. FLOPs as torch contracts it, left to right in pairs, each a
+    ``bmm`` over the labels the pair shares or keeps: 2·∏ sizes of the labels of the
+    pair that are not summed away before (labels in one operand only and in neither
+    the output nor a later operand are summed first, free of multiplications)."""
+    try:
+        terms, out = _einsum_terms(equation, ops)
+    except ShapeError as error:
+        raise ShapeError(f"{label}: {str(error).removeprefix('einsum: ')}") from None
+    sizes: dict[str, int] = {}
+    for term, shape in zip(terms, ops, strict=True):
+        for name, size in zip(term, shape, strict=True):
+            known = sizes.get(name, 1)
+            if size != 1 and known != 1 and size != known:
+                raise ShapeError(
+                    f"{label}: label {name!r} has size {size} in one operand and {known} in "
+                    f"another ({equation!r} on {', '.join(str(tuple(o)) for o in ops)})."
+                )
+            sizes[name] = max(known, size) if size == 1 or known == 1 else size
+    for name in out:
+        if name not in sizes:
+            raise ShapeError(f"{label}: output label {name!r} appears in no operand.")
+        if out.count(name) > 1:
+            raise ShapeError(f"{label}: output label {name!r} appears more than once.")
+    labels = [set(term) for term in terms]
+
+    def kept(j: int) -> set[str]:
+        # a label of one operand only, and not of the output, is summed out first
+        others = set(out).union(*(labels[o] for o in range(len(labels)) if o != j))
+        return labels[j] & others
+
+    flops = 0
+    live = kept(0)
+    for i in range(1, len(terms)):
+        right = kept(i)
+        later = set(out).union(*labels[i + 1 :])
+        flops += 2 * _numel([sizes[c] for c in live | right])
+        live = (live | right) - ((live & right) - later)
+    return tuple(sizes[c] for c in out), flops
+
+
+_MATMUL_FORMS = {
+    "matmul": "matmul",
+    "__matmul__": "matmul",
+    "__rmatmul__": "matmul",
+    "mm": "mm",
+    "bmm": "bmm",
+    "addmm": "addmm",
+    "baddbmm": "baddbmm",
+}
+
+
+def _matmul_from_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> MatmulSpec:
+    name = getattr(func, "__name__", "matmul")
+    if name == "einsum":
+        equation, *rest = args
+        operands = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+        if not isinstance(equation, str) or not all(
+            isinstance(t, torch.Tensor) for t in operands
+        ):
+            raise ValueError("einsum's sublist form: torch computes its shape")
+        return MatmulSpec(name, "einsum", tuple(_shape_of(t) for t in operands), equation)
+    if name == "scaled_dot_product_attention":
+        names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal")
+        bound = dict(zip(names, args, strict=False)) | kwargs
+        mask = bound.get("attn_mask")
+        shapes = [_shape_of(bound[k]) for k in ("query", "key", "value")]
+        if isinstance(mask, torch.Tensor):
+            shapes.append(_shape_of(mask))
+        return MatmulSpec(
+            name,
+            "sdpa",
+            tuple(shapes),
+            causal_mask=mask is not None and bool(bound.get("is_causal", False)),
+            gqa=bool(bound.get("enable_gqa", False)),
+        )
+    form = _MATMUL_FORMS[name]
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    tensors += [v for k, v in kwargs.items() if isinstance(v, torch.Tensor) and k != "out"]
+    count = 3 if form in ("addmm", "baddbmm") else 2
+    if len(tensors) != count:
+        raise ValueError("an unusual call signature")
+    shapes = tuple(_shape_of(t) for t in tensors)
+    if name == "__rmatmul__":
+        shapes = shapes[::-1]
+    return MatmulSpec(name, form, shapes)
 
 
 # --------------------------------------------------------------------------- the table
@@ -1414,7 +2419,6 @@ _ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.LogSoftmax,
     nn.Softmin,
     nn.Softmax2d,
-    nn.GLU,
     nn.Dropout,
     nn.Dropout1d,
     nn.Dropout2d,
@@ -1517,8 +2521,32 @@ RULES: tuple[Rule, ...] = (
             F.max_pool1d_with_indices,
             F.max_pool2d_with_indices,
             F.max_pool3d_with_indices,
+            torch.max_pool1d,
+            torch.max_pool2d,
+            torch.max_pool3d,
+            torch.max_pool1d_with_indices,
+            torch.avg_pool1d,
         ),
         _pool_from_call,
+    ),
+    Rule(
+        "fractional_pool",
+        (nn.FractionalMaxPool2d, nn.FractionalMaxPool3d),
+        _fractional_from_module,
+        (
+            F.fractional_max_pool2d,
+            F.fractional_max_pool3d,
+            F.fractional_max_pool2d_with_indices,
+            F.fractional_max_pool3d_with_indices,
+        ),
+        _fractional_from_call,
+    ),
+    Rule(
+        "unpool",
+        (nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d),
+        _unpool_from_module,
+        (F.max_unpool1d, F.max_unpool2d, F.max_unpool3d),
+        _unpool_from_call,
     ),
     Rule(
         "adaptive_pool",
@@ -1552,6 +2580,13 @@ RULES: tuple[Rule, ...] = (
         _interp_from_call,
     ),
     Rule(
+        "antialiased_interpolate",
+        (),
+        _no_module,
+        (torch._C._nn._upsample_bilinear2d_aa, torch.ops.aten._upsample_bilinear2d_aa),
+        _aa_from_call,
+    ),
+    Rule(
         "pixel_shuffle",
         (nn.PixelShuffle, nn.PixelUnshuffle),
         _shuffle_from_module,
@@ -1581,7 +2616,7 @@ RULES: tuple[Rule, ...] = (
             nn.CircularPad3d,
         ),
         _pad_from_module,
-        (F.pad,),
+        (F.pad, torch.constant_pad_nd),
         _pad_from_call,
     ),
     Rule(
@@ -1591,7 +2626,30 @@ RULES: tuple[Rule, ...] = (
         (torch.Tensor.__getitem__, torch.narrow, torch.Tensor.narrow),
         _slice_from_call,
     ),
+    Rule("tensor_unfold", (), _no_module, (torch.Tensor.unfold,), _tensor_unfold_from_call),
     Rule("linear", (nn.Linear, nn.LazyLinear), _linear_from_module, (F.linear,), _linear_from_call),
+    Rule(
+        "matmul",
+        (),
+        _no_module,
+        (
+            torch.matmul,
+            torch.Tensor.matmul,
+            torch.Tensor.__matmul__,
+            torch.Tensor.__rmatmul__,
+            torch.mm,
+            torch.Tensor.mm,
+            torch.bmm,
+            torch.Tensor.bmm,
+            torch.addmm,
+            torch.Tensor.addmm,
+            torch.baddbmm,
+            torch.Tensor.baddbmm,
+            torch.einsum,
+            F.scaled_dot_product_attention,
+        ),
+        _matmul_from_call,
+    ),
     Rule(
         "flatten",
         (nn.Flatten, nn.Unflatten),
@@ -1599,6 +2657,7 @@ RULES: tuple[Rule, ...] = (
         (torch.flatten, torch.Tensor.flatten),
         _flatten_from_call,
     ),
+    Rule("glu", (nn.GLU,), _glu_from_module, (F.glu,), _glu_from_call),
     Rule(
         "shape_preserving",
         (
@@ -1626,8 +2685,6 @@ RULES: tuple[Rule, ...] = (
 
 MODULE_RULES: dict[type[nn.Module], Rule] = {m: rule for rule in RULES for m in rule.modules}
 FUNCTION_RULES: dict[Any, Rule] = {f: rule for rule in RULES for f in rule.functions}
-# Shape-preserving modules whose channel/rank checks are not modelled exactly.
-_LOOSE_SHAPE_PRESERVING = (nn.GLU, nn.Softmax2d)
 
 
 def rule_for_module(module: nn.Module) -> Rule | None:
@@ -1645,22 +2702,30 @@ def rule_for_module(module: nn.Module) -> Rule | None:
 
 
 def spec_for_module(module: nn.Module) -> Spec | None:
-    """The spec of a module with a rule, or ``None``."""
+    """The spec of a module with a rule, or ``None``. A module whose arguments torch
+    rejects whatever the input gets an :class:`InvalidSpec` that says why."""
     rule = rule_for_module(module)
-    if rule is None or isinstance(module, _LOOSE_SHAPE_PRESERVING):
+    if rule is None:
         return None
-    return rule.from_module(module)
+    try:
+        return rule.from_module(module)
+    except ShapeError as error:
+        return InvalidSpec(type(module).__name__, str(error))
 
 
 def spec_for_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Spec | None:
-    """The spec of a functional call (``F.conv2d(x, w, ...)``) with a rule, or ``None``."""
+    """The spec of a functional call (``F.conv2d(x, w, ...)``) with a rule, or ``None``
+    for a call signature the rule does not read (torch then runs it as it is). A call
+    whose arguments torch rejects whatever the input gets an :class:`InvalidSpec`."""
     rule = FUNCTION_RULES.get(func)
     if rule is None or rule.from_call is None:
         return None
     try:
         return rule.from_call(func, args, kwargs)
+    except ShapeError as error:
+        return InvalidSpec(getattr(func, "__name__", "call"), str(error))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None  # an unusual call signature: let torch run it
 
@@ -1688,6 +2753,7 @@ def output_shape(
         if not isinstance(spec, ConvSpec) or not spec.transposed:
             raise TypeError("output_size applies only to ConvTranspose*d layers")
         spec = replace(spec, output_size=tuple(int(s) for s in output_size))
+    spec.check_dtype(torch.get_default_dtype())
     return spec.output_shape(shape)
 
 

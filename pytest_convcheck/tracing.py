@@ -31,7 +31,7 @@ import gc
 import itertools
 import types
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -41,8 +41,6 @@ from torch.overrides import TorchFunctionMode
 from pytest_convcheck.errors import ModelStateError, ShapeError
 from pytest_convcheck.layers import (
     FUNCTION_RULES,
-    ChannelNormSpec,
-    ConvSpec,
     Shape,
     Spec,
     is_lazy,
@@ -316,19 +314,21 @@ class _Recorder:
         return bool(self.stack) and id(self.stack[-1].module) in self.leaves
 
     # ------------------------------------------------------------------ module hooks
-    def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+    def pre_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
         self.calls[name] = self.calls.get(name, 0) + 1
         first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
         shape = tuple(first.shape) if first is not None else None
         spec = self.specs.get(id(module))
-        if isinstance(spec, ConvSpec) and spec.transposed and len(args) > 1:
-            try:
-                spec = replace(spec, output_size=tuple(int(s) for s in args[1]))
-            except (TypeError, ValueError):
-                spec = None
-        if self.short_circuit and isinstance(spec, ChannelNormSpec) and shape is not None:
-            spec.output_shape(shape, name)  # its op is not executed on meta: the rule checks
+        if spec is not None and (len(args) > 1 or kwargs):
+            spec = spec.for_call(args[1:], kwargs)
+        if spec is not None and first is not None:
+            # the rule table is the authority: a layer its formula or argument checks
+            # reject is refused, even where torch's meta kernel would return a shape
+            spec.check_dtype(first.dtype, name)
+            spec.output_shape(tuple(first.shape), name)
         self.stack.append(
             _Frame(
                 module,
@@ -338,22 +338,6 @@ class _Recorder:
                 spec,
             )
         )
-
-    def frame_error(self) -> ShapeError | None:
-        """The innermost module's own rule's verdict on its input (computed on failure
-        only: it names the module and its class, which the op-level message cannot)."""
-        if not self.stack:
-            return None
-        frame = self.stack[-1]
-        if frame.spec is None or frame.input_shape is None:
-            return None
-        try:
-            frame.spec.output_shape(frame.input_shape, frame.name)
-        except ShapeError as error:
-            return error
-        except (TypeError, ValueError, IndexError):
-            return None
-        return None
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self.stack or self.stack[-1].module is not module:
@@ -639,14 +623,21 @@ class _Mode(TorchFunctionMode):
         rec = self.recorder
         op = _op_name(func)
         rule = FUNCTION_RULES.get(func)
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
+        shape_preserving = rule is not None and rule.shape_preserving
+        if shape_preserving and first is not None:
+            # not executed on meta (see _short_circuit): the rule's checks stand in for
+            # torch's; a call signature the rule does not read runs as it is
+            spec = spec_for_call(func, args, kwargs)
+            if spec is None:
+                shape_preserving = False
+            else:
+                spec.output_shape(tuple(first.shape), rec.module_name() or None)
         if rec.short_circuit:
-            fast = self._short_circuit(
-                func, raw_name, rule is not None and rule.shape_preserving, args, kwargs
-            )
+            fast = self._short_circuit(func, raw_name, shape_preserving, args, kwargs)
             if fast is not None:
                 rec.record(func, op, args, kwargs, fast, None, None)
                 return fast
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
         key: tuple[Any, ...] | None = None
         if rule is not None and not rule.shape_preserving and rec.short_circuit:
             key = _call_key(func, args, kwargs)
@@ -659,32 +650,28 @@ class _Mode(TorchFunctionMode):
         spec = spec_for_call(func, args, kwargs) if rule is not None else None
         checked = spec is not None and first is not None and not rule.shape_preserving  # type: ignore[union-attr]
         predicted: Shape | None = None
-        predicted_error: ShapeError | None = None
         if checked:
             assert spec is not None and first is not None
             try:
+                spec.check_dtype(first.dtype, rec.module_name() or None)
                 predicted = spec.output_shape(tuple(first.shape), rec.module_name() or None)
-            except ShapeError as error:
-                predicted_error = error
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError) as error:
+                if isinstance(error, ShapeError):
+                    # the rule table is the authority: torch's meta kernels skip checks
+                    # that its CPU kernels make (negative padding, dilation 0, …)
+                    raise
                 spec = None
         try:
             result = func(*args, **kwargs)
         except ShapeError:
             raise
         except Exception as error:
-            raise self._op_failure(func, op, args, error, predicted, predicted_error) from error
+            raise self._op_failure(func, op, args, error, predicted) from error
         out = _first_tensor(result)
         found: list[str] = []
         if out is not None and spec is not None:
             where = rec.module_name() or "forward"
-            if predicted_error is not None:
-                found.append(
-                    f"{op} in {where}: rule rejects input "
-                    f"{_fmt(tuple(first.shape)) if first is not None else '?'} "
-                    f"({predicted_error}) but torch gives {_fmt(tuple(out.shape))}"
-                )
-            elif predicted is not None and predicted != tuple(out.shape):
+            if predicted is not None and predicted != tuple(out.shape):
                 found.append(
                     f"{op} in {where}: rule predicts {_fmt(predicted)}, "
                     f"torch gives {_fmt(tuple(out.shape))}"
@@ -759,17 +746,11 @@ class _Mode(TorchFunctionMode):
         args: tuple[Any, ...],
         error: Exception,
         predicted: Shape | None,
-        predicted_error: ShapeError | None,
     ) -> Exception:
         rec = self.recorder
         where = rec.module_name() or "forward"
-        if _is_meta_limitation(error):
+        if rec.short_circuit and _is_meta_limitation(error):
             return _MetaUnsupported(f"{op} in {where}: {error}")
-        frame_error = rec.frame_error()
-        if frame_error is not None:
-            return frame_error
-        if predicted_error is not None:
-            return predicted_error
         tensors = list(_tensors(args))
         shapes = ", ".join(_fmt(tuple(t.shape)) for t in tensors)
         message = f"{op} in {where!r} rejects its input ({shapes}): {error}"
@@ -998,6 +979,8 @@ def trace(
             try:
                 return _run(model, shape, dtype, meta=True)
             except _MetaUnsupported as reason:
+                # on CPU every failure is a ShapeError or a ModelRunError: nothing private
+                # leaves the trace
                 return _run(model, shape, dtype, meta=False, fallback=str(reason))
         return _run(model, shape, dtype, meta=False, fallback=f"device={device!r} requested")
 
@@ -1036,15 +1019,22 @@ def _instrument(module: nn.Module, recorder: _Recorder) -> None:
         and not is_lazy(module)
     )
 
+    signature = _module_signature(module) if replayable else None
+
     def forward(*args: Any, **kwargs: Any) -> Any:
         key = None
-        if replayable and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
-            key = (spec, tuple(args[0].shape), args[0].dtype)
+        if (
+            signature is not None
+            and len(args) == 1
+            and not kwargs
+            and isinstance(args[0], torch.Tensor)
+        ):
+            key = (signature, spec, tuple(args[0].shape), args[0].dtype)
             plan = _PLANS.get(key)
             if plan is not None:
                 return recorder.replay(module, args[0], plan)
         start, seen = len(recorder.nodes), len(recorder.disagreements)
-        recorder.pre_hook(module, args)
+        recorder.pre_hook(module, args, kwargs)
         output = original(*args, **kwargs)
         recorder.post_hook(module, args, output)
         if key is not None and len(recorder.disagreements) == seen:
@@ -1056,6 +1046,31 @@ def _instrument(module: nn.Module, recorder: _Recorder) -> None:
         return output
 
     object.__setattr__(module, "forward", forward)
+
+
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
+    """Everything of a leaf module's configuration that can change what its call
+    returns, as a hashable key: its class and its plain attributes (``return_indices``,
+    ``ceil_mode``, ``inplace``, …); ``None`` (no replay) when one is not plain."""
+    items: list[tuple[str, Any]] = []
+    for key, value in module.__dict__.items():
+        if key in ("_parameters", "_buffers", "_modules") or isinstance(value, nn.Module):
+            continue  # tensors the spec describes (weights), children (not leaves)
+        if isinstance(value, torch.Tensor):
+            value = ("tensor", tuple(value.shape), value.dtype)
+        elif key.startswith("_") and not isinstance(value, _PLAIN):
+            continue  # hook dicts, caches
+        elif isinstance(value, (tuple, list)):
+            if not all(isinstance(v, _PLAIN) for v in value):
+                return None
+            value = (type(value).__name__, *value)
+        elif not isinstance(value, _PLAIN):
+            return None
+        items.append((key, value))
+    return (type(module), tuple(items))
 
 
 def _check_shape(input_shape: Sequence[int]) -> Shape:
