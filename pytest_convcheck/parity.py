@@ -33,6 +33,7 @@ that fails to build.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import _first_tensor, forward_failures, materialized_copy, trace
+from pytest_convcheck.tracing import _leaves_with_paths, forward_failures, materialized_copy, trace
 
 __all__ = [
     "ParityReport",
@@ -186,20 +187,62 @@ def _random_draws(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> torch.Tensor | None:
-    """The first output tensor of ``model`` (eval mode, a copy) on ``x`` under seed 0;
-    fails when a run under seed 1 differs: a forward that draws random numbers cannot
-    be compared across devices, dtypes or layouts, since each draws other numbers."""
+Outputs = dict[str, torch.Tensor]
+"""Every output tensor of a forward, by its place: ``output`` for a lone tensor,
+``output[0]``, ``output['logits']`` … for nested tuples, lists and dicts."""
+
+
+def _outputs(value: Any) -> Outputs:
+    return {
+        "output" if path == "output" else f"output{path}": tensor
+        for path, tensor in _leaves_with_paths(value)
+    }
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    named = itertools.chain(model.named_parameters(), model.named_buffers())
+    return {name: tensor.detach().clone() for name, tensor in named}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(torch.allclose(a, b, rtol=0.0, atol=0.0, equal_nan=True))
+    return bool(torch.equal(a, b))
+
+
+def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> Outputs:
+    """Every output tensor of ``model`` (eval mode, a copy) on ``x`` under seed 0;
+    fails when forward changes the model's own parameters or buffers (each call
+    then sees other weights), or when a run under seed 1 differs: a forward that
+    draws random numbers cannot be compared across devices, dtypes or layouts,
+    since each draws other numbers."""
+    before = _state(model)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        first = _first_tensor(model(x))
+        first = _outputs(model(x))
+        after = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
+        changed = [n for n, t in before.items() if n in after and not _same(after[n], t)]
+        if changed:
+            raise AssertionError(
+                f"{label}: forward changes the model's own parameters or buffers in place "
+                f"in eval mode ({', '.join(changed[:5])}{' …' if len(changed) > 5 else ''}), "
+                f"so every call computes with other weights and no two runs can be compared."
+                f"\n  fix: do not write to parameters or buffers in forward (no .add_(), "
+                f".copy_() or .data = on them); compute a new tensor instead, or update them "
+                f"only when self.training is true."
+            )
         torch.random.default_generator.manual_seed(1)  # CPU only: inside fork_rng(devices=[])
-        second = _first_tensor(model(x))
-    if first is None or second is None or first.shape != second.shape:
+        second = _outputs(model(x))
+    delta = 0.0
+    for name, value in first.items():
+        other = second.get(name)
+        if other is None or other.shape != value.shape or _same(value, other):
+            continue
+        delta = max(delta, _max_difference(value.double(), other.double()))
+    if not delta:
         return first
-    if torch.allclose(first, second, rtol=0.0, atol=0.0, equal_nan=True):
-        return first
-    delta = _max_difference(first, second)
     draws = _random_draws(model, tuple(x.shape))
     functional = [d for d in draws if d.startswith(("dropout", "alpha_dropout", "feature_"))]
     raise AssertionError(
@@ -218,22 +261,38 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> torch.T
     )
 
 
-def _run(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Output, input gradient and parameter gradients of one weighted-sum backward on
-    ``model`` (a copy of ours). The parameters' ``.grad`` is cleared first, so each run
-    returns fresh tensors and a second run of the same copy does not add into the
-    first one's."""
+def _output_weights(sample: Outputs, generator: torch.Generator) -> Outputs:
+    """Positive float64 weights per floating-point output, for one weighted-sum
+    backward through all outputs."""
+    return {
+        name: torch.rand(value.shape, generator=generator, dtype=torch.float64) + 0.5
+        for name, value in sample.items()
+        if value.is_floating_point()
+    }
+
+
+def _run(model: nn.Module, x: torch.Tensor, weights: Outputs) -> dict[str, torch.Tensor]:
+    """Every output, the input gradient and the parameter gradients of one
+    weighted-sum backward through all floating-point outputs on ``model`` (a copy of
+    ours). The parameters' ``.grad`` is cleared first, so each run returns fresh
+    tensors and a second run of the same copy does not add into the first one's."""
     owner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the same names
     for param in owner.parameters():
         param.grad = None
     x = x.clone().requires_grad_(True)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        out = _first_tensor(model(x))
-    if out is None:
+        outputs = _outputs(model(x))
+    if not outputs:
         raise ValueError(f"{type(model).__name__} returned no tensor")
-    (out * weights.to(out.device, out.dtype)).sum().backward()
-    found = {"output": out.detach()}
+    terms = [
+        (out * weights[name].to(out.device, out.dtype)).sum()
+        for name, out in outputs.items()
+        if name in weights and out.requires_grad and out.shape == weights[name].shape
+    ]
+    if terms:
+        torch.stack(terms).sum().backward()
+    found = {name: out.detach() for name, out in outputs.items()}
     if x.grad is not None:
         found["input grad"] = x.grad
     for name, param in owner.named_parameters():
@@ -269,6 +328,10 @@ def _relative_errors(
         if name not in got:
             errors[name] = math.inf
             continue
+        if not value.is_floating_point():  # integer or boolean outputs: exactly equal
+            exact = got[name].shape == value.shape and _same(got[name].detach().cpu(), value)
+            errors[name] = 0.0 if exact else math.inf
+            continue
         found = got[name].detach().to("cpu", torch.float64)
         if found.shape != value.shape:
             errors[name] = math.inf
@@ -295,7 +358,7 @@ def _max_difference(found: torch.Tensor, expected: torch.Tensor) -> float:
 def _noise_floor(
     model: nn.Module,
     x: torch.Tensor,
-    weights: torch.Tensor,
+    weights: Outputs,
     expected: dict[str, torch.Tensor],
     roundoff: float,
 ) -> dict[str, float]:
@@ -361,9 +424,9 @@ def assert_device_parity(
     reference_model = materialized_copy(model, "cpu", shape).double().eval()
     with forward_failures(model, "the float64 reference", torch.float64, "cpu"):
         sample = _assert_repeatable(reference_model, x, type(model).__name__)
-    if sample is None:
+    if not sample:
         raise ValueError(f"{type(model).__name__} returned no tensor")
-    weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
+    weights = _output_weights(sample, generator)
     reference = _run(reference_model, x, weights)
     fan = _fan(reference_model)
     floors_by_roundoff: dict[float, dict[str, float]] = {}
@@ -411,10 +474,10 @@ def assert_device_parity(
     return ParityReport(tuple(results), tuple(skipped))
 
 
-def _attempt(model: nn.Module, x: torch.Tensor) -> torch.Tensor | str | None:
-    """The model's first output tensor, or the error it raised, as text."""
+def _attempt(model: nn.Module, x: torch.Tensor) -> Outputs | str:
+    """The model's output tensors, or the error it raised, as text."""
     try:
-        return _first_tensor(model(x))
+        return _outputs(model(x))
     except RuntimeError as error:
         return f"forward raises RuntimeError: {str(error).splitlines()[0]}"
 
@@ -441,7 +504,7 @@ def assert_layout_parity(
     with forward_failures(model, "the contiguous run of the layout check", dtype, "cpu"):
         expected = _assert_repeatable(base, x, type(model).__name__)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        variants: dict[str, torch.Tensor | str | None] = {}
+        variants: dict[str, Outputs | str] = {}
         if len(shape) in (4, 5):
             fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
             cl = materialized_copy(model, "cpu", shape).to(dtype).eval()
@@ -452,20 +515,29 @@ def assert_layout_parity(
         wide = torch.zeros((*shape[:-1], shape[-1] * 2), dtype=dtype)
         wide[..., ::2] = x
         variants["non-contiguous input (a strided view)"] = _attempt(base, wide[..., ::2])
-    if expected is None:
+    if not expected:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     _, atol = _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
     problems = []
-    for label, got in variants.items():
-        if isinstance(got, str):
-            problems.append(f"{label}: {got}")
+    for label, outputs in variants.items():
+        if isinstance(outputs, str):
+            problems.append(f"{label}: {outputs}")
             continue
-        if got is None or got.shape != expected.shape:
-            problems.append(f"{label}: output shape {None if got is None else tuple(got.shape)}")
-            continue
-        error = _max_difference(got, expected)
-        if not error <= atol * max(1.0, float(expected.abs().max())):
-            problems.append(f"{label}: max |Δ| = {error:.3g}")
+        for name, want in expected.items():
+            where = f"{label}, {name}" if len(expected) > 1 else label
+            got = outputs.get(name)
+            if got is None or got.shape != want.shape:
+                problems.append(
+                    f"{where}: output shape {None if got is None else tuple(got.shape)}"
+                )
+                continue
+            if not want.is_floating_point():
+                if not _same(got, want):
+                    problems.append(f"{where}: different values")
+                continue
+            error = _max_difference(got, want)
+            if not error <= atol * max(1.0, float(want.abs().max()) if want.numel() else 1.0):
+                problems.append(f"{where}: max |Δ| = {error:.3g}")
     if problems:
         raise AssertionError(
             f"{type(model).__name__}: the output depends on the input's memory layout:\n  "
@@ -522,18 +594,17 @@ def assert_compile_parity(
     eager = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
     compiled_model = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
     sample = _assert_repeatable(eager, x, type(model).__name__)
-    if sample is None:
+    if not sample:
         raise ValueError(f"{type(model).__name__} returned no tensor")
-    weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
+    weights = _output_weights(sample, generator)
     compiled = torch.compile(compiled_model, backend=backend, dynamic=False)
-    expected = _run(eager, x, weights) if backward else {"output": sample}
+    expected = _run(eager, x, weights) if backward else sample
     try:
         if backward:
             got = _run(compiled, x, weights)  # type: ignore[arg-type]
         else:
             with torch.no_grad():
-                out = _first_tensor(compiled(x))
-            got = {"output": out} if out is not None else {}
+                got = _outputs(compiled(x))
     except Exception as error:  # the compiler's own failures are many types
         text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if any(name in text or name in repr(error) for name in _COMPILER_MISSING):

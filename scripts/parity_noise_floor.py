@@ -50,9 +50,9 @@ def worst_in_floors(model: nn.Module, shape: tuple[int, ...], *, lossy: bool) ->
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     reference_model = materialized_copy(model, "cpu", shape).double().eval()
     with torch.no_grad():
-        sample = parity._first_tensor(reference_model(x))
-    assert sample is not None
-    weights = torch.rand(sample.shape, generator=generator, dtype=torch.float64) + 0.5
+        sample = parity._outputs(reference_model(x))
+    assert sample
+    weights = parity._output_weights(sample, generator)
     reference = {k: v.clone() for k, v in parity._run(reference_model, x, weights).items()}
     floors = parity._noise_floor(reference_model, x, weights, reference, 2.0**-24)
     work = materialized_copy(model, "cpu", shape).float().eval()

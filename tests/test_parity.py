@@ -46,6 +46,64 @@ def test_a_layout_dependent_model_fails() -> None:
     assert "non-contiguous input (a strided view): max |Δ|" in text
 
 
+class SecondOutputLayoutDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        y = self.conv(x)
+        return y, {"mask": y * float(x.is_contiguous())}
+
+
+def test_layout_parity_compares_every_output() -> None:
+    with pytest.raises(AssertionError) as info:
+        assert_layout_parity(SecondOutputLayoutDependent(), (1, 2, 4, 4))
+    text = str(info.value)
+    assert "non-contiguous input (a strided view), output[1]['mask']: max |Δ|" in text
+    assert "output[0]" not in text
+
+
+class LossySecondOutput(nn.Module):
+    """The second output loses precision in float32 only (a float16 round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        side = y.detach().half().float() if y.dtype == torch.float32 else y.detach()
+        return y, side * 3.0
+
+
+def test_device_parity_compares_every_output() -> None:
+    with pytest.raises(AssertionError, match=r"worst output\[1\]"):
+        assert_device_parity(LossySecondOutput(), (1, 1, 8, 8), devices=["cpu"])
+
+
+class MutatesItsWeights(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv.weight.data.mul_(1.5)
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("check", [assert_device_parity, assert_layout_parity])
+def test_a_forward_that_changes_its_weights_is_named_not_blamed_on_seeds(check) -> None:
+    model = MutatesItsWeights()
+    before = model.conv.weight.detach().clone()
+    with pytest.raises(AssertionError) as info:
+        check(model, (1, 1, 8, 8))
+    text = str(info.value)
+    assert "changes the model's own parameters or buffers in place" in text
+    assert "(conv.weight)" in text and "random seeds" not in text
+    assert torch.equal(model.conv.weight, before)  # on our copies only
+
+
 def test_section_six_view_breaks_under_channels_last() -> None:
     # x.view(-1, 320) needs a contiguous tensor: a channels-last input makes it raise
     factory, shape = MODELS["s06_cnn"]
