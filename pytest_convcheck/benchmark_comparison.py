@@ -251,11 +251,10 @@ def compare_runs(
 def draw(comparison: Comparison, path: Path) -> None:
     """A horizontal bar per benchmark: its change in percent, red beyond the
     threshold (slower), green beyond it the other way, grey within."""
-    try:
-        import matplotlib
+    from pytest_convcheck.pictures import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        plt = pyplot()  # a free-standing Agg figure: the backend stays as it is
     except ImportError:
         raise ComparisonError(
             "--png needs matplotlib.\n  fix: pip install 'pytest-convcheck[plots]'"

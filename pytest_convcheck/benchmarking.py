@@ -104,9 +104,10 @@ def matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Matm
     target = torch.device(device)
     limit = 4096 if target.type == "cpu" else 16384
     size = 512
+    generator = torch.Generator().manual_seed(0)  # the global generator stays untouched
     while True:
-        a = torch.randn(size, size, device=target, dtype=dtype)
-        b = torch.randn(size, size, device=target, dtype=dtype)
+        a = torch.randn(size, size, generator=generator, dtype=dtype).to(target)
+        b = torch.randn(size, size, generator=generator, dtype=dtype).to(target)
         a @ b
         _sync(target)
         best = math.inf

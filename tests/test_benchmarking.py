@@ -188,6 +188,16 @@ def test_bad_benchmark_input_is_explained(call, message) -> None:
     assert "fix:" in str(error.value)
 
 
+def test_matmul_peak_leaves_the_global_random_generator_alone(monkeypatch) -> None:
+    from pytest_convcheck import benchmarking
+
+    monkeypatch.setattr(benchmarking, "_PEAKS", {})  # measure again
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    matmul_peak("cpu", torch.float32)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_matmul_peak_is_measured_once_per_process() -> None:
     first = matmul_peak("cpu", torch.float32)
     assert first is matmul_peak("cpu", torch.float32)
