@@ -7,10 +7,16 @@ the run's :class:`RunContext`, and raises ``AssertionError`` (or
 from __future__ import annotations
 
 import importlib
+import inspect
+import random
+import sys
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from pytest_convcheck.checkerboards import (
@@ -29,7 +35,7 @@ from pytest_convcheck.shapes import (
     assert_output_shape,
     nearby_hint,
 )
-from pytest_convcheck.snapshots import compare_snapshot, snapshot_text
+from pytest_convcheck.snapshots import inside, snapshot_text, update_or_compare
 from pytest_convcheck.tracing import trace
 from pytest_convcheck.weight_sharing import assert_no_accidental_sharing
 
@@ -44,24 +50,108 @@ class RunContext:
     artifacts: Path | None = None
     snapshots: Path = Path("__snapshots__") / "convcheck"
     update_snapshots: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)  # facts for the summary
 
 
 def _picture(context: RunContext, name: str, draw: Callable[[Path], object]) -> str:
     """Save a picture of a failed check into ``--convcheck-artifacts``; the line to
-    append to the failure message."""
+    append to the failure message. A picture that cannot be saved never hides the
+    finding: the message says why and the check fails (or is allowed) for its own
+    reason."""
     if context.artifacts is None:
         return ""
-    target = context.artifacts / f"{name}.png"
     try:
+        target = inside(context.artifacts, f"{name}.png")
         context.artifacts.mkdir(parents=True, exist_ok=True)
         draw(target)
-    except (ImportError, ValueError, RuntimeError) as error:  # no matplotlib, nothing to draw
+    except (ImportError, ValueError, RuntimeError, OSError) as error:  # no matplotlib, …
         return f"\n  picture not saved: {error}"
     return f"\n  picture: {target}"
 
 
+_MODELS: dict[tuple[str, str, str], nn.Module | str] = {}
+"""Per process: each configured model, built once (or why it could not be)."""
+
+
+def _model_key(config: ModelConfig) -> tuple[str, str, str]:
+    return config.name, config.factory, repr(sorted(config.options.get("kwargs", {}).items()))
+
+
+def forget_models() -> None:
+    """Drop the built models (a new session in the same process starts afresh)."""
+    _MODELS.clear()
+
+
+def cached_model(config: ModelConfig) -> nn.Module:
+    """The model of ``config``, built once per process by :func:`build_model` (a
+    failure to build is remembered too): every check sees the same weights, and a
+    slow factory is paid for once."""
+    key = _model_key(config)
+    if key not in _MODELS:
+        try:
+            _MODELS[key] = build_model(config)
+        except ConvcheckConfigError as error:
+            _MODELS[key] = str(error)
+    found = _MODELS[key]
+    if isinstance(found, str):
+        raise ConvcheckConfigError(found)
+    return found
+
+
+def remember_failure(config: ModelConfig, message: str) -> None:
+    """Record that ``config``'s model cannot be built (e.g. its factory timed out)."""
+    _MODELS[_model_key(config)] = message
+
+
+def cached_failure(config: ModelConfig) -> str:
+    found = _MODELS.get(_model_key(config))
+    return found if isinstance(found, str) else ""
+
+
+_SEED = 0
+
+
+def _seeded_call(factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``factory(**kwargs)`` with torch's CPU generator, Python's ``random`` and (when
+    imported) NumPy's global generator seeded with a fixed seed, each restored
+    afterwards: the same weights in every process, whatever ran before."""
+    state = random.getstate()
+    numpy = sys.modules.get("numpy")
+    numpy_state = numpy.random.get_state() if numpy is not None else None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(_SEED)
+            random.seed(_SEED)
+            if numpy is not None:
+                numpy.random.seed(_SEED)
+            return factory(**kwargs)
+    finally:
+        random.setstate(state)
+        if numpy is not None:
+            numpy.random.set_state(numpy_state)
+
+
+def _user_frames(error: BaseException, limit: int = 3) -> str:
+    """The last frames of ``error``'s traceback outside pytest-convcheck."""
+    here = str(Path(__file__).parent)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if here not in f.filename]
+    lines = [
+        f"    {f.filename}:{f.lineno} in {f.name}" + (f": {f.line.strip()}" if f.line else "")
+        for f in frames[-limit:]
+    ]
+    return ("\n  where:\n" + "\n".join(lines)) if lines else ""
+
+
+def _signature(factory: Any, name: str) -> str:
+    try:
+        return f"{name}{inspect.signature(factory)}"
+    except (TypeError, ValueError):
+        return name
+
+
 def build_model(config: ModelConfig) -> nn.Module:
-    """Import ``config.factory`` and call it; the result must be an ``nn.Module``."""
+    """Import ``config.factory`` and call it (with a fixed seed, see
+    :func:`_seeded_call`); the result must be an ``nn.Module``."""
     module_name, _, attr = config.factory.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -70,6 +160,18 @@ def build_model(config: ModelConfig) -> nn.Module:
             f"model {config.name!r}: cannot import {module_name!r} for factory "
             f"{config.factory!r} ({error}).\n  fix: install the package (pip install -e .) or "
             f"add its folder to pytest's 'pythonpath' ini option."
+        ) from None
+    except SystemExit as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: importing {module_name!r} (factory {config.factory!r}) "
+            f"called sys.exit({error.code!r}).\n  fix: keep script code under "
+            f'`if __name__ == "__main__":` so that importing the module runs none of it.'
+        ) from None
+    except Exception as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: importing {module_name!r} (factory {config.factory!r}) "
+            f"raised {type(error).__name__}: {error}{_user_frames(error)}\n  fix: make the "
+            f"module importable on its own."
         ) from None
     factory = module
     for part in attr.split("."):
@@ -85,23 +187,92 @@ def build_model(config: ModelConfig) -> nn.Module:
             f"model {config.name!r}: factory {config.factory!r} is not callable."
         )
     kwargs = config.options.get("kwargs", {})
+    short = attr.rsplit(".", 1)[-1]
+    called = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     try:
-        model = factory(**kwargs)
-    except Exception as error:
-        called = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        model = _seeded_call(factory, kwargs)
+    except SystemExit as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: factory {config.factory!r} called sys.exit({error.code!r}) "
+            f"when called as {short}({called}).\n  fix: raise an exception instead of exiting "
+            f"the process."
+        ) from None
+    except TypeError as error:
+        frames = traceback.extract_tb(error.__traceback__)
+        in_call = len(frames) <= 2  # raised by the call itself: the arguments do not fit
+        if not in_call:
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: factory {config.factory!r} raised TypeError: {error} "
+                f"when called as {short}({called}).{_user_frames(error)}\n  fix: the factory "
+                f"itself failed; see where above."
+            ) from None
         raise ConvcheckConfigError(
             f"model {config.name!r}: factory {config.factory!r} raised "
-            f"{type(error).__name__}: {error} when called as {attr.rsplit('.', 1)[-1]}"
-            f"({called}).\n  fix: give the arguments it needs under kwargs in the model's "
-            f"table, e.g. kwargs = {{ num_classes = 10 }} (ini: kwargs.num_classes=10), or "
-            f"point factory at a function that builds the model."
-        ) from error
+            f"{type(error).__name__}: {error} when called as {short}({called}); it takes "
+            f"{_signature(factory, short)}.\n  fix: give the arguments it needs under kwargs "
+            f"in the model's table, e.g. kwargs = {{ num_classes = 10 }} (ini: "
+            f"kwargs.num_classes=10), or point factory at a function that builds the model."
+        ) from None
+    except Exception as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: factory {config.factory!r} raised "
+            f"{type(error).__name__}: {error} when called as {short}({called})."
+            f"{_user_frames(error)}\n  fix: the factory itself failed; see where above."
+        ) from None
     if not isinstance(model, nn.Module):
         raise ConvcheckConfigError(
             f"model {config.name!r}: factory {config.factory!r} returned "
             f"{type(model).__name__}, not an nn.Module."
         )
     return model
+
+
+def require_tensor_output(config: ModelConfig, data: dict[str, Any] | None) -> None:
+    """Every check reads the model's output: one that holds no tensor (``None``, a
+    str, an int) fails each of them with that reason. ``data``: the model's report
+    as a dict (``None`` when it could not be made: the check says why)."""
+    if data is not None and data.get("output_shape") is None:
+        raise AssertionError(
+            f"model {config.name!r}: forward returned no tensor (None, or a value holding no "
+            f"tensors such as a str or an int), so there is nothing to check.\n  fix: return "
+            f"the output tensor (or a tuple or dict of tensors) from forward."
+        )
+
+
+_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def user_error(error: Exception, config: ModelConfig) -> str | None:
+    """The message for an error that the model or its configuration caused, not this
+    plugin (``None``: likely a gap in pytest-convcheck)."""
+    text = str(error)
+    if isinstance(error, RuntimeError) and any(w in text.lower() for w in _OUT_OF_MEMORY):
+        return (
+            f"model {config.name!r}: out of memory with input {list(config.input_shape)} "
+            f"({text.splitlines()[0] if text else type(error).__name__}).\n  fix: use a "
+            f"smaller input (the checks run the model on the CPU)."
+        )
+    if len(config.input_shape) < 2 and isinstance(error, (ValueError, TypeError, IndexError)):
+        return (
+            f"model {config.name!r}: input {list(config.input_shape)} has "
+            f"{len(config.input_shape)} axis; the checks need at least a batch and a channel "
+            f"axis ({type(error).__name__}: {text.splitlines()[0] if text else ''}).\n  fix: "
+            f"give the full shape, e.g. input = [1, 1, 28, 28]."
+        )
+    return None
+
+
+def sharing_allow(model: nn.Module, config: ModelConfig) -> tuple[str, ...]:
+    """``sharing_allow`` with each container name expanded to the modules under it
+    (``"blocks"`` allows ``blocks.0=blocks.1=blocks.2``)."""
+    allowed = tuple(config.options.get("sharing_allow", ()))
+    if not allowed:
+        return allowed
+    names = [n for n, _ in model.named_modules(remove_duplicate=False)]
+    found = list(allowed)
+    for prefix in allowed:
+        found += [n for n in names if n.startswith(f"{prefix}.")]
+    return tuple(dict.fromkeys(found))
 
 
 def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
@@ -199,11 +370,11 @@ def check_snapshot(model: nn.Module, config: ModelConfig, context: RunContext) -
     """The model's report equals its snapshot ``__snapshots__/convcheck/NAME.json``
     (written by ``--snapshot-update``)."""
     text = snapshot_text(
-        report(model, config.input_shape, sharing_allow=config.options.get("sharing_allow", ()))
+        report(model, config.input_shape, sharing_allow=sharing_allow(model, config))
     )
-    problem = compare_snapshot(
-        context.snapshots / f"{config.name}.json", text, update=context.update_snapshots
-    )
+    path = inside(context.snapshots, f"{config.name}.json")
+    status, problem = update_or_compare(path, text, update=context.update_snapshots)
+    context.notes["snapshot"] = status
     if problem is not None:
         raise AssertionError(f"model {config.name!r}: {problem}")
 
@@ -211,9 +382,24 @@ def check_snapshot(model: nn.Module, config: ModelConfig, context: RunContext) -
 def check_sharing(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """No accidental module aliasing (``[block] * n``); names in ``sharing_allow``
     are intended."""
-    assert_no_accidental_sharing(
-        model, config.input_shape, allow=config.options.get("sharing_allow", ())
-    )
+    try:
+        assert_no_accidental_sharing(model, config.input_shape, allow=sharing_allow(model, config))
+    except AssertionError as error:
+        text = str(error).replace(
+            "(intended? pass allow=[...] with one of the names)",
+            f"(intended? list one of the names, or the container holding them, in the model's "
+            f'sharing_allow, e.g. sharing_allow = ["{_container(str(error))}"])',
+        )
+        raise AssertionError(text) from None
+
+
+def _container(message: str) -> str:
+    """The container of the first aliased module named in a sharing failure."""
+    import re
+
+    found = re.search(r"`([\w.]+)`", message)
+    name = found.group(1) if found else "blocks"
+    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 CHECKS: dict[str, Callable[[nn.Module, ModelConfig, RunContext], None]] = {

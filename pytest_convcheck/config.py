@@ -47,6 +47,7 @@ _KEYS = {
     "checkerboard_kinds",
     "sharing_allow",
     "kwargs",
+    "timeout",
 }
 CHECKERBOARD_KINDS = ("structural", "weights", "output", "gradient")
 
@@ -65,14 +66,33 @@ class ModelConfig:
     source: str = "pyproject.toml"
 
 
+def _size(value: Any) -> int:
+    """One entry of a shape: an int (not a bool, not a float such as 16.5 or 16.0,
+    which would be truncated silently), or the digits of one."""
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(value)
+
+
 def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
     if isinstance(value, str):  # "2,1,28,28", "2x1x28x28" or "2×1×28×28"
         value = [v.strip() for v in re.split(r"[,x×]", value.strip())]
     try:
-        shape = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
+        if isinstance(value, (dict, bytes)):
+            raise TypeError(value)
+        shape = tuple(_size(v) for v in value)
+    except TypeError as error:
+        entry = error.args[0] if error.args and error.args[0] is not value else None
+        what = (
+            f" ({entry!r} is a {type(entry).__name__}, not an int)"
+            if entry is not None and not isinstance(entry, str)
+            else ""
+        )
         raise ConvcheckConfigError(
             f"{where}: {key} must be a list of ints such as [1, 1, 28, 28], got {value!r}"
+            f"{what}.\n  fix: write every size as a whole number, e.g. [2, 1, 16, 16]."
         ) from None
     if not shape or any(s < 1 for s in shape):
         raise ConvcheckConfigError(
@@ -102,9 +122,35 @@ def _names(value: Any, where: str, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_NAME = re.compile(r"\w[\w.+-]*")
+"""A model name: it names the items (``convcheck::NAME::CHECK``), the snapshot file
+and the pictures, so it holds no path separators, no ``::`` and no spaces."""
+
+
+def safe_name(name: str) -> str:
+    """``name`` as it may appear in a node id and a file name (for the item that
+    reports a malformed name)."""
+    return re.sub(r"[^\w.+-]", "_", name).lstrip(".") or "_"
+
+
+def check_name(name: Any, source: str) -> str:
+    """Refuse a model name that is empty or could leave the snapshot or picture
+    folder (``../x``) or break the item's node id."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConvcheckConfigError(
+            f"model name {name!r} in {source} is not usable: a name must be non-empty, start "
+            f"with a letter, digit or _, and hold only letters, digits and _ . + - (it names "
+            f"the items convcheck::NAME::CHECK and the files __snapshots__/convcheck/NAME.json "
+            f"and the pictures).\n  fix: rename it, e.g. [tool.convcheck.models."
+            f"{safe_name(str(name)).strip('_') or 'decoder'}]."
+        )
+    return name
+
+
 def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
     """Validate one ``[tool.convcheck.models.NAME]`` table."""
     where = f"[tool.convcheck.models.{name}] in {source}"
+    check_name(name, source)
     if not isinstance(table, dict):
         raise ConvcheckConfigError(f"{where}: must be a table, got {type(table).__name__}")
     unknown = sorted(set(table) - _KEYS)
@@ -169,10 +215,27 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                 f"e.g. kwargs = {{ num_classes = 10 }}, got {kwargs!r}"
             )
         options["kwargs"] = dict(kwargs)
+    input_shape = _shape(table["input"], where, "input")
+    for key in ("receptive_field_min", "receptive_field_max", "receptive_field_exact"):
+        value = options.get(key)
+        if isinstance(value, list) and len(value) != len(input_shape) - 2:
+            raise ConvcheckConfigError(
+                f"{where}: {key} = {value} has {len(value)} entries, but input "
+                f"{list(input_shape)} has {max(0, len(input_shape) - 2)} spatial axes.\n  fix: "
+                f"give one size for all axes ({key} = {value[0]}) or one per spatial axis."
+            )
+    if "timeout" in table:
+        timeout = table["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConvcheckConfigError(
+                f"{where}: timeout must be a positive number of seconds per check, e.g. "
+                f"timeout = 60, got {timeout!r}"
+            )
+        options["timeout"] = float(timeout)
     return ModelConfig(
         name,
         factory,
-        _shape(table["input"], where, "input"),
+        input_shape,
         _expected(expect, where) if expect is not None else None,
         checks,
         frozenset(allow),
@@ -213,6 +276,11 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
             table.setdefault("kwargs", {})[key.removeprefix("kwargs.")] = literal
         elif key in _LIST_KEYS:
             table[key] = items
+        elif key == "timeout":
+            try:
+                table[key] = float(value)
+            except ValueError:
+                table[key] = value  # model_from_table reports it
         elif key.startswith("receptive_field_"):
             try:
                 numbers = [int(v) for v in items]
@@ -225,19 +293,82 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
     return name, table
 
 
+def _tool_section(data: dict[str, Any], pyproject: Path) -> dict[str, Any]:
+    """``[tool.convcheck]`` of a parsed ``pyproject.toml`` (empty when absent); a
+    section of the wrong kind (``convcheck = "yes"``, ``[[tool.convcheck]]``) is a
+    :class:`ConvcheckConfigError`."""
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConvcheckConfigError(
+            f"{pyproject}: 'tool' must be a table, got {type(tool).__name__} {tool!r}"
+        )
+    section = tool.get("convcheck", {})
+    if not isinstance(section, dict):
+        kind = (
+            "an array of tables [[tool.convcheck]]"
+            if isinstance(section, list)
+            else (f"{type(section).__name__} {section!r}")
+        )
+        raise ConvcheckConfigError(
+            f"{pyproject}: [tool.convcheck] must be a table holding [tool.convcheck.models.NAME] "
+            f"tables, got {kind}.\n  fix: write one table per model:\n"
+            f'  [tool.convcheck.models.decoder]\n  factory = "mypkg.models:Decoder"\n'
+            f"  input = [1, 1, 28, 28]"
+        )
+    return section
+
+
+def _cli_names(factories: list[str], taken: set[str]) -> list[str]:
+    """Distinct names for ``--convcheck-model`` factories: the factory's own name
+    (``Net`` for ``pkg.a:Net``), or, where two share it or a configured model has
+    it, the dotted path (``pkg.a.Net``), then a counter (``pkg.a.Net-2``)."""
+    short = [f.rsplit(":", 1)[-1] for f in factories]
+    names: list[str] = []
+    for factory, name in zip(factories, short, strict=True):
+        if short.count(name) > 1 or name in taken:
+            name = factory.replace(":", ".")
+        candidate, count = name, 1
+        while candidate in taken or candidate in names:
+            count += 1
+            candidate = f"{name}-{count}"
+        names.append(candidate)
+    return names
+
+
+def _cli_inputs(cli_models: list[str], cli_input: str | list[str] | None) -> list[str]:
+    """One input per ``--convcheck-model``: a single ``--convcheck-input`` for all of
+    them, or one each, paired in order."""
+    inputs = [cli_input] if isinstance(cli_input, str) else list(cli_input or [])
+    if not inputs:
+        raise ConvcheckConfigError(
+            "--convcheck-model needs --convcheck-input, e.g. --convcheck-input 2,1,28,28"
+        )
+    if len(inputs) == 1:
+        return inputs * len(cli_models)
+    if len(inputs) != len(cli_models):
+        raise ConvcheckConfigError(
+            f"{len(cli_models)} --convcheck-model options but {len(inputs)} --convcheck-input "
+            f"options: give one input for all models, or one per model, in the same order "
+            f"(--convcheck-model a:Net --convcheck-input 1,1,28,28 --convcheck-model b:Net "
+            f"--convcheck-input 1,3,32,32)."
+        )
+    return inputs
+
+
 def load_models(
     pyproject: Path | None,
     cli_models: list[str],
-    cli_input: str | None,
+    cli_input: str | list[str] | None,
     ini_lines: list[str] | None = None,
 ) -> tuple[list[ModelConfig], dict[str, str]]:
     """All configured models — the ``pyproject.toml`` tables, the ``convcheck_models``
     ini lines, then the command line —
     and, per model name, the error of each malformed table (the other models still
     load). A file that is not valid TOML or a malformed ``[tool.convcheck]``
-    section raises :class:`ConvcheckConfigError`."""
-    models: list[ModelConfig] = []
-    errors: dict[str, str] = {}
+    section raises :class:`ConvcheckConfigError`. A name given twice (a table and an
+    ini line, or two ini lines) is an error naming both sources; command-line models
+    get distinct names (:func:`_cli_names`)."""
+    found: list[tuple[str, ModelConfig | str, str]] = []  # name, model or error, source
     if pyproject is not None and pyproject.is_file():
         import tomllib  # only with --convcheck: plain pytest runs never pay for it
 
@@ -245,34 +376,56 @@ def load_models(
             data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as error:
             raise ConvcheckConfigError(f"{pyproject}: not valid TOML: {error}") from None
-        section = data.get("tool", {}).get("convcheck", {})
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConvcheckConfigError(f"{pyproject}: cannot read it: {error}") from None
+        section = _tool_section(data, pyproject)
         tables = section.get("models", {})
         if not isinstance(tables, dict):
             raise ConvcheckConfigError(
                 f"[tool.convcheck.models] in {pyproject} must be a table of tables"
             )
         for name, table in tables.items():
+            source = f"[tool.convcheck.models.{name}] in {pyproject}"
             try:
-                models.append(model_from_table(name, table, str(pyproject)))
+                found.append((name, model_from_table(name, table, str(pyproject)), source))
             except ConvcheckConfigError as error:
-                errors[name] = str(error)
-    for line in ini_lines or ():
+                found.append((name, str(error), source))
+    for number, line in enumerate(ini_lines or (), 1):
+        name = line.split()[0] if line.split() else "convcheck_models"
+        source = f"line {number} of the ini option convcheck_models ({line.strip()!r})"
         try:
             name, table = table_from_ini_line(line)
-            models.append(model_from_table(name, table, "ini option convcheck_models"))
-        except ConvcheckConfigError as error:
-            errors[line.split()[0] if line.split() else "convcheck_models"] = str(error)
-    if cli_models:
-        if cli_input is None:
-            raise ConvcheckConfigError(
-                "--convcheck-model needs --convcheck-input, e.g. --convcheck-input 2,1,28,28"
+            found.append(
+                (name, model_from_table(name, table, "ini option convcheck_models"), source)
             )
-        for factory in cli_models:
-            name = factory.rsplit(":", 1)[-1]
+        except ConvcheckConfigError as error:
+            found.append((name, str(error), source))
+    if cli_models:
+        taken = {name for name, _, _ in found}
+        inputs = _cli_inputs(cli_models, cli_input)
+        names = _cli_names(cli_models, taken)
+        for factory, name, shape in zip(cli_models, names, inputs, strict=True):
+            source = f"--convcheck-model {factory}"
+            table = {"factory": factory, "input": shape}
             try:
-                models.append(
-                    model_from_table(name, {"factory": factory, "input": cli_input}, "command line")
-                )
+                found.append((name, model_from_table(name, table, "command line"), source))
             except ConvcheckConfigError as error:
-                errors[name] = str(error)
+                found.append((name, str(error), source))
+    models: list[ModelConfig] = []
+    errors: dict[str, str] = {}
+    sources: dict[str, list[str]] = {}
+    for name, _, source in found:
+        sources.setdefault(name, []).append(source)
+    for name, value, _ in found:
+        key = name if isinstance(name, str) and _NAME.fullmatch(name) else safe_name(str(name))
+        if len(sources[name]) > 1:
+            errors[key] = (
+                f"model name {name!r} is configured {len(sources[name])} times: "
+                + "; ".join(sources[name])
+                + ".\n  fix: give each model its own name (or remove one of them)."
+            )
+        elif isinstance(value, str):
+            errors[key] = value
+        else:
+            models.append(value)
     return models, errors

@@ -11,16 +11,20 @@ to the controller (as ``user_properties``), which prints the table once.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_convcheck.config import ModelConfig, load_models
+from pytest_convcheck.config import AVAILABLE_CHECKS, ModelConfig, load_models
 from pytest_convcheck.errors import ConvcheckConfigError
 
 if TYPE_CHECKING:
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 
 _PROPERTY = "convcheck"
 _REPORTS: dict[str, dict[str, Any] | None] = {}  # per process: model name → report dict
+_DEFAULT_TIMEOUT = 300.0
+DID_NOT_FINISH = "did not finish"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,9 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--convcheck-input",
-        default=None,
+        action="append",
+        default=[],
         metavar="N,C,H,W",
-        help="input shape for --convcheck-model, e.g. 2,1,28,28.",
+        help="input shape for --convcheck-model, e.g. 2,1,28,28: one for all models, or "
+        "one per --convcheck-model, paired in order.",
     )
     group.addoption(
         "--convcheck-device",
@@ -59,6 +67,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DEVICE",
         help="device for the parity check, the conformance suite and the convcheck_device "
         "fixture: cpu, cuda (one GPU per xdist worker), cuda:N or mps.",
+    )
+    group.addoption(
+        "--convcheck-require-device",
+        action="store_true",
+        default=False,
+        help="fail, instead of skip, the checks and tests that need --convcheck-device "
+        "when that device is not available (for GPU jobs in CI).",
+    )
+    group.addoption(
+        "--convcheck-timeout",
+        type=float,
+        default=_DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time limit of one generated check, model building included (default "
+        f"{_DEFAULT_TIMEOUT:g}; 0: none); a model's own 'timeout' key takes precedence.",
     )
     group.addoption(
         "--convcheck-conformance",
@@ -106,12 +129,77 @@ def pytest_configure(config: pytest.Config) -> None:
         "gpu: needs a CUDA device; skipped without one (failed instead when "
         "CONVCHECK_REQUIRE_GPU=1)",
     )
-    if config.getoption("convcheck") and not hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput"):
+        return
+    _refuse_unusable_paths(config)
+    if config.getoption("convcheck"):
         config.pluginmanager.register(ConvcheckSummary(config), "convcheck-summary")
+
+
+def _invocation_path(config: pytest.Config, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def _as_given(config: pytest.Config, value: str) -> Path:
+    """The path as the user wrote it while the working directory is still the one
+    pytest was started in (messages show it so), else resolved against that."""
+    if Path.cwd() == Path(config.invocation_params.dir):
+        return Path(value).expanduser()
+    return _invocation_path(config, value)
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _refuse_unusable_paths(config: pytest.Config) -> None:
+    """``--convcheck-report`` and ``--convcheck-artifacts`` must be usable before the
+    run starts: a usage error (exit 4) now beats a lost report after the run."""
+    report = config.getoption("convcheck_report")
+    if report:
+        path = _invocation_path(config, str(report))
+        existing = _first_existing(path)
+        problem = None
+        if path.is_dir():
+            problem = "is a directory"
+        elif existing == path and not os.access(path, os.W_OK):
+            problem = "is not writable"
+        elif existing != path and not existing.is_dir():
+            problem = f"lies under {existing}, which is a file, not a directory"
+        elif existing != path and not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"cannot be created: {existing} is not writable"
+        if problem:
+            raise pytest.UsageError(
+                f"--convcheck-report {report}: {path} {problem}.\n  fix: give the path of a "
+                f"JSON file in a writable folder, e.g. --convcheck-report convcheck.json."
+            )
+    artifacts = config.getoption("convcheck_artifacts")
+    if artifacts:
+        path = _invocation_path(config, str(artifacts))
+        existing = _first_existing(path)
+        problem = None
+        if path.exists() and not path.is_dir():
+            problem = "is a file, not a folder"
+        elif not existing.is_dir():
+            problem = f"lies under {existing}, which is a file, not a folder"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"is not writable ({existing})"
+        if problem:
+            raise pytest.UsageError(
+                f"--convcheck-artifacts {artifacts}: {path} {problem}.\n  fix: give a folder "
+                f"for the pictures (it is created when missing), e.g. --convcheck-artifacts "
+                f"convcheck-pictures."
+            )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _REPORTS.clear()  # a second session in one process (pytester in-process) starts afresh
+    checks = sys.modules.get("pytest_convcheck.checks")
+    if checks is not None:
+        checks.forget_models()
 
 
 def _pyproject(config: pytest.Config) -> Path | None:
@@ -214,6 +302,13 @@ def _device_or_skip(config: pytest.Config, default: str | None) -> str | None:
     try:
         return resolve_device(requested)
     except DeviceUnavailable as error:
+        if config.getoption("convcheck_require_device") and _requested_device(config):
+            pytest.fail(
+                f"{error}; --convcheck-require-device turns this skip into a failure.\n  fix: "
+                f"run on a machine with that device (check the job's GPU and the CUDA build "
+                f"of torch), or drop --convcheck-require-device.",
+                pytrace=False,
+            )
         pytest.skip(str(error))
     except ValueError as error:
         pytest.fail(str(error), pytrace=False)
@@ -228,10 +323,76 @@ def _context(config: pytest.Config, check: str) -> Any:
     update = bool(getattr(config.option, "update_snapshots", False))
     return RunContext(
         device=_device_or_skip(config, None) if check == "parity" else None,
-        artifacts=Path(artifacts) if artifacts else None,
+        artifacts=_as_given(config, str(artifacts)) if artifacts else None,
         snapshots=config.rootpath / "__snapshots__" / "convcheck",
         update_snapshots=update,
     )
+
+
+class _Timeout(BaseException):
+    """Raised into a check that ran past its time limit (a BaseException, so that a
+    forward's ``except Exception`` cannot swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_Timeout` in this thread after ``seconds``. With SIGALRM free (no
+    pytest-timeout signal timer running) an interval timer, which also interrupts
+    ``time.sleep``; otherwise a watchdog thread that raises asynchronously in this
+    thread at its next Python instruction (it cannot interrupt one long C call)."""
+    if not seconds or seconds <= 0:
+        yield
+        return
+    free = (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+    if free:
+
+        def expire(signum: int, frame: Any) -> None:
+            raise _Timeout
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    target = ctypes.c_ulong(threading.get_ident())
+    lock, done = threading.Lock(), threading.Event()
+    state = {"active": True, "fired": False}
+
+    def watch() -> None:
+        if done.wait(seconds):
+            return
+        with lock:
+            if state["active"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(_Timeout))
+
+    watcher = threading.Thread(target=watch, name="convcheck-timeout", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["active"] = False
+            if state["fired"]:  # not yet delivered: withdraw it
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)
+        done.set()
+        watcher.join()
+
+
+def _timeout(item: pytest.Item, config: ModelConfig) -> tuple[float | None, str]:
+    own = config.options.get("timeout")
+    if own is not None:
+        return float(own), f"timeout = {own:g} in the model's configuration"
+    value = float(item.config.getoption("convcheck_timeout") or 0.0)
+    return (value or None), f"--convcheck-timeout {value:g}"
 
 
 class _GeneratedItem(pytest.Item):
@@ -267,10 +428,6 @@ class ConvcheckItem(_GeneratedItem):
 
     def runtest(self) -> None:
         if self.error is not None:
-            model_name = self.name.split("::")[0] if "::" in self.name else None
-            self.user_properties.append(
-                (_PROPERTY, {"model": model_name, "check": "config", "report": None})
-            )
             raise ConvcheckFailure(self.error)
         config = self.model
         assert config is not None
@@ -284,42 +441,92 @@ class ConvcheckItem(_GeneratedItem):
             f"[convcheck] model {config.name!r} ({config.factory}, input "
             f"{list(config.input_shape)}), check {self.check!r}:\n"
         )
+        seconds, limit = _timeout(self, config)
+        try:  # a model that cannot be built is never allowed away
+            with _time_limit(seconds):
+                model = checks.cached_model(config)
+        except ConvcheckConfigError as error:
+            raise ConvcheckFailure(f"{header}{error}") from None
+        except _Timeout:
+            checks.remember_failure(
+                config,
+                f"model {config.name!r}: the factory {config.factory!r} did not finish within "
+                f"{seconds:g} s ({limit}).\n  fix: make the factory faster (no downloads or "
+                f"training in it), or raise the limit.",
+            )
+            raise ConvcheckFailure(f"{header}{checks.cached_failure(config)}") from None
+        context = _context(self.config, self.check)
         try:
-            model = checks.build_model(config)
-            facts["report"] = _report_dict(config, model)
-            checks.CHECKS[self.check](model, config, _context(self.config, self.check))
+            with _time_limit(seconds):
+                facts["report"] = _report_dict(config, model)
+                checks.require_tensor_output(config, facts["report"])
+                checks.CHECKS[self.check](model, config, context)
         except (
             AssertionError,
             ShapeError,
             ModelRunError,
             ModelStateError,
-            ConvcheckConfigError,
+            _Timeout,
+            SystemExit,
+            MemoryError,
         ) as error:
-            text = f"{header}{error}"
+            text = f"{header}{_failure_text(error, config, self.check, seconds, limit)}"
             if self.check in config.allow:
                 pytest.xfail(f"allowed in config (reported, not failed): {text}")
             raise ConvcheckFailure(text) from None
+        except ConvcheckConfigError as error:
+            raise ConvcheckFailure(f"{header}{error}") from None
         except Exception as error:  # an analysis that cannot handle this model
+            user = checks.user_error(error, config)
+            if user is not None:
+                text = f"{header}{user}"
+                if self.check in config.allow:
+                    pytest.xfail(f"allowed in config (reported, not failed): {text}")
+                raise ConvcheckFailure(text) from None
             raise ConvcheckFailure(
                 f"{header}pytest-convcheck could not analyse this model: "
                 f"{type(error).__name__}: {error}\n  This is likely a gap in pytest-convcheck, "
                 f"not in your model: please report it with the model's code. Until then, "
                 f"leave {self.check!r} out of the model's checks (or put it in allow)."
             ) from None
+        finally:
+            if context.notes:
+                facts.update(context.notes)
+
+
+def _failure_text(
+    error: BaseException, config: ModelConfig, check: str, seconds: float | None, limit: str
+) -> str:
+    if isinstance(error, _Timeout):
+        return (
+            f"model {config.name!r}: check {check!r} did not finish within {seconds:g} s "
+            f"({limit}).\n  fix: use a smaller input, leave {check!r} out of the model's "
+            f"checks, or raise the limit."
+        )
+    if isinstance(error, SystemExit):
+        return (
+            f"model {config.name!r}: forward called sys.exit({error.code!r}) while check "
+            f"{check!r} ran it.\n  fix: raise an exception instead of exiting the process."
+        )
+    if isinstance(error, MemoryError):
+        return (
+            f"model {config.name!r}: out of memory with input {list(config.input_shape)}.\n"
+            f"  fix: use a smaller input (the checks run the model on the CPU)."
+        )
+    return str(error)
 
 
 def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:
     """The model's report as a dict, computed once per process (``None`` when the
     model cannot be traced: its checks say why)."""
     if config.name not in _REPORTS:
+        from pytest_convcheck.checks import sharing_allow
         from pytest_convcheck.reports import report
 
         try:
-            value = report(
-                model, config.input_shape, sharing_allow=config.options.get("sharing_allow", ())
-            )
+            value = report(model, config.input_shape, sharing_allow=sharing_allow(model, config))
             _REPORTS[config.name] = value.to_dict()
-        except Exception:  # the checks report the failure with context
+        except (Exception, SystemExit):  # the checks report the failure with context
             _REPORTS[config.name] = None
     return _REPORTS[config.name]
 
@@ -515,27 +722,106 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --------------------------------------------------------------------------- summary
 
 
+def _check_order(check: str) -> tuple[int, str]:
+    known = AVAILABLE_CHECKS.index(check) if check in AVAILABLE_CHECKS else len(AVAILABLE_CHECKS)
+    return known, check
+
+
+def _generated(nodeid: str) -> tuple[str, str] | None:
+    """(model, check) of a generated item's node id ``convcheck::NAME::CHECK``."""
+    parts = nodeid.split("::")
+    if len(parts) == 3 and parts[0] == "convcheck":
+        return parts[1], parts[2]
+    return None
+
+
 class ConvcheckSummary:
     """Collects per-model results from test reports (also those xdist workers send)
-    and prints the table at the end; writes ``--convcheck-report``."""
+    and prints the table at the end; writes ``--convcheck-report``.
+
+    Outcomes come from the generated items' node ids (``convcheck::NAME::CHECK``),
+    so a check whose worker crashed still counts; every selected check that never
+    reported counts as "did not finish". Models (in configuration order, then the
+    hand-written reports by name), checks and the ``failed`` lists are sorted, so
+    the table and the JSON do not depend on the order in which xdist workers
+    finish."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.models: dict[str, dict[str, Any]] = {}
+        self.expected: set[str] = set()
+        self.snapshots: dict[str, int] = {}
+        self.report_problem: str | None = None
+        self.unused: list[str] = []
+        self.deleted: list[str] = []
+
+    def _entry(self, model: str) -> dict[str, Any]:
+        return self.models.setdefault(model, {"report": None, "checks": {}})
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected.update(item.nodeid for item in session.items if _generated(item.nodeid))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        self.expected.update(nodeid for nodeid in ids if _generated(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        generated = _generated(report.nodeid)
+        if generated is not None:
+            model, check = generated
+            entry = self._entry(model)
+            if report.when == "call":
+                outcome = "allowed" if hasattr(report, "wasxfail") else report.outcome
+                entry["checks"][check] = outcome
+            elif report.when not in ("setup", "teardown"):  # xdist: its worker crashed
+                entry["checks"][check] = DID_NOT_FINISH
+            elif report.when == "setup" and report.outcome != "passed":
+                entry["checks"][check] = report.outcome
         if report.when != "call":  # checks and fixtures record their facts while running
             return
         for key, facts in report.user_properties:
             if key != _PROPERTY or not isinstance(facts, dict) or not facts.get("model"):
                 continue
-            entry = self.models.setdefault(
-                facts["model"], {"report": None, "checks": {}, "nodeid": report.nodeid}
-            )
+            entry = self._entry(facts["model"])
             if facts.get("report") is not None:
                 entry["report"] = facts["report"]
-            outcome = "allowed" if hasattr(report, "wasxfail") else report.outcome
-            entry["checks"][facts["check"]] = outcome
+            if facts.get("snapshot"):
+                self.snapshots[facts["snapshot"]] = self.snapshots.get(facts["snapshot"], 0) + 1
+            if generated is None:  # a hand-written test's convcheck_report
+                outcome = "allowed" if hasattr(report, "wasxfail") else report.outcome
+                entry["checks"][facts["check"]] = outcome
+
+    def _finish(self) -> None:
+        """Checks that were selected and never reported did not finish."""
+        for nodeid in self.expected:
+            generated = _generated(nodeid)
+            assert generated is not None
+            model, check = generated
+            self._entry(model)["checks"].setdefault(check, DID_NOT_FINISH)
+        for entry in self.models.values():
+            entry["checks"] = dict(
+                sorted(entry["checks"].items(), key=lambda c: _check_order(c[0]))
+            )
+        order = {name: index for index, name in enumerate(self._configured_names())}
+        self.models = dict(
+            sorted(self.models.items(), key=lambda m: (order.get(m[0], len(order)), m[0]))
+        )
+
+    def _configured_names(self) -> list[str]:
+        """The model names in configuration order (tables, ini lines, command line)."""
+        try:
+            models, errors = self._load()
+        except ConvcheckConfigError:
+            return []
+        return [m.name for m in models] + sorted(errors)
+
+    def _load(self) -> tuple[list[ModelConfig], dict[str, str]]:
+        return load_models(
+            _pyproject(self.config),
+            self.config.getoption("convcheck_model"),
+            self.config.getoption("convcheck_input"),
+            list(self.config.getini("convcheck_models")),
+        )
 
     def rows(self) -> list[tuple[str, ...]]:
         from pytest_convcheck.reports import checkerboard_text, field_text
@@ -546,9 +832,12 @@ class ConvcheckSummary:
             data = entry["report"]
             failed = [c for c, o in entry["checks"].items() if o == "failed"]
             allowed = [c for c, o in entry["checks"].items() if o == "allowed"]
+            unfinished = [c for c, o in entry["checks"].items() if o == DID_NOT_FINISH]
             verdict = ", ".join(failed) if failed else "—"
             if allowed:
                 verdict += f" (allowed: {', '.join(allowed)})"
+            if unfinished:
+                verdict += f" ({DID_NOT_FINISH}: {', '.join(unfinished)})"
             if data is None:
                 rows.append((name, "—", "—", "—", "—", "—", "—", verdict))
                 continue
@@ -568,37 +857,86 @@ class ConvcheckSummary:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.models:
+        snapshot_line = self._snapshot_line()
+        if not self.models and not snapshot_line:
             return
-        header = (
-            "model",
-            "output",
-            "receptive field",
-            "checkerboard",
-            "sharing",
-            "params",
-            "FLOPs",
-            "failed",
-        )
-        rows = self.rows()
-        widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
         terminalreporter.section("convcheck summary")
-        for row in (header, *rows):
-            terminalreporter.write_line(
-                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        if self.models:
+            header = (
+                "model",
+                "output",
+                "receptive field",
+                "checkerboard",
+                "sharing",
+                "params",
+                "FLOPs",
+                "failed",
             )
+            rows = self.rows()
+            widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
+            for row in (header, *rows):
+                terminalreporter.write_line(
+                    "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                )
+        if snapshot_line:
+            terminalreporter.write_line(snapshot_line)
         target = self.config.getoption("convcheck_report")
-        if target:
+        if target and self.report_problem:
+            terminalreporter.write_line(self.report_problem, red=True, bold=True)
+        elif target:
             terminalreporter.write_line(f"convcheck report written to {target}")
 
+    def _snapshot_line(self) -> str:
+        """syrupy's count line for the snapshot check's files."""
+        parts = []
+        for status in ("passed", "written", "updated"):
+            count = self.snapshots.get(status, 0)
+            if count:
+                parts.append(f"{count} convcheck snapshot{'s' if count != 1 else ''} {status}.")
+        if self.deleted:
+            count = len(self.deleted)
+            parts.append(
+                f"{count} unused convcheck snapshot{'s' if count != 1 else ''} deleted "
+                f"({', '.join(self.deleted)})."
+            )
+        if self.unused:
+            count = len(self.unused)
+            parts.append(
+                f"{count} convcheck snapshot{'s' if count != 1 else ''} unused "
+                f"({', '.join(self.unused)}): no configured model with the snapshot check has "
+                f"that name. Re-run with --snapshot-update to delete "
+                f"{'them' if count != 1 else 'it'}."
+            )
+        return " ".join(parts)
+
+    def _unused_snapshots(self, update: bool) -> None:
+        """Snapshot files of models no longer configured (or without the snapshot
+        check): reported, and deleted with ``--snapshot-update``, as syrupy does."""
+        folder = self.config.rootpath / "__snapshots__" / "convcheck"
+        if not folder.is_dir():
+            return
+        try:
+            models, errors = self._load()
+        except ConvcheckConfigError:
+            return  # the run reported it; never delete on a configuration we cannot read
+        used = {m.name for m in models if "snapshot" in m.checks} | set(errors)
+        for path in sorted(folder.glob("*.json")):
+            if path.stem in used or not path.is_file():
+                continue
+            if update:
+                path.unlink()
+                self.deleted.append(path.name)
+            else:
+                self.unused.append(path.name)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._finish()
+        if session.exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
+            self._unused_snapshots(bool(getattr(self.config.option, "update_snapshots", False)))
         target = self.config.getoption("convcheck_report")
         if not target:
             return
-        path = Path(target)
-        if not path.is_absolute():
-            path = Path(self.config.invocation_params.dir) / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = _invocation_path(self.config, str(target))
         data = {
             "schema": 1,
             "models": {
@@ -610,7 +948,16 @@ class ConvcheckSummary:
                 for name, entry in self.models.items()
             },
         }
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as error:
+            self.report_problem = (
+                f"convcheck report NOT written to {target}: {type(error).__name__}: {error}"
+            )
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _sharing_text(shared: dict[str, Any], layers: list[dict[str, Any]]) -> str:

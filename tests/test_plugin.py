@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -298,3 +299,130 @@ def test_ini_kwargs_are_python_literals_or_strings() -> None:
         "m pkg:Net 1,1,8,8 kwargs.width=16 kwargs.mode=bilinear kwargs.sizes=(1,2) kwargs.flag=True"
     )
     assert table["kwargs"] == {"width": 16, "mode": "bilinear", "sizes": (1, 2), "flag": True}
+
+
+XDIST_TABLES = """
+[tool.convcheck.models.good]
+factory = "mymodels:Good"
+input = [2, 1, 16, 16]
+expect_output = [2, 1, 16, 16]
+
+[tool.convcheck.models.short]
+factory = "mymodels:ShortDecoder"
+input = [1, 1, 16, 16]
+expect_output = [1, 1, 16, 16]
+allow = ["checkerboard"]
+
+[tool.convcheck.models.flat]
+factory = "mymodels:Flat"
+input = [3, 1, 28, 28]
+
+[tool.convcheck.models.gridded]
+factory = "mymodels:Gridded"
+input = [1, 1, 16, 16]
+
+[tool.convcheck.models.repeated]
+factory = "mymodels:repeated"
+input = [1, 1, 8, 8]
+"""
+
+
+def test_the_json_report_is_the_same_with_and_without_xdist(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    project(pytester, XDIST_TABLES)
+    reports = []
+    for workers in ("0", "2"):
+        target = pytester.path / f"report-{workers}.json"
+        result = pytester.runpytest_subprocess(
+            "--convcheck", "-p", "no:randomly", "-n", workers, "--convcheck-report", str(target)
+        )
+        assert result.ret == 1  # planted bugs fail
+        reports.append(target.read_bytes())
+    assert reports[0] == reports[1]  # the report holds no timings: byte for byte
+    data = json.loads(reports[0])
+    assert list(data["models"]) == ["good", "short", "flat", "gridded", "repeated"]
+    assert list(data["models"]["short"]["checks"])[:3] == ["shapes", "batch", "receptive_field"]
+    assert data["models"]["short"]["checks"]["checkerboard"] == "allowed"
+
+
+def test_unused_snapshots_are_reported_and_deleted_with_counts(pytester: pytest.Pytester) -> None:
+    project(
+        pytester,
+        """
+        [tool.convcheck.models.good]
+        factory = "mymodels:Good"
+        input = [1, 1, 8, 8]
+        checks = ["snapshot"]
+    """,
+    )
+    folder = pytester.path / "__snapshots__" / "convcheck"
+    result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["1 convcheck snapshot written."])
+    (folder / "removed_model.json").write_text("{}\n")
+    (folder / "good.json").write_text("{}\n")
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*1 convcheck snapshot unused (removed_model.json)*--snapshot-update to delete it."]
+    )
+    assert (folder / "removed_model.json").exists()
+    result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["1 convcheck snapshot updated. 1 unused convcheck snapshot deleted (removed_model.json)."]
+    )
+    assert not (folder / "removed_model.json").exists()
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.stdout.fnmatch_lines(["1 convcheck snapshot passed."])
+
+
+def test_each_model_is_built_once_per_process_from_a_fixed_seed(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        mymodels=MODELS_PY
+        + """
+
+def counted():
+    with open("calls.txt", "a") as calls:
+        calls.write(f"{torch.rand(1).item()!r}\\n")
+    return Good()
+"""
+    )
+    pytester.makepyprojecttoml(
+        """
+        [tool.convcheck.models.counted]
+        factory = "mymodels:counted"
+        input = [1, 1, 8, 8]
+        checks = ["shapes", "batch", "receptive_field", "sharing"]
+        """
+    )
+    result = pytester.runpytest_subprocess("--convcheck")
+    result.assert_outcomes(passed=4)
+    result = pytester.runpytest_subprocess("--convcheck", "-k", "batch")
+    result.assert_outcomes(passed=1, deselected=3)
+    calls = (pytester.path / "calls.txt").read_text().splitlines()
+    assert len(calls) == 2  # once per process
+    assert calls[0] == calls[1]  # the same weights, whatever ran before
+
+
+def test_pictures_leave_the_matplotlib_backend_alone(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import matplotlib
+matplotlib.use("svg")
+from torch import nn
+from pytest_convcheck import checkerboard
+tiles = checkerboard(nn.ConvTranspose2d(1, 1, 3, stride=2), (1, 1, 8, 8))
+tiles.save_png({str(tmp_path / "t.png")!r})
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
