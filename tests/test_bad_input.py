@@ -109,6 +109,16 @@ def slow_factory():
     return Good()
 
 
+class Busy(Good):
+    def forward(self, x):
+        import time
+
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            pass
+        return super().forward(x)
+
+
 class Mutates(Good):
     def forward(self, x):
         self.conv.weight.data.add_(1.0)
@@ -634,6 +644,40 @@ def test_run_level_errors(tmp_path: Path, case: str) -> None:
     assert result.returncode == code, output[-3000:]
     for message in messages:
         assert message in output, output[-3000:]
+    _no_plugin_traceback(output)
+
+
+SIGNAL_TAKEN = """
+import signal
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    # as pytest-timeout's signal method does: SIGALRM is taken during the test
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("outer timeout"))
+    signal.setitimer(signal.ITIMER_REAL, 120)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+"""
+
+
+def test_the_timeout_works_when_another_plugin_holds_sigalrm(tmp_path: Path) -> None:
+    (tmp_path / "mymodels.py").write_text(MODELS_PY)
+    (tmp_path / "conftest.py").write_text(SIGNAL_TAKEN)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.convcheck.models.busy]\nfactory = "mymodels:Busy"\ninput = [1, 1, 8, 8]\n'
+        'checks = ["shapes"]\ntimeout = 1\n'
+    )
+    result = run(tmp_path, "--convcheck")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "check 'shapes' did not finish within 1 s" in output
+    assert "outer timeout" not in output
     _no_plugin_traceback(output)
 
 
