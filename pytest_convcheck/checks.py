@@ -180,11 +180,13 @@ def build_model(config: ModelConfig) -> nn.Module:
         except AttributeError:
             raise ConvcheckConfigError(
                 f"model {config.name!r}: {module_name!r} has no attribute {attr!r} "
-                f"(factory {config.factory!r})."
+                f"(factory {config.factory!r}).\n  fix: point factory at a class or function "
+                f"that {module_name!r} defines (check the spelling after the colon)."
             ) from None
     if not callable(factory):
         raise ConvcheckConfigError(
-            f"model {config.name!r}: factory {config.factory!r} is not callable."
+            f"model {config.name!r}: factory {config.factory!r} is not callable.\n  fix: point "
+            f"factory at a class or a function that returns the model."
         )
     kwargs = config.options.get("kwargs", {})
     short = attr.rsplit(".", 1)[-1]
@@ -222,7 +224,8 @@ def build_model(config: ModelConfig) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConvcheckConfigError(
             f"model {config.name!r}: factory {config.factory!r} returned "
-            f"{type(model).__name__}, not an nn.Module."
+            f"{type(model).__name__}, not an nn.Module.\n  fix: return the model itself from the "
+            f"factory (not its output, a state dict or a wrapper)."
         )
     return model
 
@@ -285,6 +288,14 @@ def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> 
             result = trace(model, config.input_shape)
     except ShapeError as error:
         raise ShapeError(f"{error}{nearby_hint(model, config.input_shape)}") from None
+    except AssertionError as error:
+        text = str(error)
+        if "fix" not in text:
+            text += (
+                "\n  fix: if the model is right, set expect_output to the shape it gives; "
+                "otherwise change the layers above that set the wrong size."
+            )
+        raise AssertionError(text) from None
     if result.output_shape is None:
         raise AssertionError(
             f"model {config.name!r}: forward returned no tensor (got None or no tensors).\n"

@@ -96,7 +96,8 @@ def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
         ) from None
     if not shape or any(s < 1 for s in shape):
         raise ConvcheckConfigError(
-            f"{where}: {key} must be non-empty with sizes ≥ 1, got {list(shape)}"
+            f"{where}: {key} must be non-empty with sizes ≥ 1, got {list(shape)}.\n  fix: give "
+            f"every axis, batch and channels included, a size of at least 1, e.g. [1, 1, 28, 28]."
         )
     return shape
 
@@ -112,12 +113,16 @@ def _names(value: Any, where: str, key: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConvcheckConfigError(f"{where}: {key} must be a list of check names, got {value!r}")
+        raise ConvcheckConfigError(
+            f"{where}: {key} must be a list of check names, got {value!r}.\n  fix: e.g. "
+            f'{key} = ["shapes", "batch"] (known: {", ".join(AVAILABLE_CHECKS)}).'
+        )
     known = AVAILABLE_CHECKS
     for name in value:
         if name not in known:
             raise ConvcheckConfigError(
-                f"{where}: unknown check {name!r} in {key}; known checks: {', '.join(known)}"
+                f"{where}: unknown check {name!r} in {key}; known checks: {', '.join(known)}.\n"
+                f"  fix: use one of the known names (or remove {name!r})."
             )
     return tuple(value)
 
@@ -152,23 +157,29 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
     where = f"[tool.convcheck.models.{name}] in {source}"
     check_name(name, source)
     if not isinstance(table, dict):
-        raise ConvcheckConfigError(f"{where}: must be a table, got {type(table).__name__}")
+        raise ConvcheckConfigError(
+            f"{where}: must be a table, got {type(table).__name__}.\n  fix: write the model as "
+            f'a table:\n  [tool.convcheck.models.{name}]\n  factory = "mypkg.models:Net"\n'
+            f"  input = [1, 1, 28, 28]"
+        )
     unknown = sorted(set(table) - _KEYS)
     if unknown:
         raise ConvcheckConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(_KEYS))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
+            f"{', '.join(sorted(_KEYS))}.\n  fix: correct the spelling or remove the key."
         )
     for key in ("factory", "input"):
         if key not in table:
             raise ConvcheckConfigError(
-                f'{where}: missing {key!r}. Example:\n  factory = "mypkg.models:Net"\n'
-                f"  input = [1, 1, 28, 28]"
+                f"{where}: missing {key!r}.\n  fix: give both, e.g.\n"
+                f'  factory = "mypkg.models:Net"\n  input = [1, 1, 28, 28]'
             )
     factory = table["factory"]
     if not isinstance(factory, str) or ":" not in factory:
         raise ConvcheckConfigError(
             f"{where}: factory must be 'module.path:Name' (a class or a function returning an "
-            f"nn.Module), got {factory!r}"
+            f"nn.Module), got {factory!r}.\n  fix: separate the module from the name with a "
+            f'colon, e.g. factory = "mypkg.models:Net".'
         )
     checks = _names(table.get("checks", list(AVAILABLE_CHECKS)), where, "checks")
     allow = _names(table.get("allow", []), where, "allow")
@@ -183,7 +194,7 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
             if not ok or isinstance(value, bool):
                 raise ConvcheckConfigError(
                     f"{where}: {key} must be an int or a list of ints (one per spatial axis), "
-                    f"got {value!r}"
+                    f"got {value!r}.\n  fix: e.g. {key} = 64 or {key} = [64, 32]."
                 )
             options[key] = value
     if "checkerboard_kinds" in table:
@@ -195,14 +206,16 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
         ):
             raise ConvcheckConfigError(
                 f"{where}: checkerboard_kinds must be a non-empty list of "
-                f"{', '.join(CHECKERBOARD_KINDS)}, got {kinds!r}"
+                f"{', '.join(CHECKERBOARD_KINDS)}, got {kinds!r}.\n  fix: e.g. "
+                f'checkerboard_kinds = ["structural", "weights"].'
             )
         options["checkerboard_kinds"] = tuple(kinds)
     if "sharing_allow" in table:
         names = table["sharing_allow"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ConvcheckConfigError(
-                f"{where}: sharing_allow must be a list of module names, got {names!r}"
+                f"{where}: sharing_allow must be a list of module names, got {names!r}.\n  fix: "
+                f'e.g. sharing_allow = ["blocks"] (a module or the container holding it).'
             )
         options["sharing_allow"] = tuple(names)
     if "kwargs" in table:
@@ -212,7 +225,8 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
         ):
             raise ConvcheckConfigError(
                 f"{where}: kwargs must be a table of keyword arguments for the factory, "
-                f"e.g. kwargs = {{ num_classes = 10 }}, got {kwargs!r}"
+                f"got {kwargs!r}.\n  fix: e.g. kwargs = {{ num_classes = 10 }} (ini: "
+                f"kwargs.num_classes=10)."
             )
         options["kwargs"] = dict(kwargs)
     input_shape = _shape(table["input"], where, "input")
@@ -228,8 +242,9 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
         timeout = table["timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConvcheckConfigError(
-                f"{where}: timeout must be a positive number of seconds per check, e.g. "
-                f"timeout = 60, got {timeout!r}"
+                f"{where}: timeout must be a positive number of seconds per check, got "
+                f"{timeout!r}.\n  fix: e.g. timeout = 60 (or leave it out: --convcheck-timeout, "
+                f"default 300 s)."
             )
         options["timeout"] = float(timeout)
     return ModelConfig(
@@ -257,7 +272,7 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
     if len(parts) < 3:
         raise ConvcheckConfigError(
             f"convcheck_models line {line!r}: expected NAME MODULE:FACTORY N,C,H,W "
-            f"[key=value ...], e.g. 'decoder mypkg.models:Decoder 2,1,28,28'"
+            f"[key=value ...].\n  fix: e.g. 'decoder mypkg.models:Decoder 2,1,28,28'."
         )
     name, factory, shape, *options = parts
     table: dict[str, Any] = {"factory": factory, "input": shape}
@@ -265,7 +280,8 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
         key, sep, value = option.partition("=")
         if not sep:
             raise ConvcheckConfigError(
-                f"convcheck_models line {line!r}: {option!r} is not key=value"
+                f"convcheck_models line {line!r}: {option!r} is not key=value.\n  fix: write "
+                f"options as key=value without spaces, e.g. checks=shapes,batch."
             )
         items = [v for v in value.split(",") if v]
         if key.startswith("kwargs."):  # kwargs.width=16: a Python literal, else a string
@@ -300,7 +316,8 @@ def _tool_section(data: dict[str, Any], pyproject: Path) -> dict[str, Any]:
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
         raise ConvcheckConfigError(
-            f"{pyproject}: 'tool' must be a table, got {type(tool).__name__} {tool!r}"
+            f"{pyproject}: 'tool' must be a table, got {type(tool).__name__} {tool!r}.\n  fix: "
+            f"remove that key; tools are configured under [tool.NAME] tables."
         )
     section = tool.get("convcheck", {})
     if not isinstance(section, dict):
@@ -382,7 +399,8 @@ def load_models(
         tables = section.get("models", {})
         if not isinstance(tables, dict):
             raise ConvcheckConfigError(
-                f"[tool.convcheck.models] in {pyproject} must be a table of tables"
+                f"[tool.convcheck.models] in {pyproject} must be a table of tables.\n  fix: write "
+                f"one [tool.convcheck.models.NAME] table per model."
             )
         for name, table in tables.items():
             source = f"[tool.convcheck.models.{name}] in {pyproject}"

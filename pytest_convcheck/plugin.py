@@ -513,7 +513,14 @@ def _failure_text(
             f"model {config.name!r}: out of memory with input {list(config.input_shape)}.\n"
             f"  fix: use a smaller input (the checks run the model on the CPU)."
         )
-    return str(error)
+    text = str(error)
+    if type(error).__name__ == "ModelRunError" and "fix" not in text:
+        text += (
+            "\n  fix: the model's own forward raised this, on the input above; it fails the "
+            "same way outside pytest-convcheck (call the model on torch.randn of that shape "
+            "to see its traceback)."
+        )
+    return text
 
 
 def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:

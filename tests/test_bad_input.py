@@ -415,6 +415,7 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[s
     (snapshots / "snapshot_is_folder.json").mkdir()
     (project / "pyproject.toml").write_text(_pyproject())
     result = run(project, "--convcheck", "--convcheck-report", "report.json")
+    (project / "exit_code").write_text(str(result.returncode))
     return project, result.stdout + result.stderr, sections(result.stdout)
 
 
@@ -435,6 +436,7 @@ def test_bad_model_gives_a_failing_item_naming_it(
     regex = re.escape(pattern.strip("*")).replace(r"\*", ".*")
     assert re.search(regex, text, re.DOTALL), f"{pattern!r} not in:\n{text}"
     assert name in text  # the model is named
+    assert "fix" in text  # and what to do about it
     assert "Traceback" not in text and "site-packages" not in text
 
 
@@ -448,8 +450,10 @@ def test_empty_model_table_is_a_failing_item(bad_project: tuple[str, dict[str, s
     assert "missing 'factory'" in failures["convcheck::table_not_table::config"]
 
 
-def test_bad_models_do_not_break_the_run(bad_project: tuple[str, dict[str, str]]) -> None:
-    output, failures = bad_project
+def test_bad_models_do_not_break_the_run(bad_run: tuple[Path, str, dict[str, str]]) -> None:
+    project, output, failures = bad_run
+    assert (project / "exit_code").read_text() == "1"  # tests failed: no usage or internal error
+    assert all("fix" in text for text in failures.values())
     assert "INTERNALERROR" not in output
     failing = {item.split("::")[1] for item in failures}
     assert failing == set(CASES) | {"scalar", "table_not_table"} | _EXTRA_FAILING
