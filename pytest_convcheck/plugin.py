@@ -12,7 +12,6 @@ to the controller (as ``user_properties``), which prints the table once.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -362,6 +361,8 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         return
+    import ctypes  # only here: plain runs do not pay for it
+
     target = ctypes.c_ulong(threading.get_ident())
     lock, done = threading.Lock(), threading.Event()
     state = {"active": True, "fired": False}
