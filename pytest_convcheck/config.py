@@ -332,6 +332,13 @@ def _tool_section(data: dict[str, Any], pyproject: Path) -> dict[str, Any]:
             f'  [tool.convcheck.models.decoder]\n  factory = "mypkg.models:Decoder"\n'
             f"  input = [1, 1, 28, 28]"
         )
+    unknown = sorted(set(section) - {"models"})
+    if unknown:
+        raise ConvcheckConfigError(
+            f"{pyproject}: unknown key(s) {', '.join(unknown)} in [tool.convcheck]; it holds "
+            f"only [tool.convcheck.models.NAME] tables.\n  fix: put each model under "
+            f"[tool.convcheck.models.NAME] (models, plural)."
+        )
     return section
 
 

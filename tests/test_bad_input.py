@@ -569,6 +569,12 @@ RUN_CASES: dict[str, tuple[dict[str, str], list[str], list[str], int]] = {
         ["got an array of tables [[tool.convcheck]]", "[tool.convcheck.models.decoder]"],
         1,
     ),
+    "tool-unknown-key": (
+        {"pyproject.toml": GOOD_TOML.replace("models.g", "model.g")},
+        [],
+        ["unknown key(s) model in [tool.convcheck]", "(models, plural)"],
+        1,
+    ),
     "duplicate-table-and-ini-line": (
         {"pyproject.toml": GOOD_TOML, "pytest.ini": INI_G},
         [],
