@@ -244,6 +244,13 @@ def prepare_step(
     return forward_backward
 
 
+def _own_random_streams(target: torch.device) -> Any:
+    """A forward that draws random numbers (dropout in training mode) draws them
+    from a forked generator: the process's random streams are as they were."""
+    cuda = [target.index or torch.cuda.current_device()] if target.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
 def run_conv_benchmark(
     benchmark: Any,
     model: nn.Module,
@@ -273,10 +280,11 @@ def run_conv_benchmark(
         )
     shape = tuple(int(s) for s in input_shape)
     flops = benchmark_flops(model, shape, backward=backward)
-    step = prepare_step(
-        model, shape, backward=backward, device=device, dtype=dtype, channels_last=channels_last
-    )
     target = torch.device(device)
+    with _own_random_streams(target):
+        step = prepare_step(
+            model, shape, backward=backward, device=device, dtype=dtype, channels_last=channels_last
+        )
     used_dtype = _dtype(model, dtype)
     info = {
         "input_shape": list(shape),
@@ -289,12 +297,13 @@ def run_conv_benchmark(
         "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
     }
-    if getattr(benchmark, "enabled", True):
-        calls, start = 0, time.perf_counter()
-        while calls < 3 or time.perf_counter() - start < warmup:
-            step()
-            calls += 1
-    benchmark(step)
+    with _own_random_streams(target):
+        if getattr(benchmark, "enabled", True):
+            calls, start = 0, time.perf_counter()
+            while calls < 3 or time.perf_counter() - start < warmup:
+                step()
+                calls += 1
+        benchmark(step)
     benchmark.extra_info.update(info)
     stats = getattr(benchmark, "stats", None)
     if not stats:

@@ -141,6 +141,17 @@ def test_benchmark_leaves_the_model_as_it_was() -> None:
     assert info["environment"] == "cpu" and info["roofline"] > 0
 
 
+def test_benchmark_leaves_the_global_random_generator_alone(monkeypatch) -> None:
+    from pytest_convcheck import benchmarking
+
+    monkeypatch.setattr(benchmarking, "_PEAKS", {})  # the roofline's matmul runs too
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.5)).train()  # draws each call
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    run_conv_benchmark(StubBenchmark(), model, (1, 1, 8, 8), backward=True)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_disabled_benchmark_runs_once_and_records_only_flops() -> None:
     bench = StubBenchmark(enabled=False)
     result = run_conv_benchmark(bench, nn.Conv1d(2, 4, 3), (1, 2, 10))
