@@ -208,18 +208,19 @@ def _layer_taps(
         ]
     if isinstance(spec, (LinearSpec, FlattenSpec, UnfoldSpec)):
         return []
-    if isinstance(spec, (ChannelNormSpec, PadSpec)) or spec is None:
-        if (
-            spec is None
-            and in_shape
-            and out_shape
-            and (
-                len(out_shape) < spatial + 2
-                or tuple(in_shape[-spatial:]) != tuple(out_shape[-spatial:])
-            )
-        ):
-            return []
+    if isinstance(spec, (ChannelNormSpec, PadSpec)):
         return None
+    # no rule, or a rule without phase geometry (products, unpooling, …): the spatial
+    # structure ends where the spatial sizes change
+    if (
+        in_shape
+        and out_shape
+        and (
+            len(out_shape) < spatial + 2
+            or tuple(in_shape[-spatial:]) != tuple(out_shape[-spatial:])
+        )
+    ):
+        return []
     return None
 
 

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.layers import output_shape
+from pytest_convcheck.layers import output_shape, spec_for_module
 from pytest_convcheck.reference import (
     assert_conv_matches_reference,
     assert_transpose_is_adjoint,
@@ -47,6 +47,7 @@ from pytest_convcheck.reference import (
     transpose_is_not_inverse,
 )
 from pytest_convcheck.strategies import FAMILIES, LayerCase, layer_cases
+from pytest_convcheck.tracing import ModelRunError, trace
 
 __all__ = [
     "CONFORMANCE",
@@ -56,10 +57,14 @@ __all__ = [
     "torch_outcome",
 ]
 
+_TWO_D_ONLY = ("pixel_shuffle", "unfold", "fold", "linear")
+
 FAMILY_DIMS: list[tuple[str, int]] = [
     (family, dims)
     for family in FAMILIES
-    for dims in ((2,) if family in ("pixel_shuffle", "unfold", "fold", "linear") else (1, 2, 3))
+    for dims in (
+        (2,) if family in _TWO_D_ONLY else (2, 3) if family == "fractional_pool" else (1, 2, 3)
+    )
     if not (family == "lp_pool" and dims == 3 and not hasattr(nn, "LPPool3d"))
 ]
 """Every (family, spatial dims) the shape rules are checked in."""
@@ -83,28 +88,62 @@ def torch_outcome(case: LayerCase, device: str = "cpu") -> tuple[int, ...] | Exc
 
 
 def check_rule_against_torch(case: LayerCase, device: str = "cpu") -> None:
-    """``output_shape`` agrees with torch on ``device``: the same shape, or a
-    :class:`ShapeError` exactly when torch raises. torch's backends disagree on empty
-    transposed-conv outputs; the rule always rejects them."""
+    """``output_shape`` (for a layer with a rule) and, where ``case.traced``, ``trace``
+    agree with torch on ``device``: the same shape, or a :class:`ShapeError` exactly
+    when torch raises (but where torch disagrees with itself: see
+    :func:`_torch_inconsistency`)."""
     expected = torch_outcome(case, device)
-    try:
-        got: tuple[int, ...] | ShapeError = output_shape(
-            case.layer, case.input_shape, **dict(case.call_kwargs)
-        )
-    except ShapeError as error:
-        got = error
-    if isinstance(expected, Exception):
-        assert isinstance(got, ShapeError), (
-            f"torch ({device}) rejects {case} with {type(expected).__name__}: {expected}\n"
-            f"but the rule predicts {got}"
-        )
-    elif getattr(case.layer, "transposed", False) and 0 in expected:
-        assert isinstance(got, ShapeError) and "empty tensor" in str(got)
-    else:
-        assert not isinstance(got, ShapeError), (
-            f"torch ({device}) accepts {case} giving {expected}, but the rule raises: {got}"
-        )
-        assert got == expected, f"{case}: rule {got} != torch ({device}) {expected}"
+    # torch's circular padding that crops one side and wraps more than is left on the
+    # other fails on an overlapping copy, depending on the memory layout: not a shape rule
+    assume(not (isinstance(expected, Exception) and "single memory location" in str(expected)))
+    verdicts: list[tuple[str, Any]] = []
+    if spec_for_module(case.layer) is not None:
+        try:
+            got: Any = output_shape(case.layer, case.input_shape, **dict(case.call_kwargs))
+        except ShapeError as error:
+            got = error
+        verdicts.append(("the rule", got))
+    if case.traced or not verdicts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = trace(case.layer, case.input_shape, dtype=torch.float32).outputs[0][1]
+        except (ShapeError, ModelRunError) as error:
+            got = error
+        verdicts.append(("the trace", got))
+    for who, got in verdicts:
+        if isinstance(expected, Exception):
+            assert isinstance(got, (ShapeError, ModelRunError)), (
+                f"torch ({device}) rejects {case} with {type(expected).__name__}: {expected}\n"
+                f"but {who} predicts {got}"
+            )
+        elif isinstance(got, ShapeError) and _torch_inconsistency(case, expected, got):
+            pass
+        else:
+            assert not isinstance(got, Exception), (
+                f"torch ({device}) accepts {case} giving {expected}, but {who} raises: {got}"
+            )
+            assert got == expected, f"{case}: {who} gives {got} != torch ({device}) {expected}"
+
+
+def _torch_inconsistency(case: LayerCase, expected: tuple[int, ...], got: ShapeError) -> bool:
+    """Where torch's CPU kernels disagree with each other, the rule keeps the
+    documented verdict (``tests/test_torch_quirks.py`` pins each case):
+
+    * an empty feature map: a transposed conv's backends, replicate padding in 1-D
+      against 3-D — the rule always refuses it, as no model wants one;
+    * dilation 0 in a transposed conv: the batched oneDNN path accepts some kernels,
+      the unbatched input is refused — the rule refuses both.
+    """
+    if 0 in expected[1:] and "empty" in str(got):
+        return True
+    layer: Any = case.layer
+    return (
+        getattr(layer, "transposed", False)
+        and 0 in layer.dilation
+        and min(layer.dilation) == 0
+        and "dilation must be ≥ 1" in str(got)
+    )
 
 
 def _runs_in_float64(case: LayerCase) -> bool:

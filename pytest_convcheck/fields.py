@@ -62,6 +62,7 @@ from pytest_convcheck.layers import (
     SliceSpec,
     Spec,
     UnfoldSpec,
+    UnpoolSpec,
 )
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
 
@@ -290,6 +291,15 @@ def layer_maps(node: TraceNode, spatial: int) -> tuple[AxisMap, ...] | None:
             for k, s, p, d in zip(
                 spec.kernel, spec.stride, spec.padding, spec.dilation, strict=True
             )
+        )
+    if isinstance(spec, UnpoolSpec) and len(spec.kernel) == spatial:
+        # each value goes back somewhere in its pooling window: a transposed conv's
+        # footprint, output o ← input i for o = i·s − p + t, 0 ≤ t < k
+        if min(*spec.kernel, *spec.stride) < 1:
+            return tuple(AxisMap.everything() for _ in range(spatial))
+        return tuple(
+            _transposed(k, s, p, 1)
+            for k, s, p in zip(spec.kernel, spec.stride, spec.padding, strict=True)
         )
     if isinstance(spec, PadSpec):
         pairs = spec.geometry().padding[-spatial:]

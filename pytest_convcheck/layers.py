@@ -98,7 +98,10 @@ def _tuple(value: Any, n: int, what: str) -> tuple[int, ...]:
     if len(items) == 1 and n > 1:
         return items * n
     if len(items) != n:
-        raise ShapeError(f"{what} must be an int or a tuple of {n} ints, got {value!r}")
+        raise ShapeError(
+            f"{what} must be an int or a tuple of {n} ints, got {value!r}"
+            "\n  fix: give one int, or one per spatial axis."
+        )
     return tuple(int(v) for v in items)
 
 
@@ -269,7 +272,8 @@ class ConvSpec(Spec):
                     f"(stride={_show(self.stride)}).\n  fix: give the padding as ints, e.g. "
                     f"padding={half}, or use stride=1."
                 )
-        else:
+        elif self.padding_mode == "zeros":
+            # other modes pad with F.pad first, where a negative padding crops
             _at_least(label, "padding", self.padding, 0, _PADDING_FIX)
         if self.groups < 1:
             raise ShapeError(
@@ -286,7 +290,7 @@ class ConvSpec(Spec):
                 f"{label}: in_channels={self.in_channels} is not divisible by "
                 f"groups={self.groups}.\n  fix: choose in_channels as a multiple of groups."
             )
-        if self.transposed:
+        if self.transposed and self.output_size is None:  # output_size overrides it
             _at_least(
                 label,
                 "output_padding",
@@ -342,6 +346,7 @@ class ConvSpec(Spec):
             raise ShapeError(
                 f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
                 f"dimension; convolution needs at least one element per channel and axis."
+                "\n  fix: feed a non-empty input (only the batch may be 0)."
             )
         if self.transposed:
             return (*lead[:-1], self.out_channels, *self._transposed_spatial(label, spatial))
@@ -384,6 +389,7 @@ class ConvSpec(Spec):
                 raise ShapeError(
                     f"{label}: output_size must have {self.dims} or {self.dims + 2} elements, "
                     f"got {len(self.output_size)}: {self.output_size}"
+                    "\n  fix: pass output_size=(H, W) or the full (N, C, H, W)."
                 )
             out_pad = []
             for axis, want, lo, s in zip(_AXES[self.dims], wanted, base, self.stride, strict=True):
@@ -490,7 +496,10 @@ def _check_pad_mode(
                 f"to ≤ {size} or feed a larger input."
             )
         if mode in ("replicate", "reflect", "circular") and size == 0:
-            raise ShapeError(f"{label}: {mode} padding needs a non-empty input along {axis}.")
+            raise ShapeError(
+                f"{label}: {mode} padding needs a non-empty input along {axis}."
+                "\n  fix: feed a non-empty input, or pad with mode 'constant'."
+            )
 
 
 def _conv_padding(value: Any, n: int) -> tuple[int, ...] | str:
@@ -618,6 +627,7 @@ class PoolSpec(Spec):
             raise ShapeError(
                 f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
                 f"dimension; pooling needs a non-empty input."
+                "\n  fix: feed a non-empty input (only the batch may be 0)."
             )
         for axis, k, s, d, p in zip(
             axes, self.kernel, self.stride, self.dilation, self.padding, strict=True
@@ -627,6 +637,7 @@ class PoolSpec(Spec):
                     f"{label}: kernel_size, stride and dilation must be positive and padding "
                     f"non-negative along {axis}, got kernel={k}, stride={s}, dilation={d}, "
                     f"padding={p}."
+                    "\n  fix: kernel_size, stride and dilation ≥ 1; padding ≥ 0."
                 )
             if p > k // 2:
                 raise ShapeError(
@@ -777,6 +788,12 @@ class AdaptivePoolSpec(Spec):
     dims: int
     output_size: tuple[int | None, ...]
 
+    def global_average(self, spatial: Shape) -> bool:
+        """Average pooling to one position per axis: torch computes a mean, which also
+        takes an empty input (``aten/.../AdaptiveAveragePooling.cpp``)."""
+        sizes = (i if o is None else o for i, o in zip(spatial, self.output_size, strict=True))
+        return "avg" in self.kind.lower() and all(s == 1 for s in sizes)
+
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         n = self.dims
@@ -800,10 +817,11 @@ class AdaptivePoolSpec(Spec):
             "give each output size as an int ≥ 0 (or None to keep the input size).",
         )
         lead, spatial = _spatial_split(input_shape, n)
-        if any(size == 0 for size in input_shape[-n - 1 :]):
+        if any(size == 0 for size in input_shape[-n - 1 :]) and not self.global_average(spatial):
             raise ShapeError(
                 f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
                 f"dimension; adaptive pooling needs a non-empty input."
+                "\n  fix: feed a non-empty input (only the batch may be 0)."
             )
         out = tuple(
             size if want is None else want
@@ -883,9 +901,13 @@ class InterpolateSpec(Spec):
             raise ShapeError(
                 f"{label}: antialias=True works only with 4-D input and mode 'bilinear' or "
                 f"'bicubic', got mode {self.mode!r} and {rank}-D input."
+                "\n  fix: drop antialias, or use mode 'bilinear' on a 4-D input."
             )
         if (self.size is None) == (self.scale_factor is None):
-            raise ShapeError(f"{label}: give exactly one of size or scale_factor.")
+            raise ShapeError(
+                f"{label}: give exactly one of size or scale_factor."
+                "\n  fix: drop size or scale_factor."
+            )
         lead, spatial = _spatial_split(input_shape, n)
         if self.size is not None:
             sizes = _tuple(self.size, n, "size")
@@ -1005,6 +1027,7 @@ class PixelShuffleSpec(Spec):
             raise ShapeError(
                 f"{label}: expected an input with at least 3 dims (*, C, H, W), got "
                 f"{len(input_shape)}-D input of shape {tuple(input_shape)}."
+                "\n  fix: give the layer a (N, C, H, W) tensor."
             )
         *lead, c, h, w = input_shape
         if not self.inverse:
@@ -1067,10 +1090,6 @@ class UnfoldSpec(Spec):
     fold_output: tuple[int, int] | None = None
 
     def _blocks(self, label: str, spatial: Sequence[int]) -> tuple[int, int]:
-        _at_least(label, "kernel_size", self.kernel, 1, _KERNEL_FIX)
-        _at_least(label, "dilation", self.dilation, 1, _DILATION_FIX)
-        _at_least(label, "padding", self.padding, 0, "use padding ≥ 0.")
-        _at_least(label, "stride", self.stride, 1, "use stride ≥ 1.")
         blocks = tuple(
             (size + 2 * p - d * (k - 1) - 1) // s + 1
             for size, k, d, p, s in zip(
@@ -1088,6 +1107,10 @@ class UnfoldSpec(Spec):
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
+        _at_least(label, "kernel_size", self.kernel, 1, _KERNEL_FIX)
+        _at_least(label, "dilation", self.dilation, 1, _DILATION_FIX)
+        _at_least(label, "padding", self.padding, 0, "use padding ≥ 0.")
+        _at_least(label, "stride", self.stride, 1, "use stride ≥ 1.")
         kernel_area = self.kernel[0] * self.kernel[1]
         if self.fold_output is None:
             _check_rank(
@@ -1099,7 +1122,10 @@ class UnfoldSpec(Spec):
             )
             *lead, c, h, w = input_shape
             if any(size == 0 for size in (c, h, w)):
-                raise ShapeError(f"{label}: input of shape {tuple(input_shape)} is empty.")
+                raise ShapeError(
+                    f"{label}: input of shape {tuple(input_shape)} is empty."
+                    "\n  fix: feed a non-empty input."
+                )
             bh, bw = self._blocks(label, (h, w))
             return (*lead, c * kernel_area, bh * bw)
         _check_rank(
@@ -1183,7 +1209,10 @@ class PadSpec(Spec):
         label = _name(self.kind, name)
         m = len(self.pad) // 2
         if len(self.pad) % 2:
-            raise ShapeError(f"{label}: padding length must be even, got {self.pad}.")
+            raise ShapeError(
+                f"{label}: padding length must be even, got {self.pad}."
+                "\n  fix: give (before, after) pairs, last dim first."
+            )
         if self.dims is not None:
             _check_rank(
                 label,
@@ -1196,11 +1225,13 @@ class PadSpec(Spec):
             raise ShapeError(
                 f"{label}: {self.mode} padding of {m} dims needs a {m + 1}-D or {m + 2}-D "
                 f"input, got shape {tuple(input_shape)}."
+                "\n  fix: give the layer one more dim than the padded ones (C), or two (N, C)."
             )
         if m > len(input_shape):
             raise ShapeError(
                 f"{label}: padding {self.pad} pads {m} dims but the input has only "
                 f"{len(input_shape)} (shape {tuple(input_shape)})."
+                "\n  fix: pad at most as many dims as the input has."
             )
         out = list(input_shape)
         axes = list(range(len(input_shape) - 1, len(input_shape) - 1 - m, -1))
@@ -1210,17 +1241,22 @@ class PadSpec(Spec):
                 raise ShapeError(
                     f"{label}: {self.mode} padding needs a non-empty input, got shape "
                     f"{tuple(input_shape)}."
+                    "\n  fix: feed a non-empty input, or pad with mode 'constant'."
                 )
             spatial = tuple(input_shape[a] for a in axes)
             _check_pad_mode(label, self.mode, spatial, pairs, [f"dim {a}" for a in axes])
         for axis, (before, after) in zip(axes, pairs, strict=True):
             size = input_shape[axis] + before + after
+            # replicate padding only counts the total (ReplicationPadding.cpp)
             cropped = input_shape[axis] + min(before, 0) + min(after, 0)
+            if self.mode == "replicate":
+                cropped = size
             if cropped < 0 or size < 0 or (size == 0 and self.mode != "constant"):
+                what = " (an empty output)" if size == 0 else ""
                 raise ShapeError(
                     f"{label}: input size {input_shape[axis]} at dim {axis} plus padding "
-                    f"({before}, {after}) gives {size}.\n  fix: crop less (negative padding "
-                    f"removes elements)."
+                    f"({before}, {after}) gives {size}{what}.\n  fix: crop less (negative "
+                    f"padding removes elements)."
                 )
             out[axis] = size
         return tuple(out)
@@ -1287,6 +1323,7 @@ class SliceSpec(Spec):
             raise ShapeError(
                 f"{label}: {len(self.front) + len(self.back)} indices for a {rank}-D tensor "
                 f"of shape {tuple(input_shape)}."
+                "\n  fix: index at most as many dims as the tensor has."
             )
         middle = [(None, None, None)] * (rank - len(self.front) - len(self.back))
         return [*self.front, *middle, *self.back]
@@ -1372,7 +1409,10 @@ class LinearSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         if len(input_shape) == 0:
-            raise ShapeError(f"{label}: input must have at least one dimension.")
+            raise ShapeError(
+                f"{label}: input must have at least one dimension."
+                "\n  fix: add a dim, e.g. x.unsqueeze(0)."
+            )
         out = (*input_shape[:-1], self.out_features) if not self.vector else input_shape[:-1]
         if self.in_features is not None and input_shape[-1] != self.in_features:
             flat = _numel(input_shape[1:]) if len(input_shape) > 1 else input_shape[-1]
@@ -1444,7 +1484,10 @@ class FlattenSpec(Spec):
             dim = self._norm(label, self.start_dim, rank, input_shape)
             sizes = list(self.unflatten)
             if sizes.count(-1) > 1:
-                raise ShapeError(f"{label}: only one size may be -1, got {tuple(sizes)}.")
+                raise ShapeError(
+                    f"{label}: only one size may be -1, got {tuple(sizes)}."
+                    "\n  fix: give every size but one."
+                )
             known = _numel([s for s in sizes if s != -1])
             total = input_shape[dim]
             if -1 in sizes:
@@ -1452,6 +1495,7 @@ class FlattenSpec(Spec):
                     raise ShapeError(
                         f"{label}: cannot unflatten dim {dim} of size {total} into "
                         f"{tuple(sizes)}: {total} is not divisible by {known}."
+                        "\n  fix: choose sizes whose product divides the dim."
                     )
                 sizes[sizes.index(-1)] = total // known
             elif known != total:
@@ -1469,6 +1513,7 @@ class FlattenSpec(Spec):
             raise ShapeError(
                 f"{label}: start_dim {self.start_dim} comes after end_dim {self.end_dim} for "
                 f"a {rank}-D input of shape {tuple(input_shape)}."
+                "\n  fix: use start_dim ≤ end_dim."
             )
         return (*input_shape[:start], _numel(input_shape[start : end + 1]), *input_shape[end + 1 :])
 
@@ -1478,6 +1523,7 @@ class FlattenSpec(Spec):
             raise ShapeError(
                 f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
                 f"{tuple(input_shape)} (expected {-rank}..{rank - 1})."
+                "\n  fix: use a dim inside the range, counting from 0 (or from −1 at the end)."
             )
         return dim % rank
 
@@ -1538,6 +1584,7 @@ class ChannelNormSpec(Spec):
             raise ShapeError(
                 f"{label}: expected an input with at least {self.min_rank} dims "
                 f"(N, C, ...), got shape {tuple(input_shape)}."
+                "\n  fix: give the layer an (N, C, ...) tensor."
             )
         if self.dim is not None:
             _dim_index(label, self.dim, len(input_shape), input_shape)
@@ -1553,7 +1600,10 @@ class ChannelNormSpec(Spec):
         channel_dim = 0 if self.unbatched and len(input_shape) == self.ranks[0] else 1
         if self.channels is not None or self.groups is not None:
             if len(input_shape) < 2:
-                raise ShapeError(f"{label}: expected (N, C, ...) input, got {tuple(input_shape)}.")
+                raise ShapeError(
+                    f"{label}: expected (N, C, ...) input, got {tuple(input_shape)}."
+                    "\n  fix: give the layer an (N, C, ...) tensor."
+                )
             c = input_shape[channel_dim]
             if self.channels is not None and c != self.channels:
                 raise ShapeError(
@@ -1597,6 +1647,7 @@ def _dim_index(label: str, dim: int, rank: int, input_shape: Shape) -> int:
         raise ShapeError(
             f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
             f"{tuple(input_shape)} (expected {-extent}..{extent - 1})."
+            "\n  fix: use a dim inside the range, counting from 0 (or from −1 at the end)."
         )
     return dim % extent
 
@@ -1612,7 +1663,10 @@ class GLUSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         if not input_shape:
-            raise ShapeError(f"{label}: glu does not support 0-D (scalar) inputs.")
+            raise ShapeError(
+                f"{label}: glu does not support 0-D (scalar) inputs."
+                "\n  fix: give it a tensor with the dim to halve."
+            )
         dim = _dim_index(label, self.dim, len(input_shape), input_shape)
         if input_shape[dim] % 2:
             raise ShapeError(
@@ -1638,7 +1692,11 @@ def _norm_from_module(module: nn.Module) -> Spec:
         )
         batch_stats = module.training or not m.track_running_stats
         return ChannelNormSpec(
-            kind, None if lazy else int(m.num_features), ranks, batch_stats=batch_stats
+            kind,
+            None if lazy else int(m.num_features),
+            ranks,
+            batch_stats=batch_stats,
+            problem=_eps_problem(float(m.eps), batch_stats),
         )
     if isinstance(module, nn.modules.instancenorm._InstanceNorm):
         base = next(c.__name__ for c in type(module).__mro__ if c.__name__ in _INSTANCE_RANKS)
@@ -1676,6 +1734,14 @@ def _glu_from_call(
 ) -> GLUSpec:
     bound = dict(zip(("input", "dim"), args, strict=False)) | kwargs
     return GLUSpec("glu", int(bound.get("dim", -1)))
+
+
+def _eps_problem(eps: float, training: bool) -> str:
+    """``F.batch_norm``: eps > 0 when the batch's statistics are used, ≥ 0 otherwise."""
+    if eps > 0 or (eps == 0 and not training):
+        return ""
+    rule = "positive when normalising with the batch's statistics" if training else "≥ 0"
+    return f"eps={eps} must be {rule}.\n  fix: use a small positive eps such as 1e-5."
 
 
 def _hardtanh_problem(low: float, high: float) -> str:
@@ -1745,7 +1811,7 @@ def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Chan
                 return ChannelNormSpec(
                     name,
                     problem=f"{what} of shape {tuple(tensor.shape)} must have the shape of "
-                    f"normalized_shape={normalized}.",
+                    f"normalized_shape={normalized}.\n  fix: pass a {what} of shape {normalized}.",
                 )
         return ChannelNormSpec(name, normalized_shape=normalized)
     if name == "group_norm":
@@ -1753,7 +1819,11 @@ def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Chan
         groups = int(bound["num_groups"])
         sizes = {_numel_of(bound.get("weight")), _numel_of(bound.get("bias"))} - {None}
         if groups < 1:
-            return ChannelNormSpec(name, problem=f"num_groups must be ≥ 1, got {groups}.")
+            return ChannelNormSpec(
+                name,
+                problem=f"num_groups must be ≥ 1, got {groups}.\n  fix: num_groups=1 normalises "
+                f"all channels together (LayerNorm-like), num_groups=C each one (InstanceNorm).",
+            )
         return ChannelNormSpec(
             name, next(iter(sizes)) if len(sizes) == 1 else None, groups=groups, min_rank=2
         )
@@ -1771,11 +1841,17 @@ def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Chan
         return ChannelNormSpec(
             name,
             problem=f"running statistics and affine parameters disagree on the channel "
-            f"count: sizes {sorted(s for s in sizes if s is not None)}.",
+            f"count: sizes {sorted(s for s in sizes if s is not None)}.\n  fix: give all of "
+            f"them one entry per channel.",
         )
     if name == "batch_norm":
+        training = bool(bound.get("training", False))
         return ChannelNormSpec(
-            name, channels, batch_stats=bool(bound.get("training", False)), min_rank=2
+            name,
+            channels,
+            batch_stats=training,
+            min_rank=2,
+            problem=_eps_problem(float(bound.get("eps", 1e-5)), training),
         )
     return ChannelNormSpec(
         name,
@@ -1821,6 +1897,7 @@ class FractionalPoolSpec(Spec):
             raise ShapeError(
                 f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
                 f"dimension; fractional max pooling needs a non-empty input."
+                "\n  fix: feed a non-empty input (only the batch may be 0)."
             )
         lead, spatial = _spatial_split(input_shape, n)
         if self.samples is not None:
@@ -1838,13 +1915,17 @@ class FractionalPoolSpec(Spec):
             assert self.output_ratio is not None
             out = tuple(int(size * r) for size, r in zip(spatial, self.output_ratio, strict=True))
         _at_least(label, "output size", out, 0, "ask for an output size ≥ 0.")
+        # FractionalMaxPool2d.cpp checks out + k − 1 ≤ in, FractionalMaxPool3d.cpp < in
+        strict = n == 3
         for axis, size, o, k in zip(_AXES[n], spatial, out, self.kernel, strict=True):
-            if o + k - 1 > size:
+            if o + k - 1 > size or (strict and o + k - 1 == size):
+                need = o + k if strict else o + k - 1
                 raise ShapeError(
                     f"{label}: kernel {k} is too large for output size {o} along {axis}: "
-                    f"out + kernel − 1 = {o} + {k} − 1 = {o + k - 1} > in = {size} (input "
-                    f"{tuple(input_shape)}).\n  fix: feed at least {o + k - 1} along {axis}, "
-                    f"or ask for a smaller output or kernel."
+                    f"out + kernel − 1 = {o} + {k} − 1 = {o + k - 1} must be "
+                    f"{'<' if strict else '≤'} in = {size} (input {tuple(input_shape)}).\n  "
+                    f"fix: feed at least {need} along {axis}, or ask for a smaller output or "
+                    f"kernel."
                 )
         return (*lead, *out)
 
@@ -1864,7 +1945,10 @@ def _fractional(
             items = items * n
         ratios = tuple(float(r) for r in items)
         if len(ratios) != n:
-            raise ShapeError(f"output_ratio={ratio!r} must have {n} entries.")
+            raise ShapeError(
+                f"output_ratio={ratio!r} must have {n} entries."
+                "\n  fix: give one ratio, or one per axis."
+            )
     return FractionalPoolSpec(
         kind,
         n,
@@ -1955,6 +2039,7 @@ class UnpoolSpec(Spec):
             raise ShapeError(
                 f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
                 f"dimension; unpooling needs a non-empty input."
+                "\n  fix: feed a non-empty input (only the batch may be 0)."
             )
         lead, spatial = _spatial_split(input_shape, n)
         default = tuple(
@@ -2040,9 +2125,15 @@ class TensorUnfoldSpec(Spec):
                 f"a larger input."
             )
         if self.size < 0:
-            raise ShapeError(f"{label}: window size must be ≥ 0, got {self.size}.")
+            raise ShapeError(
+                f"{label}: window size must be ≥ 0, got {self.size}."
+                "\n  fix: x.unfold(dim, size ≥ 0, step ≥ 1)."
+            )
         if self.step < 1:
-            raise ShapeError(f"{label}: step must be ≥ 1, got {self.step}.")
+            raise ShapeError(
+                f"{label}: step must be ≥ 1, got {self.step}."
+                "\n  fix: x.unfold(dim, size, step ≥ 1)."
+            )
         if not rank:
             return (self.size,)
         out = list(input_shape)
@@ -2155,6 +2246,7 @@ class MatmulSpec(Spec):
             raise ShapeError(
                 f"{label}: query, key and value need at least 2 dims (…, L, E), got "
                 f"{tuple(q)}, {tuple(k)}, {tuple(v)}."
+                "\n  fix: give query, key and value the shape (…, L, E)."
             )
         if q[-1] != k[-1] or k[-2] != v[-2]:
             raise ShapeError(
@@ -2171,6 +2263,7 @@ class MatmulSpec(Spec):
                     raise ShapeError(
                         f"{label}: with enable_gqa the query's {heads} heads must be a "
                         f"multiple of the {what}'s {shape[-3]}."
+                        "\n  fix: make the query's head count a multiple of the key's and value's."
                     )
             kb, vb = (*k[:-3], heads), (*v[:-3], heads)
         batch = broadcast_shapes(label, q[:-2], kb, vb)
@@ -2197,6 +2290,7 @@ def _product(label: str, a: Shape, b: Shape, rank: int) -> tuple[Shape, int]:
     if rank == 3 and a[0] != b[0]:
         raise ShapeError(
             f"{label}: batch sizes differ: {a[0]} and {b[0]} (shapes {tuple(a)}, {tuple(b)})."
+            "\n  fix: give both operands the same batch, or use torch.matmul, which broadcasts."
         )
     if a[-1] != b[-2]:
         raise ShapeError(
@@ -2240,18 +2334,22 @@ def _einsum_terms(equation: str, ops: tuple[Shape, ...]) -> tuple[list[list[str]
         raise ShapeError(
             f"einsum: the equation {equation!r} has {len(terms)} operand term(s) but "
             f"{len(ops)} operand(s) were given."
+            "\n  fix: give one term per operand, separated by commas."
         )
     widest = 0
-    parsed: list[list[str]] = []
     for term, shape in zip(terms, ops, strict=True):
         letters = term.replace("...", "")
         if not all(c.isalpha() for c in letters) or term.count("...") > 1:
-            raise ShapeError(f"einsum: invalid subscripts {term!r} in {equation!r}.")
+            raise ShapeError(
+                f"einsum: invalid subscripts {term!r} in {equation!r}."
+                "\n  fix: use letters and at most one ... per term."
+            )
         if "..." in term:
             width = len(shape) - len(letters)
             if width < 0:
                 raise ShapeError(
                     f"einsum: term {term!r} has more labels than operand {tuple(shape)} has dims."
+                    "\n  fix: one label per dim."
                 )
             widest = max(widest, width)
         elif len(letters) != len(shape):
@@ -2259,21 +2357,23 @@ def _einsum_terms(equation: str, ops: tuple[Shape, ...]) -> tuple[list[list[str]
                 f"einsum: term {term!r} has {len(letters)} labels but operand {tuple(shape)} "
                 f"has {len(shape)} dims.\n  fix: give one label per dim (or use ...)."
             )
-        parsed.append(list(term))
     expanded = []
     for term, shape in zip(terms, ops, strict=True):
         head, dots, tail = term.partition("...")
         width = len(shape) - len(head) - len(tail) if dots else 0
         expanded.append([*head, *(f".{widest - width + i}" for i in range(width)), *tail])
     if arrow:
-        head, dots, tail = rhs.partition("...")
-        if not all(c.isalpha() for c in head + tail):
-            raise ShapeError(f"einsum: invalid output subscripts {rhs!r}.")
-        out = [*head, *(f".{i}" for i in range(widest) if dots), *tail]
+        left, dots, right = rhs.partition("...")
+        if not all(c.isalpha() for c in left + right):
+            raise ShapeError(
+                f"einsum: invalid output subscripts {rhs!r}."
+                "\n  fix: use letters and at most one ... after ->."
+            )
+        out = [*left, *(f".{i}" for i in range(widest) if dots), *right]
     else:
         counts: dict[str, int] = {}
-        for term in expanded:
-            for label in term:
+        for term_labels in expanded:
+            for label in term_labels:
                 counts[label] = counts.get(label, 0) + 1
         out = [f".{i}" for i in range(widest)] + sorted(
             c for c, n in counts.items() if n == 1 and not c.startswith(".")
@@ -2299,13 +2399,20 @@ def _einsum(label: str, equation: str, ops: tuple[Shape, ...]) -> tuple[Shape, i
                 raise ShapeError(
                     f"{label}: label {name!r} has size {size} in one operand and {known} in "
                     f"another ({equation!r} on {', '.join(str(tuple(o)) for o in ops)})."
+                    "\n  fix: make the sizes of the label agree (or 1, which broadcasts)."
                 )
             sizes[name] = max(known, size) if size == 1 or known == 1 else size
     for name in out:
         if name not in sizes:
-            raise ShapeError(f"{label}: output label {name!r} appears in no operand.")
+            raise ShapeError(
+                f"{label}: output label {name!r} appears in no operand."
+                "\n  fix: use only labels of the operands after ->."
+            )
         if out.count(name) > 1:
-            raise ShapeError(f"{label}: output label {name!r} appears more than once.")
+            raise ShapeError(
+                f"{label}: output label {name!r} appears more than once."
+                "\n  fix: name each output label once."
+            )
     labels = [set(term) for term in terms]
 
     def kept(j: int) -> set[str]:
@@ -2341,22 +2448,20 @@ def _matmul_from_call(
     if name == "einsum":
         equation, *rest = args
         operands = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
-        if not isinstance(equation, str) or not all(
-            isinstance(t, torch.Tensor) for t in operands
-        ):
+        if not isinstance(equation, str) or not all(isinstance(t, torch.Tensor) for t in operands):
             raise ValueError("einsum's sublist form: torch computes its shape")
         return MatmulSpec(name, "einsum", tuple(_shape_of(t) for t in operands), equation)
     if name == "scaled_dot_product_attention":
         names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal")
         bound = dict(zip(names, args, strict=False)) | kwargs
         mask = bound.get("attn_mask")
-        shapes = [_shape_of(bound[k]) for k in ("query", "key", "value")]
+        qkv = [_shape_of(bound[k]) for k in ("query", "key", "value")]
         if isinstance(mask, torch.Tensor):
-            shapes.append(_shape_of(mask))
+            qkv.append(_shape_of(mask))
         return MatmulSpec(
             name,
             "sdpa",
-            tuple(shapes),
+            tuple(qkv),
             causal_mask=mask is not None and bool(bound.get("is_causal", False)),
             gqa=bool(bound.get("enable_gqa", False)),
         )
@@ -2366,10 +2471,8 @@ def _matmul_from_call(
     count = 3 if form in ("addmm", "baddbmm") else 2
     if len(tensors) != count:
         raise ValueError("an unusual call signature")
-    shapes = tuple(_shape_of(t) for t in tensors)
-    if name == "__rmatmul__":
-        shapes = shapes[::-1]
-    return MatmulSpec(name, form, shapes)
+    operands = tuple(_shape_of(t) for t in tensors)
+    return MatmulSpec(name, form, operands[::-1] if name == "__rmatmul__" else operands)
 
 
 # --------------------------------------------------------------------------- the table

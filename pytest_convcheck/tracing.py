@@ -314,9 +314,7 @@ class _Recorder:
         return bool(self.stack) and id(self.stack[-1].module) in self.leaves
 
     # ------------------------------------------------------------------ module hooks
-    def pre_hook(
-        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
         self.calls[name] = self.calls.get(name, 0) + 1
         first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
@@ -941,12 +939,13 @@ def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Mod
 
 
 def _input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype the model computes in: that of its first floating parameter or buffer
+    (a lazy layer's uninitialised parameters know theirs: the default dtype when it
+    was built), else the default dtype."""
     for p in itertools.chain(model.parameters(), model.buffers()):
-        if p.is_floating_point() and not isinstance(
-            p, getattr(nn.parameter, "UninitializedTensorMixin", ())
-        ):
+        if p.dtype.is_floating_point:
             return p.dtype
-    return torch.float32
+    return torch.get_default_dtype()
 
 
 # --------------------------------------------------------------------------- trace
@@ -1048,28 +1047,32 @@ def _instrument(module: nn.Module, recorder: _Recorder) -> None:
     object.__setattr__(module, "forward", forward)
 
 
-_PLAIN = (int, float, bool, str, type(None))
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+_NOT_CONFIGURATION = frozenset({"_parameters", "_buffers", "_modules", "forward"}) | _HOOK_KEYS
 
 
 def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     """Everything of a leaf module's configuration that can change what its call
     returns, as a hashable key: its class and its plain attributes (``return_indices``,
-    ``ceil_mode``, ``inplace``, …); ``None`` (no replay) when one is not plain."""
-    items: list[tuple[str, Any]] = []
+    ``ceil_mode``, ``inplace``, …), tensor attributes by shape and dtype; ``None`` (no
+    replay) when an attribute is of any other kind. Weights are left out: the spec
+    (channels, kernel) fixes their shapes."""
+    items: list[tuple[Any, ...]] = []
+    plain, skipped = _PLAIN, _NOT_CONFIGURATION
     for key, value in module.__dict__.items():
-        if key in ("_parameters", "_buffers", "_modules") or isinstance(value, nn.Module):
-            continue  # tensors the spec describes (weights), children (not leaves)
-        if isinstance(value, torch.Tensor):
-            value = ("tensor", tuple(value.shape), value.dtype)
-        elif key.startswith("_") and not isinstance(value, _PLAIN):
-            continue  # hook dicts, caches
-        elif isinstance(value, (tuple, list)):
-            if not all(isinstance(v, _PLAIN) for v in value):
+        kind = type(value)
+        if kind in plain:
+            items.append((key, value))
+        elif key in skipped or key == "_non_persistent_buffers_set":
+            continue
+        elif kind is tuple or kind is list:
+            if not all(type(v) in plain for v in value):
                 return None
-            value = (type(value).__name__, *value)
-        elif not isinstance(value, _PLAIN):
+            items.append((key, kind, *value))
+        elif isinstance(value, torch.Tensor):
+            items.append((key, tuple(value.shape), value.dtype))
+        else:
             return None
-        items.append((key, value))
     return (type(module), tuple(items))
 
 

@@ -55,9 +55,13 @@ EXTRA_OPS = frozenset(
 )
 # Samples outside what the plugin traces: the model input is a float tensor, and
 # these OpInfo entries exercise other machinery (autograd-only variants).
-SKIPPED_VARIANTS = frozenset({("nn.functional.max_unpool1d", "grad"),
-                              ("nn.functional.max_unpool2d", "grad"),
-                              ("nn.functional.max_unpool3d", "grad")})
+SKIPPED_VARIANTS = frozenset(
+    {
+        ("nn.functional.max_unpool1d", "grad"),
+        ("nn.functional.max_unpool2d", "grad"),
+        ("nn.functional.max_unpool3d", "grad"),
+    }
+)
 
 
 def _resolve(name: str) -> Any:
@@ -285,11 +289,55 @@ def walk_modules(infos: list[Any], tally: Tally, limit: int | None = None) -> No
             _compare(label + " [trace]", expected, traced, tally)
 
 
+def walk_module_errors(infos: list[Any], tally: Tally) -> None:
+    """ModuleInfos' error inputs that fail in forward: ``output_shape`` and ``trace``
+    refuse them with an exported error."""
+    from torch.testing._internal.common_modules import ModuleErrorEnum
+
+    for info in infos:
+        if info.module_error_inputs_func is None:
+            continue
+        errors = info.module_error_inputs_func(
+            info, device="cpu", dtype=torch.float32, requires_grad=False, training=True
+        )
+        for error_input in errors:
+            if error_input.error_on != ModuleErrorEnum.FORWARD_ERROR:
+                continue
+            inputs = error_input.module_error_input
+            ctor, fwd = inputs.constructor_input, inputs.forward_input
+            module = info.module_cls(*ctor.args, **ctor.kwargs)
+            x = fwd.args[0]
+            label = (
+                f"error input {_describe(info.module_cls.__name__, ctor.args, ctor.kwargs)} "
+                f"on {tuple(x.shape)}"
+            )
+            tally.error_inputs += 1
+            for what, verdict in (
+                ("output_shape", _outcome(lambda m=module, x=x: output_shape(m, tuple(x.shape)))),
+                ("trace", _outcome(lambda m=module, x=x: trace(m, tuple(x.shape), dtype=x.dtype))),
+            ):
+                if not isinstance(verdict, EXPORTED):
+                    tally.findings.append(
+                        f"{label} [{what}]: torch raises {error_input.error_type.__name__} "
+                        f"({error_input.error_regex!r}) but we give {verdict!r}"
+                    )
+
+
+def _outcome(run: Callable[[], Any]) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return run()
+    except Exception as error:
+        return error
+
+
 def walk(limit: int | None = None) -> Tally:
     """The whole walk; ``limit`` caps the samples per op and module."""
     tally = Tally()
     walk_ops(covered_opinfos(), tally, limit)
     walk_modules(covered_moduleinfos(), tally, limit)
+    walk_module_errors(covered_moduleinfos(), tally)
     return tally
 
 

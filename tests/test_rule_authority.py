@@ -1,0 +1,353 @@
+"""The rule table is the authority: a layer its formula or argument checks reject is
+refused by ``output_shape`` and ``trace`` alike, whatever torch's meta kernels say;
+bad arguments get a message that names the argument and the rule, never a crash."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_convcheck import ModelRunError, ShapeError, output_shape, trace
+
+
+class Call(nn.Module):
+    """``fn(x)`` as a model, for functional calls with fixed weights."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], object], **buffers: torch.Tensor):
+        super().__init__()
+        self.fn = fn
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
+
+    def forward(self, x: torch.Tensor) -> object:
+        return self.fn(self, x)
+
+
+# (layer factory, input shape, words the message must contain); torch's CPU kernels
+# reject each, while its meta kernels returned a shape (or the old rules crashed)
+REFUSED: list[tuple[str, Callable[[], nn.Module], tuple[int, ...], str]] = [
+    (
+        "negative padding",
+        lambda: nn.Conv2d(3, 8, 2, stride=4, padding=-1),
+        (1, 3, 16, 16),
+        "padding must be ≥ 0",
+    ),
+    ("dilation 0", lambda: nn.Conv2d(1, 1, 3, dilation=0), (1, 1, 16, 16), "dilation must be ≥ 1"),
+    ("kernel 0", lambda: nn.Conv2d(1, 1, 0), (1, 1, 16, 16), "kernel_size must be ≥ 1"),
+    (
+        "output_padding 2 > stride",
+        lambda: nn.ConvTranspose2d(8, 3, 3, stride=2, padding=1, output_padding=2),
+        (1, 8, 8, 8),
+        "output_padding=2 along H must be smaller",
+    ),
+    (
+        "output_padding 1 at stride 1",
+        lambda: nn.ConvTranspose2d(8, 3, 3, output_padding=1),
+        (1, 8, 8, 8),
+        "max(stride, dilation)",
+    ),
+    (
+        "negative output_padding",
+        lambda: nn.ConvTranspose2d(8, 3, 3, stride=2, output_padding=-1),
+        (1, 8, 8, 8),
+        "output_padding must be ≥ 0",
+    ),
+    ("stride 0", lambda: nn.Conv2d(1, 1, 3, stride=0), (1, 1, 16, 16), "stride must be ≥ 1"),
+    ("stride -1", lambda: nn.Conv2d(1, 1, 3, stride=-1), (1, 1, 16, 16), "stride must be ≥ 1"),
+    (
+        "conv3d dilation [-1]",
+        lambda: nn.Conv3d(1, 1, 3, dilation=[-1]),
+        (1, 1, 8, 8, 8),
+        "dilation must be ≥ 1",
+    ),
+    (
+        "conv3d padding [-1]",
+        lambda: nn.Conv3d(1, 1, 3, padding=[-1]),
+        (1, 1, 8, 8, 8),
+        "padding must be ≥ 0",
+    ),
+    (
+        "transposed padding='same'",
+        lambda: nn.ConvTranspose2d(2, 2, 3, padding="same"),
+        (1, 2, 8, 8),
+        "padding='same' is not supported for transposed convolutions",
+    ),
+    ("adaptive pool of an empty axis", lambda: nn.AdaptiveAvgPool2d(2), (1, 1, 0, 4), "zero-size"),
+    (
+        "adaptive output -1",
+        lambda: nn.AdaptiveAvgPool2d((-1, 2)),
+        (1, 1, 4, 4),
+        "output_size must be ≥ 0",
+    ),
+    ("PixelShuffle(0)", lambda: nn.PixelShuffle(0), (1, 4, 4, 4), "upscale_factor must be ≥ 1"),
+    ("Unfold stride 0", lambda: nn.Unfold(2, stride=0), (1, 1, 4, 4), "stride must be ≥ 1"),
+    ("MaxPool stride 0", lambda: nn.MaxPool2d(2, stride=0), (1, 1, 4, 4), "stride"),
+    (
+        "bilinear on 3-D",
+        lambda: nn.Upsample(scale_factor=2, mode="bilinear"),
+        (1, 1, 4),
+        "needs a 4-D input",
+    ),
+    ("circular pad on 1-D", lambda: nn.CircularPad2d(1), (4,), "expected a 3-D or 4-D input"),
+    (
+        "InstanceNorm of one position",
+        lambda: nn.InstanceNorm2d(4),
+        (2, 4, 1, 1),
+        "more than 1 spatial element",
+    ),
+    (
+        "BatchNorm eps 0 in training",
+        lambda: nn.BatchNorm2d(4, eps=0.0),
+        (2, 4, 3, 3),
+        "eps=0.0 must be positive",
+    ),
+    ("GLU of an odd dim", lambda: nn.GLU(1), (2, 5, 4), "needs an even size"),
+    ("Softmax dim 3 of a 3-D input", lambda: nn.Softmax(dim=3), (2, 5, 4), "dim 3 is out of range"),
+    (
+        "conv2d out_channels not divisible by groups",
+        lambda: Call(lambda m, x: F.conv2d(x, m.w, groups=2), w=torch.zeros(3, 2, 3, 3)),
+        (1, 4, 8, 8),
+        "out_channels=3 is not divisible by groups=2",
+    ),
+    (
+        "conv2d with a 3-D weight",
+        lambda: Call(lambda m, x: F.conv2d(x, m.w), w=torch.zeros(3, 2, 3)),
+        (1, 2, 8, 8),
+        "needs a 4-D weight",
+    ),
+    (
+        "conv2d with groups 0",
+        lambda: Call(lambda m, x: F.conv2d(x, m.w, groups=0), w=torch.zeros(3, 2, 3, 3)),
+        (1, 2, 8, 8),
+        "groups must be ≥ 1",
+    ),
+    (
+        "conv2d padding='bogus'",
+        lambda: Call(lambda m, x: F.conv2d(x, m.w, padding="bogus"), w=torch.zeros(3, 2, 3, 3)),
+        (1, 2, 8, 8),
+        "padding='bogus' is not supported",
+    ),
+    (
+        "conv2d padding='same' with stride 2",
+        lambda: Call(
+            lambda m, x: F.conv2d(x, m.w, stride=2, padding="same"), w=torch.zeros(3, 2, 3, 3)
+        ),
+        (1, 2, 8, 8),
+        "not supported for strided convolutions",
+    ),
+    (
+        "conv2d bias of the wrong size",
+        lambda: Call(
+            lambda m, x: F.conv2d(x, m.w, m.b), w=torch.zeros(3, 2, 3, 3), b=torch.zeros(4)
+        ),
+        (1, 2, 8, 8),
+        "bias of shape (4,) does not fit out_channels=3",
+    ),
+    (
+        "dropout p 1.5",
+        lambda: Call(lambda m, x: F.dropout(x, 1.5)),
+        (2, 3),
+        "dropout probability has to be between 0 and 1",
+    ),
+    (
+        "hardtanh min > max",
+        lambda: Call(lambda m, x: F.hardtanh(x, 0.5, -0.5)),
+        (2, 3),
+        "min_val=0.5 is greater than max_val=-0.5",
+    ),
+    (
+        "gelu approximate='asdf'",
+        lambda: Call(lambda m, x: F.gelu(x, approximate="asdf")),
+        (2, 3),
+        "approximate='asdf'",
+    ),
+    (
+        "matmul with mismatched inner sizes",
+        lambda: Call(lambda m, x: x @ m.w, w=torch.zeros(5, 2)),
+        (2, 4),
+        "inner sizes 4 and 5",
+    ),
+    (
+        "bmm of 2-D operands",
+        lambda: Call(lambda m, x: torch.bmm(x, m.w), w=torch.zeros(4, 2)),
+        (2, 4),
+        "expects two 3-D batches of matrices",
+    ),
+    (
+        "einsum with a size clash",
+        lambda: Call(lambda m, x: torch.einsum("ij,jk->ik", x, m.w), w=torch.zeros(5, 2)),
+        (2, 4),
+        "label 'j' has size 5",
+    ),
+    (
+        "attention with mismatched widths",
+        lambda: Call(
+            lambda m, x: F.scaled_dot_product_attention(x, m.k, m.k), k=torch.zeros(1, 6, 5)
+        ),
+        (1, 3, 4),
+        "must agree on E",
+    ),
+    (
+        "Tensor.unfold beyond the dim",
+        lambda: Call(lambda m, x: x.unfold(2, 9, 1)),
+        (1, 2, 8),
+        "window size 9 exceeds dim 2 of size 8",
+    ),
+    (
+        "fractional pool kernel too large",
+        lambda: nn.FractionalMaxPool2d(5, output_size=3),
+        (1, 1, 6, 6),
+        "too large",
+    ),
+    (
+        "max_unpool with an output_size out of reach",
+        lambda: Call(
+            lambda m, x: F.max_unpool2d(
+                *F.max_pool2d(x, 2, return_indices=True), 2, output_size=(11, 11)
+            )
+        ),
+        (1, 1, 8, 8),
+        "out of reach",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("factory", "shape", "words"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
+)
+def test_torch_refuses_and_so_do_output_shape_and_trace(
+    factory: Callable[[], nn.Module], shape: tuple[int, ...], words: str
+) -> None:
+    layer = factory()
+    with pytest.raises(Exception):  # noqa: B017 - any CPU error: torch refuses
+        layer(torch.zeros(shape))
+    with pytest.raises(ShapeError, match=None) as traced:
+        trace(layer, shape, dtype=torch.float32)
+    assert words in str(traced.value)
+    assert "\n  fix: " in str(traced.value), "a refusal says what to change"
+    if not isinstance(layer, Call):
+        with pytest.raises(ShapeError) as predicted:
+            output_shape(layer, shape)
+        assert words in str(predicted.value)
+
+
+def test_max_pool_with_and_without_indices_are_two_layers() -> None:
+    x = (1, 1, 8, 8)
+    assert trace(nn.MaxPool2d(2), x).output_shape == (1, 1, 4, 4)
+    assert trace(nn.MaxPool2d(2, return_indices=True), x).output_shape == (
+        (1, 1, 4, 4),
+        (1, 1, 4, 4),
+    )
+    assert trace(nn.AdaptiveMaxPool2d(3), x).output_shape == (1, 1, 3, 3)
+    assert trace(nn.AdaptiveMaxPool2d(3, return_indices=True), x).output_shape == (
+        (1, 1, 3, 3),
+        (1, 1, 3, 3),
+    )
+
+
+class SegNetStage(nn.Module):
+    """SegNet's encoder–decoder pair (Badrinarayanan et al., arXiv 1511.00561): a plain
+    pool beside a pool with indices, and the indices feeding MaxUnpool2d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.plain = nn.MaxPool2d(2)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2)
+        self.out = nn.Conv2d(16, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        context = nn.functional.interpolate(self.plain(y), scale_factor=2.0)
+        pooled, indices = self.pool(y)
+        restored = self.unpool(pooled, indices, output_size=y.shape)
+        return self.out(torch.cat([restored, context], 1))
+
+
+def test_segnet_unpooling_traces_to_the_cpu_shape() -> None:
+    model = SegNetStage()
+    for shape in ((2, 3, 16, 16), (1, 3, 10, 14)):
+        assert trace(model, shape).output_shape == tuple(model(torch.randn(shape)).shape)
+    # 15 rows pool to 7: the unpooling restores 15 (within 2·7 ± 2), the nearest
+    # interpolation gives 14, and the concatenation fails, on the CPU as in the trace
+    with pytest.raises(ShapeError, match=r"cat in 'forward' rejects its input"):
+        trace(SegNetStage(), (2, 3, 15, 16))
+
+
+def test_no_private_exception_leaves_trace() -> None:
+    # the meta run fails, the CPU rerun fails too: the caller sees an exported error
+    class DataDependent(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # needs values: not on meta
+                return x
+            return F.interpolate(x, scale_factor=2, mode="bilinear")
+
+    with pytest.raises((ShapeError, ModelRunError)) as error:
+        trace(DataDependent(), (1, 1, 4))
+    assert type(error.value).__module__ == "pytest_convcheck.errors" or isinstance(
+        error.value, ModelRunError
+    )
+
+
+def test_same_input_same_verdict_from_output_shape_and_trace() -> None:
+    layer = nn.CircularPad2d(1)
+    with pytest.raises(ShapeError) as a:
+        output_shape(layer, (4,))
+    with pytest.raises(ShapeError) as b:
+        trace(layer, (4,))
+    assert str(a.value) == str(b.value)
+
+
+def test_a_user_subclass_of_a_torch_layer_keeps_its_rule() -> None:
+    class MyPool(nn.MaxPool2d):
+        pass
+
+    class MyPad(nn.ReflectionPad2d):
+        pass
+
+    assert output_shape(MyPool(2), (1, 1, 8, 8)) == (1, 1, 4, 4)
+    assert output_shape(MyPad(1), (1, 1, 8, 8)) == (1, 1, 10, 10)
+
+
+def test_shapes_check_fails_for_layers_torch_refuses(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        mymodels=textwrap.dedent(
+            """
+            from torch import nn
+
+            def negative_padding():
+                return nn.Sequential(nn.Conv2d(3, 8, 2, stride=4, padding=-1))
+
+            def zero_dilation():
+                return nn.Sequential(nn.Conv2d(3, 8, 3, dilation=0))
+            """
+        )
+    )
+    pytester.makefile(
+        ".toml",
+        pyproject=textwrap.dedent(
+            """
+            [tool.convcheck.models.negative_padding]
+            factory = "mymodels:negative_padding"
+            input = [2, 3, 16, 16]
+            checks = ["shapes"]
+
+            [tool.convcheck.models.zero_dilation]
+            factory = "mymodels:zero_dilation"
+            input = [2, 3, 16, 16]
+            checks = ["shapes"]
+            """
+        ),
+    )
+    result = pytester.runpytest_subprocess("--convcheck", "-p", "no:randomly")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        ["*padding must be ≥ 0 along every axis*", "*dilation must be ≥ 1 along every axis*"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
