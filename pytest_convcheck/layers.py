@@ -2383,10 +2383,11 @@ def _einsum_terms(equation: str, ops: tuple[Shape, ...]) -> tuple[list[list[str]
 
 def _einsum(label: str, equation: str, ops: tuple[Shape, ...]) -> tuple[Shape, int]:
     """``torch.einsum``: each label has one size (1 broadcasts); the output has the
-    output labels' sizes. FLOPs as torch contracts it, left to right in pairs, each a
-    ``bmm`` over the labels the pair shares or keeps: 2·∏ sizes of the labels of the
-    pair that are not summed away before (labels in one operand only and in neither
-    the output nor a later operand are summed first, free of multiplications)."""
+    output labels' sizes. FLOPs as torch contracts it (``aten/.../Linear.cpp``), left
+    to right in pairs, each a ``bmm`` over the labels the pair shares or keeps:
+    2·∏ sizes of the pair's labels, after labels of one operand only (in neither the
+    output nor another operand) are summed away first, free of multiplications; a
+    pair that sums nothing of size > 1 is an elementwise product, 0 FLOPs."""
     try:
         terms, out = _einsum_terms(equation, ops)
     except ShapeError as error:
@@ -2413,7 +2414,11 @@ def _einsum(label: str, equation: str, ops: tuple[Shape, ...]) -> tuple[Shape, i
                 f"{label}: output label {name!r} appears more than once."
                 "\n  fix: name each output label once."
             )
-    labels = [set(term) for term in terms]
+    # a label of size 1 in an operand is broadcast there: that operand does not have it
+    labels = [
+        {c for c, size in zip(term, shape, strict=True) if size > 1}
+        for term, shape in zip(terms, ops, strict=True)
+    ]
 
     def kept(j: int) -> set[str]:
         # a label of one operand only, and not of the output, is summed out first
@@ -2425,8 +2430,12 @@ def _einsum(label: str, equation: str, ops: tuple[Shape, ...]) -> tuple[Shape, i
     for i in range(1, len(terms)):
         right = kept(i)
         later = set(out).union(*labels[i + 1 :])
-        flops += 2 * _numel([sizes[c] for c in live | right])
-        live = (live | right) - ((live & right) - later)
+        summed = (live & right) - later
+        if _numel([sizes[c] for c in summed]) > 1:
+            flops += 2 * _numel([sizes[c] for c in live | right])
+        # else: nothing is summed, an elementwise product (torch multiplies), 0 FLOPs
+        # as for every elementwise op
+        live = (live | right) - summed
     return tuple(sizes[c] for c in out), flops
 
 
