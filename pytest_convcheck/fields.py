@@ -225,6 +225,26 @@ def _sampled(size_in: int, size_out: int, sources: Any) -> AxisMap:
     return AxisMap(period, advance, taps)
 
 
+_FILTER_TAPS = {"linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4, "lanczos": 6}
+
+
+@functools.lru_cache(maxsize=1024)
+def _antialiased(mode: str, size_in: int, size_out: int) -> AxisMap:
+    """Anti-aliased resampling (``aten/src/ATen/native/UpSampleKernel.cpp``,
+    ``_compute_indices_min_size_weights_aa``): output j reads the input positions
+    within ``support = taps/2 · max(scale, 1)`` of its centre ``scale·(j + ½)``, so
+    a downsampling filter widens with the factor. Taken one position wider on each
+    side, as an upper bound."""
+    scale = Fraction(size_in, size_out)
+    support = Fraction(_FILTER_TAPS.get(mode, 6), 2) * max(scale, Fraction(1))
+
+    def window(j: int) -> range:
+        centre = scale * (j + Fraction(1, 2))
+        return range(math.floor(centre - support) - 1, math.ceil(centre + support) + 1)
+
+    return _sampled(size_in, size_out, window)
+
+
 @functools.lru_cache(maxsize=1024)
 def _interpolation(mode: str, align_corners: bool | None, size_in: int, size_out: int) -> AxisMap:
     """Source indices of ``F.interpolate`` (aten/src/ATen/native/UpSample.h), away from
@@ -326,6 +346,8 @@ def layer_maps(node: TraceNode, spatial: int) -> tuple[AxisMap, ...] | None:
                 # every output position reads the one input position (torch clamps the
                 # neighbours a linear or cubic kernel would reach): a broadcast
                 maps.append(AxisMap.broadcast())
+            elif spec.antialias or spec.mode == "lanczos":
+                maps.append(_antialiased(spec.mode, size_in, size_out))
             else:
                 maps.append(_interpolation(spec.mode, spec.align_corners, size_in, size_out))
         return tuple(maps)

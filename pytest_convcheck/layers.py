@@ -116,6 +116,21 @@ def _at_least(label: str, what: str, values: Sequence[int], low: int, fix: str) 
         )
 
 
+def _same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> None:
+    """A weight of another dtype than the input: torch's CPU kernels refuse it (its meta
+    kernels do not check)."""
+    if weight is None or weight == dtype:
+        return
+    kind = str(dtype).removeprefix("torch.")
+    raise ShapeError(
+        f"{label}: the input is {kind} but the weight is "
+        f"{str(weight).removeprefix('torch.')}; they must have one dtype.\n  cause: a weight "
+        f"kept as a plain tensor attribute (not a parameter or buffer) or made in forward "
+        f"with a fixed dtype, which model.to()/.double() do not cast.\n  fix: register it "
+        f"with nn.Parameter or register_buffer, or create it with dtype=x.dtype."
+    )
+
+
 def _show(values: Sequence[int]) -> str:
     items = tuple(values)
     return str(items[0]) if len(items) == 1 else str(items)
@@ -236,6 +251,10 @@ class ConvSpec(Spec):
     output_size: tuple[int, ...] | None = None  # ConvTranspose.forward(x, output_size)
     bias: bool = True
     bias_shape: tuple[int, ...] | None = None  # F.conv*(..., bias): checked against out_channels
+    weight_dtype: torch.dtype | None = None  # F.conv*(x, weight): must be the input's dtype
+
+    def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
+        _same_dtype(_name(self.kind, name), dtype, self.weight_dtype)
 
     def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
         size = args[0] if args else kwargs.get("output_size")
@@ -592,6 +611,7 @@ def _conv_from_call(
         else (),
         bias=bias is not None,
         bias_shape=tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
+        weight_dtype=weight.dtype,
     )
 
 
@@ -859,13 +879,26 @@ def _adaptive_from_call(
     return AdaptivePoolSpec(name, n, _adaptive_output_size(size, n))
 
 
-_INTERP_RANKS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
-_ALIGNABLE = ("linear", "bilinear", "bicubic", "trilinear")
+_INTERP_RANKS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5, "lanczos": 4}
+_NOT_ALIGNABLE = ("nearest", "area", "nearest-exact")
+_ANTIALIASED = ("bilinear", "bicubic", "lanczos")
+INTERPOLATION_MODES = (
+    "nearest",
+    "nearest-exact",
+    "linear",
+    "bilinear",
+    "bicubic",
+    "trilinear",
+    "area",
+    # Lanczos-3 (antialias=True, 4-D), new in torch 2.13
+    *(("lanczos",) if hasattr(torch._C._nn, "_upsample_lanczos2d_aa") else ()),
+)
 
 
 @dataclass(frozen=True)
 class InterpolateSpec(Spec):
-    """``nn.Upsample`` / ``F.interpolate``: ``out = size`` or ``floor(in · scale_factor)``."""
+    """``nn.Upsample`` / ``F.interpolate``: ``out = size`` or ``int(in · scale_factor)``
+    (truncated towards zero, as ``UpSample.cpp``'s ``compute_output_size`` does)."""
 
     kind: str
     size: tuple[int, ...] | int | None
@@ -877,6 +910,11 @@ class InterpolateSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         rank = len(input_shape)
+        if self.mode not in INTERPOLATION_MODES:
+            raise ShapeError(
+                f"{label}: mode {self.mode!r} is not an interpolation mode of this torch.\n  "
+                f"fix: use one of {', '.join(INTERPOLATION_MODES)}."
+            )
         if rank not in (3, 4, 5):
             raise ShapeError(
                 f"{label}: expected a 3-D, 4-D or 5-D input (N, C, *1–3 spatial dims), got "
@@ -891,17 +929,23 @@ class InterpolateSpec(Spec):
                 f"shape {tuple(input_shape)}.\n  fix: use mode "
                 f"{ {3: 'linear', 4: 'bilinear', 5: 'trilinear'}[rank]!r} for {rank}-D input."
             )
-        if self.align_corners is not None and self.mode not in _ALIGNABLE:
+        if self.align_corners is not None and self.mode in _NOT_ALIGNABLE:
             raise ShapeError(
                 f"{label}: align_corners can only be set with the interpolating modes "
                 f"linear | bilinear | bicubic | trilinear, not {self.mode!r}.\n  fix: drop "
                 f"align_corners."
             )
-        if self.antialias and not (self.mode in ("bilinear", "bicubic") and rank == 4):
+        if self.antialias and not (self.mode in _ANTIALIASED and rank == 4):
             raise ShapeError(
-                f"{label}: antialias=True works only with 4-D input and mode 'bilinear' or "
-                f"'bicubic', got mode {self.mode!r} and {rank}-D input."
+                f"{label}: antialias=True works only with 4-D input and mode 'bilinear', "
+                f"'bicubic' or 'lanczos', got mode {self.mode!r} and {rank}-D input."
                 "\n  fix: drop antialias, or use mode 'bilinear' on a 4-D input."
+            )
+        if self.mode == "lanczos" and (self.align_corners or not self.antialias):
+            raise ShapeError(
+                f"{label}: mode 'lanczos' needs antialias=True and align_corners=False, got "
+                f"antialias={self.antialias}, align_corners={self.align_corners}.\n  fix: "
+                f"F.interpolate(x, ..., mode='lanczos', antialias=True)."
             )
         if (self.size is None) == (self.scale_factor is None):
             raise ShapeError(
@@ -930,15 +974,13 @@ class InterpolateSpec(Spec):
                 factors = tuple(float(f) for f in scales)
             else:
                 factors = (float(scales),) * n
-            out = tuple(
-                math.floor(float(size * f)) for size, f in zip(spatial, factors, strict=True)
-            )
+            out = tuple(int(size * f) for size, f in zip(spatial, factors, strict=True))
         # 'area' is adaptive average pooling, which accepts an empty output.
         smallest = 0 if self.mode == "area" else 1
         if any(s <= 0 for s in spatial) or any(o < smallest for o in out):
             raise ShapeError(
                 f"{label}: input and output sizes must be greater than 0, got input spatial "
-                f"{spatial} → output {out} (out = size or floor(in · scale_factor)).\n  fix: "
+                f"{spatial} → output {out} (out = size or int(in · scale_factor)).\n  fix: "
                 f"use a larger scale_factor or input."
             )
         return (*lead, *out)
@@ -962,6 +1004,7 @@ class InterpolateSpec(Spec):
             "bilinear": 4,
             "bicubic": 16,
             "trilinear": 8,
+            "lanczos": 36,
         }.get(self.mode, 1)
         return 2 * taps * _numel(output_shape)
 
@@ -1405,6 +1448,10 @@ class LinearSpec(Spec):
     bias: bool = True
     vector: bool = False  # F.linear with a 1-D weight: the last dim is contracted away
     bias_shape: tuple[int, ...] | None = None  # F.linear(..., bias): must broadcast
+    weight_dtype: torch.dtype | None = None  # F.linear(x, weight): must be the input's dtype
+
+    def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
+        _same_dtype(_name(self.kind, name), dtype, self.weight_dtype)
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
@@ -1465,6 +1512,7 @@ def _linear_from_call(
         bias is not None,
         vector=weight.dim() == 1,
         bias_shape=tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
+        weight_dtype=weight.dtype,
     )
 
 

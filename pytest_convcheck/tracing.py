@@ -179,26 +179,32 @@ def forward_failures(
     except Exception as error:
         text = str(error).splitlines()[0] if str(error) else ""
         kind = str(dtype).removeprefix("torch.")
-        hint = ""
-        if any(word in text for word in _DEVICE_CLASH):
-            hint = (
-                "\n  cause: forward makes a tensor on a fixed device (torch.zeros(...) without "
-                "device=, a CPU constant); the model will fail on a GPU too.\n  fix: create it "
-                "with device=x.device (or torch.zeros_like(x), x.new_zeros(...)), or register "
-                "it as a buffer so that model.to() moves it."
-            )
-        elif any(word in text for word in _DTYPE_CLASH):
-            hint = (
-                f"\n  cause: forward makes a tensor with a fixed dtype (torch.zeros(...) "
-                f"without dtype=, a float32 constant) that meets the {kind} activations; the "
-                f"model will fail under .half(), .double() or bfloat16 too.\n  fix: create it "
-                f"with dtype=x.dtype (or torch.zeros_like(x), x.new_zeros(...)), or register it "
-                f"as a buffer so that model.to() casts it."
-            )
+        hint = clash_hint(text, kind)
         raise ModelRunError(
             f"{type(model).__name__}.forward failed on a {kind} {device} copy ({what}): "
             f"{type(error).__name__}: {text}{hint}"
         ) from error
+
+
+def clash_hint(text: str, kind: str) -> str:
+    """For an error that is a dtype or device clash (a tensor made in ``forward`` with a
+    fixed dtype or device), the usual cause and its fix; otherwise ``""``."""
+    if any(word in text for word in _DEVICE_CLASH):
+        return (
+            "\n  cause: forward makes a tensor on a fixed device (torch.zeros(...) without "
+            "device=, a CPU constant); the model will fail on a GPU too.\n  fix: create it "
+            "with device=x.device (or torch.zeros_like(x), x.new_zeros(...)), or register "
+            "it as a buffer so that model.to() moves it."
+        )
+    if any(word in text for word in _DTYPE_CLASH):
+        return (
+            f"\n  cause: forward makes a tensor with a fixed dtype (torch.zeros(...) "
+            f"without dtype=, a float32 constant) that meets the {kind} activations; the "
+            f"model will fail under .half(), .double() or bfloat16 too.\n  fix: create it "
+            f"with dtype=x.dtype (or torch.zeros_like(x), x.new_zeros(...)), or register it "
+            f"as a buffer so that model.to() casts it."
+        )
+    return ""
 
 
 # --------------------------------------------------------------------------- recording
@@ -750,6 +756,10 @@ class _Mode(TorchFunctionMode):
         if rec.short_circuit and _is_meta_limitation(error):
             return _MetaUnsupported(f"{op} in {where}: {error}")
         tensors = list(_tensors(args))
+        text = str(error).splitlines()[0] if str(error) else ""
+        hint = clash_hint(text, str(tensors[0].dtype).removeprefix("torch.") if tensors else "")
+        if hint:  # not a shape: the model mixes dtypes or devices
+            return ModelRunError(f"{op} in {where!r} failed: {type(error).__name__}: {text}{hint}")
         shapes = ", ".join(_fmt(tuple(t.shape)) for t in tensors)
         message = f"{op} in {where!r} rejects its input ({shapes}): {error}"
         if len(tensors) > 1:  # a merge: say which layers the disagreeing paths come from
@@ -1145,7 +1155,7 @@ def _run(
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), _Mode(recorder):
             output = work(x)
-    except (ShapeError, _MetaUnsupported):
+    except (ShapeError, _MetaUnsupported, ModelRunError):
         raise
     except Exception as error:
         if meta:

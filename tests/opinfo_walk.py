@@ -11,7 +11,9 @@ every op family in the rule table and checks, in float32 on the CPU:
   errors (``ShapeError``, ``ModelRunError``, ``ModelStateError``), never a
   shape and never another exception.
 
-Used by ``tests/test_opinfo.py`` and runnable as a script for the full profile::
+Run as a script (``tests/test_opinfo.py`` runs it in a subprocess: importing
+``torch.testing._internal`` disables torch's global backend flags and loads its own
+hypothesis profile, which must not leak into the rest of the suite)::
 
     python tests/opinfo_walk.py            # prints the counts and every finding
 """
@@ -341,16 +343,37 @@ def walk(limit: int | None = None) -> Tally:
     return tally
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str]) -> None:
+    """``python tests/opinfo_walk.py [--json] [LIMIT]``: the counts and every finding,
+    as text or as one JSON object (what ``tests/test_opinfo.py`` reads)."""
+    import json
     import time
 
+    as_json = "--json" in argv
+    numbers = [a for a in argv if a != "--json"]
     start = time.perf_counter()
-    result = walk(int(sys.argv[1]) if len(sys.argv) > 1 else None)
-    for line in result.findings:
+    tally = Tally()
+    ops = covered_opinfos()
+    infos = covered_moduleinfos()
+    walk_ops(ops, tally, int(numbers[0]) if numbers else None)
+    walk_modules(infos, tally)
+    walk_module_errors(infos, tally)
+    seconds = time.perf_counter() - start
+    if as_json:
+        names = sorted({op.name for op in ops})
+        modules = sorted({info.module_cls.__name__ for info in infos})
+        print(json.dumps(vars(tally) | {"ops": names, "modules": modules, "seconds": seconds}))
+        return
+    for line in tally.findings:
         print(line)
     print(
-        f"{result.samples} op samples ({result.accepted} accepted, {result.rejected} rejected "
-        f"by torch), {result.error_inputs} error inputs, {result.module_inputs} module inputs; "
-        f"{len(result.findings)} findings in {time.perf_counter() - start:.1f} s"
+        f"{tally.samples} op samples ({tally.accepted} accepted, {tally.rejected} rejected "
+        f"by torch), {tally.error_inputs} error inputs, {tally.module_inputs} module inputs; "
+        f"{len(tally.findings)} findings in {seconds:.1f} s"
     )
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_convcheck import ModelRunError, ShapeError, output_shape, trace
+from pytest_convcheck import ModelRunError, ShapeError, output_shape, report, trace
 
 
 class Call(nn.Module):
@@ -351,3 +351,34 @@ def test_shapes_check_fails_for_layers_torch_refuses(pytester: pytest.Pytester) 
         ["*padding must be ≥ 0 along every axis*", "*dilation must be ≥ 1 along every axis*"]
     )
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_dtype_clash_is_the_models_not_a_rule_gap() -> None:
+    class FixedKernel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel = torch.ones(2, 1, 3, 3)  # not a buffer: .double() leaves it
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(x, self.kernel)
+
+    model = FixedKernel()
+    with pytest.raises(RuntimeError, match="expected scalar type Double but found Float"):
+        model(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(ShapeError) as error:  # torch's meta kernel does not check dtypes
+        trace(model, (1, 1, 8, 8), dtype=torch.float64)
+    text = str(error.value)
+    assert "the input is float64 but the weight is float32" in text
+    assert "fix: register it with nn.Parameter or register_buffer" in text
+    assert "please report" not in text
+
+
+def test_lazy_layers_built_under_float64_trace_in_float64() -> None:
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU(), nn.LazyLinear(2))
+    finally:
+        torch.set_default_dtype(default)
+    assert trace(model, (2, 3, 8, 8)).output_shape == (2, 4, 6, 2)
+    assert report(model, (2, 3, 8, 8)).output_shape == (2, 4, 6, 2)

@@ -91,3 +91,76 @@ def test_flop_counter_counts_a_grouped_weight_gradient_groups_times_too_high() -
         # forward + grad-input (each the forward's count) + grad-weight × groups
         assert counter.get_total_flops() == forward * (2 + groups)
         assert benchmark_flops(layer, (2, 16, 10, 10), backward=True) == 3 * forward
+
+
+torch_2_13 = pytest.mark.skipif(
+    not torch.__version__.startswith("2.13"), reason="pinned on torch 2.13 (this project's CI)"
+)
+
+
+@torch_2_13
+def test_dilation_zero_in_a_batched_transposed_conv_passes_through_onednn() -> None:
+    # Docs and ConvUtils.h: dilation > 0. torch 2.13: the batched input of a transposed
+    # conv goes to oneDNN, which takes dilation 0 for some kernels; the unbatched input
+    # of the same layer is refused. The rule refuses both.
+    layer = nn.ConvTranspose2d(1, 1, 1, dilation=0)
+    assert tuple(layer(torch.zeros(2, 1, 3, 3)).shape) == (2, 1, 3, 3)
+    with pytest.raises(RuntimeError, match="dilation should be greater than zero"):
+        layer(torch.zeros(1, 3, 3))
+    for shape in ((2, 1, 3, 3), (1, 3, 3)):
+        with pytest.raises(ShapeError, match="dilation must be ≥ 1"):
+            output_shape(layer, shape)
+
+
+@torch_2_13
+def test_replicate_padding_to_an_empty_output_depends_on_the_rank() -> None:
+    # torch 2.13: ReplicationPad1d refuses an output of size 0, ReplicationPad3d makes
+    # one (its check needs only one axis ≥ 1). The rule refuses an empty feature map.
+    with pytest.raises(RuntimeError, match="too small"):
+        nn.ReplicationPad1d((-1, -1))(torch.zeros(1, 1, 2))
+    pad3d = nn.ReplicationPad3d((-1, -1, 0, 0, 0, 0))
+    assert tuple(pad3d(torch.zeros(1, 1, 2, 2, 2)).shape) == (1, 1, 2, 2, 0)
+    with pytest.raises(ShapeError, match="an empty output"):
+        output_shape(pad3d, (1, 1, 2, 2, 2))
+
+
+@torch_2_13
+def test_fractional_max_pool_bounds_differ_between_2d_and_3d() -> None:
+    # FractionalMaxPool2d.cpp: out + k − 1 ≤ in; FractionalMaxPool3d.cpp: out + k − 1 < in.
+    # The rule follows each.
+    pool2d = nn.FractionalMaxPool2d(2, output_size=3)
+    pool3d = nn.FractionalMaxPool3d(2, output_size=3)
+    assert tuple(pool2d(torch.zeros(1, 1, 4, 4)).shape) == (1, 1, 3, 3)
+    with pytest.raises(RuntimeError, match="too large"):
+        pool3d(torch.zeros(1, 1, 4, 4, 4))
+    assert output_shape(pool2d, (1, 1, 4, 4)) == (1, 1, 3, 3)
+    with pytest.raises(ShapeError, match="must be < in"):
+        output_shape(pool3d, (1, 1, 4, 4, 4))
+
+
+@torch_2_13
+def test_circular_padding_that_crops_and_wraps_fails_on_memory_overlap() -> None:
+    # Cropping one side and wrapping more than is left from the other: torch 2.13 fails
+    # on an overlapping copy for one channel and succeeds for two. A memory-layout
+    # accident, not a shape rule: the rule accepts (the conformance fuzz skips these).
+    layer = nn.CircularPad1d((-1, 2))
+    with pytest.raises(RuntimeError, match="single memory location"):
+        layer(torch.zeros(1, 1, 2))
+    assert tuple(layer(torch.zeros(2, 2)).shape) == (2, 3)
+    assert output_shape(layer, (1, 1, 2)) == (1, 1, 3)
+
+
+@torch_2_13
+def test_flop_counter_misses_cpu_flash_attention_and_degenerate_products() -> None:
+    # torch.utils.flop_counter counts aten.bmm/mm/addmm/baddbmm/convolution: 4-D
+    # attention on the CPU runs _scaled_dot_product_flash_attention_for_cpu, which it
+    # does not count, and einsum runs a product that sums nothing as a mul (0 FLOPs).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q = torch.zeros(2, 3, 4, 5)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert counter.get_total_flops() == 0
+    with FlopCounterMode(display=False) as counter:
+        torch.einsum("i,j->ij", torch.zeros(3), torch.zeros(4))
+    assert counter.get_total_flops() == 0

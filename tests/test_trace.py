@@ -118,7 +118,7 @@ def test_shared_module_calls_are_counted() -> None:
 def test_rule_disagreement_with_torch_is_reported(monkeypatch) -> None:
     real = layers.pool_output_size
     monkeypatch.setattr(layers, "pool_output_size", lambda *a: real(*a) + 1)
-    result = trace(nn.Sequential(nn.MaxPool2d(2)), (1, 1, 8, 8))
+    result = _cold_trace(nn.Sequential(nn.MaxPool2d(2)), (1, 1, 8, 8))
     assert result.output_shape == (1, 1, 4, 4)
     assert any("rule predicts 1×1×5×5, torch gives 1×1×4×4" in d for d in result.disagreements)
 
