@@ -57,7 +57,7 @@ __all__ = [
     "torch_outcome",
 ]
 
-_TWO_D_ONLY = ("pixel_shuffle", "unfold", "fold", "linear")
+_TWO_D_ONLY = ("pixel_shuffle", "unfold", "fold", "linear", "tensor_unfold")
 
 FAMILY_DIMS: list[tuple[str, int]] = [
     (family, dims)

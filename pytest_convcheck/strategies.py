@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch.nn.functional as F
 from hypothesis import assume
 from hypothesis import strategies as st
 from torch import nn
@@ -48,6 +49,7 @@ __all__ = [
     "pad_cases",
     "pixel_shuffle_cases",
     "pool_cases",
+    "tensor_unfold_cases",
     "unfold_cases",
     "unpool_cases",
 ]
@@ -268,6 +270,19 @@ def adaptive_pool_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
 _MODES = ["nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area"]
 
 
+class _Resize(nn.Upsample):
+    """``F.interpolate`` with ``antialias=True``, which ``nn.Upsample`` cannot pass."""
+
+    def __init__(self, size: Any, factor: Any, mode: str, align: Any, antialias: bool):
+        super().__init__(size=size, scale_factor=factor, mode=mode, align_corners=align)
+        self.antialias = antialias
+
+    def forward(self, x: Any) -> Any:
+        return F.interpolate(
+            x, self.size, self.scale_factor, self.mode, self.align_corners, antialias=True
+        )
+
+
 def interpolate_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     """``nn.Upsample`` with size or (fractional) scale_factor and every mode; modes
     that need another rank and ``align_corners`` misuse are drawn too."""
@@ -276,9 +291,14 @@ def interpolate_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     def build(draw: st.DrawFn) -> LayerCase:
         mode = draw(st.sampled_from(_MODES))
         align = draw(st.sampled_from([None, None, True, False]))
+        antialias = draw(st.integers(0, 5)) == 0
         if draw(st.booleans()):
             sizes = tuple(draw(_mostly(st.integers(1, 16), [0, -1])) for _ in range(dims))
-            layer = _construct(nn.Upsample, size=sizes, mode=mode, align_corners=align)
+            layer = (
+                _Resize(sizes, None, mode, align, antialias)
+                if antialias
+                else _construct(nn.Upsample, size=sizes, mode=mode, align_corners=align)
+            )
             bad = min(sizes) < 1
         else:
             factor = draw(
@@ -288,7 +308,11 @@ def interpolate_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
                     st.sampled_from([0.0, -1.0, -0.5]),
                 )
             )
-            layer = _construct(nn.Upsample, scale_factor=factor, mode=mode, align_corners=align)
+            layer = (
+                _Resize(None, factor, mode, align, antialias)
+                if antialias
+                else _construct(nn.Upsample, scale_factor=factor, mode=mode, align_corners=align)
+            )
             bad = factor <= 0
         shape = draw(input_shapes(dims, 0, max_size=9, batched=True))
         return LayerCase(layer, shape, traced=_traced(draw, bad))
@@ -520,6 +544,35 @@ def unpool_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     return build()
 
 
+class _TensorUnfold(nn.Module):
+    """``x.unfold(dim, size, step)`` as a layer."""
+
+    def __init__(self, dim: int, size: int, step: int) -> None:
+        super().__init__()
+        self.dim, self.size, self.step = dim, size, step
+
+    def forward(self, x: Any) -> Any:
+        return x.unfold(self.dim, self.size, self.step)
+
+    def __repr__(self) -> str:
+        return f"_TensorUnfold(dim={self.dim}, size={self.size}, step={self.step})"
+
+
+def tensor_unfold_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
+    """``Tensor.unfold`` (sliding windows along one dim) with dims in range or not,
+    window sizes up to beyond the dim, and steps (zero and negative too)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> LayerCase:
+        shape = tuple(draw(st.lists(st.integers(1, 6), min_size=0, max_size=4)))
+        dim = draw(st.integers(-len(shape) - 1, max(len(shape), 1)))
+        size = draw(_mostly(st.integers(0, 6), [-1, 9]))
+        step = draw(_mostly(st.integers(1, 3), [0, -1]))
+        return LayerCase(_TensorUnfold(dim, size, step), shape, traced=True)
+
+    return build()
+
+
 def fractional_pool_cases(dims: int = 2) -> st.SearchStrategy[LayerCase]:
     """``nn.FractionalMaxPool{dims}d`` (2-d and 3-d) with an output size or ratio."""
 
@@ -548,6 +601,7 @@ FAMILIES: dict[str, Callable[[int], st.SearchStrategy[LayerCase]]] = {
     "adaptive_pool": adaptive_pool_cases,
     "fractional_pool": fractional_pool_cases,
     "unpool": unpool_cases,
+    "tensor_unfold": tensor_unfold_cases,
     "interpolate": interpolate_cases,
     "pixel_shuffle": pixel_shuffle_cases,
     "unfold": unfold_cases,
