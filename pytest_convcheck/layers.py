@@ -146,6 +146,28 @@ _PADDING_FIX = (
 )
 
 
+def _check_spatial_rank(label: str, input_shape: Shape, n: int) -> None:
+    """A layer of ``n`` spatial dims takes ``(C, *spatial)`` or ``(N, C, *spatial)``."""
+    _check_rank(
+        label,
+        input_shape,
+        (n + 1, n + 2),
+        f"(C, *{n} spatial) or (N, C, *{n} spatial)",
+        f"give the layer a {n + 2}-D tensor",
+    )
+
+
+def _check_non_empty(label: str, input_shape: Shape, n: int, what: str) -> None:
+    """Only the batch may be empty (``Expected input to have non-zero size for
+    non-batch dimensions`` in aten's pooling kernels)."""
+    if any(size == 0 for size in input_shape[-n - 1 :]):
+        raise ShapeError(
+            f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
+            f"dimension; {what} needs a non-empty input.\n  fix: feed a non-empty input "
+            f"(only the batch may be 0)."
+        )
+
+
 def _check_rank(
     label: str, input_shape: Shape, ranks: Sequence[int], meaning: str, fix: str
 ) -> None:
@@ -817,13 +839,7 @@ class AdaptivePoolSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         n = self.dims
-        _check_rank(
-            label,
-            input_shape,
-            (n + 1, n + 2),
-            f"(C, *{n} spatial) or (N, C, *{n} spatial)",
-            f"give the layer a {n + 2}-D tensor",
-        )
+        _check_spatial_rank(label, input_shape, n)
         if len(self.output_size) != n:
             raise ShapeError(
                 f"{label}: output_size={self.output_size} must have {n} entries (one per "
@@ -837,12 +853,8 @@ class AdaptivePoolSpec(Spec):
             "give each output size as an int ≥ 0 (or None to keep the input size).",
         )
         lead, spatial = _spatial_split(input_shape, n)
-        if any(size == 0 for size in input_shape[-n - 1 :]) and not self.global_average(spatial):
-            raise ShapeError(
-                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
-                f"dimension; adaptive pooling needs a non-empty input."
-                "\n  fix: feed a non-empty input (only the batch may be 0)."
-            )
+        if not self.global_average(spatial):
+            _check_non_empty(label, input_shape, n, "adaptive pooling")
         out = tuple(
             size if want is None else want
             for size, want in zip(spatial, self.output_size, strict=True)
@@ -1934,19 +1946,8 @@ class FractionalPoolSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         n = self.dims
-        _check_rank(
-            label,
-            input_shape,
-            (n + 1, n + 2),
-            f"(C, *{n} spatial) or (N, C, *{n} spatial)",
-            f"give the layer a {n + 2}-D tensor",
-        )
-        if any(size == 0 for size in input_shape[-n - 1 :]):
-            raise ShapeError(
-                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
-                f"dimension; fractional max pooling needs a non-empty input."
-                "\n  fix: feed a non-empty input (only the batch may be 0)."
-            )
+        _check_spatial_rank(label, input_shape, n)
+        _check_non_empty(label, input_shape, n, "fractional max pooling")
         lead, spatial = _spatial_split(input_shape, n)
         if self.samples is not None:
             shape = self.samples[0]
@@ -2068,13 +2069,7 @@ class UnpoolSpec(Spec):
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         n = self.dims
-        _check_rank(
-            label,
-            input_shape,
-            (n + 1, n + 2),
-            f"(C, *{n} spatial) or (N, C, *{n} spatial)",
-            f"give the layer a {n + 2}-D tensor",
-        )
+        _check_spatial_rank(label, input_shape, n)
         if n == 3:
             _at_least(label, "stride", self.stride, 1, "use stride ≥ 1.")
         if self.indices_shape is not None and self.indices_shape != tuple(input_shape):
@@ -2083,12 +2078,7 @@ class UnpoolSpec(Spec):
                 f"{tuple(input_shape)}.\n  fix: pass the indices that the matching "
                 f"MaxPool (return_indices=True) returned with this tensor."
             )
-        if any(size == 0 for size in input_shape[-n - 1 :]):
-            raise ShapeError(
-                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
-                f"dimension; unpooling needs a non-empty input."
-                "\n  fix: feed a non-empty input (only the batch may be 0)."
-            )
+        _check_non_empty(label, input_shape, n, "unpooling")
         lead, spatial = _spatial_split(input_shape, n)
         default = tuple(
             (size - 1) * s + k - 2 * p

@@ -365,11 +365,13 @@ class _Recorder:
             )
         )
 
-    def plan(self, start: int, x: torch.Tensor, output: Any) -> _Plan | None:
-        """The nodes recorded since ``start`` for one leaf call on ``x``, as a plan."""
+    def plan(
+        self, start: int, x: torch.Tensor, source: int | None, output: Any
+    ) -> _Plan | None:
+        """The nodes recorded since ``start`` for one leaf call on ``x`` (made by node
+        ``source`` before the call: an in-place op re-marks ``x``), as a plan."""
         if not isinstance(output, torch.Tensor) or len(self.nodes) == start:
             return None
-        source = self.producers.get(id(x))
         steps = []
         for node in self.nodes[start:]:
             refs: list[int | None] = []
@@ -1043,11 +1045,12 @@ def _instrument(module: nn.Module, recorder: _Recorder) -> None:
             if plan is not None:
                 return recorder.replay(module, args[0], plan)
         start, seen = len(recorder.nodes), len(recorder.disagreements)
+        source = recorder.producers.get(id(args[0])) if key is not None else None
         recorder.pre_hook(module, args, kwargs)
         output = original(*args, **kwargs)
         recorder.post_hook(module, args, output)
         if key is not None and len(recorder.disagreements) == seen:
-            plan = recorder.plan(start, args[0], output)
+            plan = recorder.plan(start, args[0], source, output)
             if plan is not None:
                 if len(_PLANS) >= _VERIFIED_LIMIT:
                     _PLANS.clear()
@@ -1061,12 +1064,43 @@ _PLAIN = frozenset({int, float, bool, str, type(None)})
 _NOT_CONFIGURATION = frozenset({"_parameters", "_buffers", "_modules", "forward"}) | _HOOK_KEYS
 
 
+_CONFIGURATION_KEYS: dict[type, tuple[Any, ...]] = {}  # (len(__dict__), *attribute names)
+
+
 def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     """Everything of a leaf module's configuration that can change what its call
     returns, as a hashable key: its class and its plain attributes (``return_indices``,
     ``ceil_mode``, ``inplace``, …), tensor attributes by shape and dtype; ``None`` (no
     replay) when an attribute is of any other kind. Weights are left out: the spec
-    (channels, kernel) fixes their shapes."""
+    (channels, kernel) fixes their shapes.
+
+    Fast path (~1 µs): the attribute names of the class, learnt from its first
+    instance, read as they are when the instance has exactly those and their values
+    hash (plain values and tuples of them); otherwise the full walk."""
+    state = module.__dict__
+    keys = _CONFIGURATION_KEYS.get(type(module))
+    if keys is not None and len(state) == keys[0]:
+        try:
+            values = tuple([state[k] for k in keys[1:]])
+            if all(type(v) in _PLAIN or type(v) is tuple for v in values):
+                hash(values)
+                return (type(module), values)
+        except (KeyError, TypeError):
+            pass
+    found = _full_signature(module)
+    if found is not None and keys is None:
+        names = [
+            k
+            for k, v in state.items()
+            if type(v) in _PLAIN or (type(v) is tuple and all(type(i) in _PLAIN for i in v))
+        ]
+        if len(names) == len(found[1]):  # every configuration attribute is plain
+            _CONFIGURATION_KEYS[type(module)] = (len(state), *names)
+            return (type(module), tuple(state[k] for k in names))
+    return found
+
+
+def _full_signature(module: nn.Module) -> tuple[Any, ...] | None:
     items: list[tuple[Any, ...]] = []
     plain, skipped = _PLAIN, _NOT_CONFIGURATION
     for key, value in module.__dict__.items():
