@@ -98,6 +98,11 @@ def _module_aliases(model: nn.Module) -> list[tuple[str, ...]]:
     return [group for group in groups if not all(under_alias(n) for n in group)]
 
 
+def _holds_state(module: nn.Module) -> bool:
+    """Whether the module (or a child) has a parameter or a buffer."""
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
 @dataclass(frozen=True)
 class Suspicion:
     """Module names that are one object, why that is likely a bug, and the fix."""
@@ -210,8 +215,12 @@ def sharing_from_trace(
     input_shape = result.input_shape
     aliases = _module_aliases(model)
     allowed = set(allow)
+    # aliasing a module without parameters or buffers (one ReLU or Identity under two
+    # names, as in MONAI's SegResNet) shares nothing: it stays in .aliases, as a note
     suspicious = tuple(
-        _explain(group, model) for group in aliases if not allowed.intersection(group)
+        _explain(group, model)
+        for group in aliases
+        if not allowed.intersection(group) and _holds_state(model.get_submodule(group[0]))
     )
     counted = with_sizes(model, input_shape)
     lazy = counted is not model

@@ -144,3 +144,23 @@ def test_sharing_leaves_the_model_alone() -> None:
     assert all(p.grad is None for p in model.parameters())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+def test_aliasing_a_module_without_weights_is_a_note_not_a_suspicion() -> None:
+    # MONAI's SegResNet registers one activation as `act` and inside `final`; UNETR one
+    # Identity twice: nothing is shared, so nothing is suspicious
+    class SharedActivation(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = nn.ReLU()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.final = nn.Sequential(nn.Conv2d(4, 1, 1), self.act)
+
+        def forward(self, x):
+            return self.final(self.act(self.conv(x)))
+
+    report = assert_no_accidental_sharing(SharedActivation(), (1, 1, 8, 8))
+    assert report.suspicious == ()
+    assert ("act", "final.1") in report.aliases
+    repeated = nn.Sequential(*[nn.Conv2d(2, 2, 3, padding=1)] * 2)
+    assert sharing(repeated, (1, 2, 8, 8)).suspicious  # weights: still suspicious
