@@ -649,12 +649,9 @@ class PoolSpec(Spec):
     padding: tuple[int, ...]
     dilation: tuple[int, ...]
     ceil_mode: bool = False
-    problem: str = ""  # a configuration torch fails on whatever the input
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
-        if self.problem:
-            raise ShapeError(f"{label}: {self.problem}")
         n = self.dims
         axes = _AXES[n]
         _check_rank(
@@ -770,15 +767,15 @@ def _pool_from_module(module: nn.Module) -> PoolSpec:
     stride = _tuple(m.stride if m.stride is not None else kernel, n, "stride")
     padding = _tuple(getattr(m, "padding", 0), n, "padding")
     dilation = _tuple(getattr(m, "dilation", 1), n, "dilation")
-    problem = _divisor_problem(getattr(m, "divisor_override", None))
     if base == "LPPool1d" and not isinstance(m.kernel_size, int):
         # F.lp_pool1d multiplies by kernel_size: a tuple fails in torch with
         # "mul(): argument 'other' must be Tensor, not tuple" (docs: "a single int").
-        problem = (
+        raise ShapeError(
             f"kernel_size must be a single int for LPPool1d, got {m.kernel_size!r} (torch "
             f"fails in mul()).\n  fix: LPPool1d(norm_type, {kernel[0]})."
         )
-    return PoolSpec(kind, family, n, kernel, stride, padding, dilation, bool(m.ceil_mode), problem)
+    _refuse(_divisor_problem(getattr(m, "divisor_override", None)))
+    return PoolSpec(kind, family, n, kernel, stride, padding, dilation, bool(m.ceil_mode))
 
 
 _POOL_ARGS = {
@@ -808,6 +805,7 @@ def _pool_from_call(
     stride = (
         kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) else stride
     )
+    _refuse(_divisor_problem(bound.get("divisor_override")))
     return PoolSpec(
         name,
         family,
@@ -817,7 +815,6 @@ def _pool_from_call(
         _tuple(bound.get("padding", 0), n, "padding"),
         _tuple(bound.get("dilation", 1), n, "dilation"),
         bool(bound.get("ceil_mode", False)),
-        _divisor_problem(bound.get("divisor_override")),
     )
 
 
@@ -1541,7 +1538,7 @@ class FlattenSpec(Spec):
         label = _name(self.kind, name)
         rank = len(input_shape)
         if self.unflatten is not None:
-            dim = self._norm(label, self.start_dim, rank, input_shape)
+            dim = _dim_index(label, self.start_dim, rank, input_shape, wrap_scalar=False)
             sizes = list(self.unflatten)
             if sizes.count(-1) > 1:
                 raise ShapeError(
@@ -1567,8 +1564,8 @@ class FlattenSpec(Spec):
             return (*input_shape[:dim], *sizes, *input_shape[dim + 1 :])
         if rank == 0:
             return (1,)
-        start = self._norm(label, self.start_dim, rank, input_shape)
-        end = self._norm(label, self.end_dim, rank, input_shape)
+        start = _dim_index(label, self.start_dim, rank, input_shape)
+        end = _dim_index(label, self.end_dim, rank, input_shape)
         if start > end:
             raise ShapeError(
                 f"{label}: start_dim {self.start_dim} comes after end_dim {self.end_dim} for "
@@ -1576,16 +1573,6 @@ class FlattenSpec(Spec):
                 "\n  fix: use start_dim ≤ end_dim."
             )
         return (*input_shape[:start], _numel(input_shape[start : end + 1]), *input_shape[end + 1 :])
-
-    @staticmethod
-    def _norm(label: str, dim: int, rank: int, input_shape: Shape) -> int:
-        if not -rank <= dim < rank:
-            raise ShapeError(
-                f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
-                f"{tuple(input_shape)} (expected {-rank}..{rank - 1})."
-                "\n  fix: use a dim inside the range, counting from 0 (or from −1 at the end)."
-            )
-        return dim % rank
 
 
 def _flatten_from_module(module: nn.Module) -> FlattenSpec:
@@ -1611,8 +1598,8 @@ class ChannelNormSpec(Spec):
     ``normalized_shape`` (LayerNorm) must match the trailing dims; ``groups``
     (GroupNorm) must divide the channels; ``dim`` (softmax) must be a dim of the
     input; ``spatial_stats`` (InstanceNorm on its input's statistics) needs more
-    than one spatial element; ``problem`` is an argument torch rejects whatever the
-    input (``hardtanh`` with min_val > max_val, dropout p outside [0, 1])."""
+    than one spatial element. Arguments torch rejects whatever the input (hardtanh
+    with min_val > max_val, dropout p outside [0, 1]) make an :class:`InvalidSpec`."""
 
     kind: str
     channels: int | None = None
@@ -1622,7 +1609,6 @@ class ChannelNormSpec(Spec):
     batch_stats: bool = False  # BatchNorm in training mode: needs > 1 value per channel
     dim: int | None = None
     spatial_stats: bool = False
-    problem: str = ""
     min_rank: int = 0
     unbatched: bool = False  # the lower of two ranks is (C, *spatial), without N
 
@@ -1630,8 +1616,6 @@ class ChannelNormSpec(Spec):
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
-        if self.problem:
-            raise ShapeError(f"{label}: {self.problem}")
         if self.ranks:
             _check_rank(
                 label,
@@ -1700,9 +1684,12 @@ class ChannelNormSpec(Spec):
         return tuple(input_shape)
 
 
-def _dim_index(label: str, dim: int, rank: int, input_shape: Shape) -> int:
-    """``dim`` normalised for a ``rank``-D input (a 0-D input takes dims 0 and -1)."""
-    extent = max(rank, 1)
+def _dim_index(
+    label: str, dim: int, rank: int, input_shape: Shape, *, wrap_scalar: bool = True
+) -> int:
+    """``dim`` normalised for a ``rank``-D input; with ``wrap_scalar`` a 0-D input
+    takes dims 0 and -1 (``maybe_wrap_dim``), otherwise none."""
+    extent = max(rank, 1) if wrap_scalar else rank
     if not -extent <= dim < extent:
         raise ShapeError(
             f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
@@ -1751,12 +1738,9 @@ def _norm_from_module(module: nn.Module) -> Spec:
             torch_class_name(module).replace("Lazy", ""), ()
         )
         batch_stats = module.training or not m.track_running_stats
+        _refuse(_eps_problem(float(m.eps), batch_stats))
         return ChannelNormSpec(
-            kind,
-            None if lazy else int(m.num_features),
-            ranks,
-            batch_stats=batch_stats,
-            problem=_eps_problem(float(m.eps), batch_stats),
+            kind, None if lazy else int(m.num_features), ranks, batch_stats=batch_stats
         )
     if isinstance(module, nn.modules.instancenorm._InstanceNorm):
         base = next(c.__name__ for c in type(module).__mro__ if c.__name__ in _INSTANCE_RANKS)
@@ -1780,8 +1764,8 @@ def _norm_from_module(module: nn.Module) -> Spec:
         return ChannelNormSpec(kind, min_rank=3)
     if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) and m.dim is not None:
         return ChannelNormSpec(kind, dim=int(m.dim))
-    if isinstance(module, nn.Hardtanh) and m.min_val > m.max_val:
-        return ChannelNormSpec(kind, problem=_hardtanh_problem(m.min_val, m.max_val))
+    if isinstance(module, nn.Hardtanh):
+        _refuse(_hardtanh_problem(m.min_val, m.max_val))
     return ChannelNormSpec(kind)
 
 
@@ -1805,10 +1789,19 @@ def _eps_problem(eps: float, training: bool) -> str:
 
 
 def _hardtanh_problem(low: float, high: float) -> str:
+    if low <= high:
+        return ""
     return (
         f"min_val={low} is greater than max_val={high}.\n  fix: swap them "
         f"(hardtanh clamps to [min_val, max_val])."
     )
+
+
+def _refuse(problem: str) -> None:
+    """An argument torch rejects whatever the input: the spec functions raise, and
+    :func:`spec_for_module` / :func:`spec_for_call` make it an :class:`InvalidSpec`."""
+    if problem:
+        raise ShapeError(problem)
 
 
 _DROPOUT_RANKS = {"dropout1d": (2, 3), "dropout3d": (4, 5)}
@@ -1830,26 +1823,24 @@ def _elementwise_from_call(
     if name.endswith("dropout") or name.startswith(("dropout", "feature_alpha")):
         bound = dict(zip(("input", "p", "training", "inplace"), args, strict=False)) | kwargs
         p = float(bound.get("p", 0.5))
-        problem = ""
         if not 0.0 <= p <= 1.0:
-            problem = (
+            raise ShapeError(
                 f"dropout probability has to be between 0 and 1, but got p={p}.\n  fix: "
                 f"p is the fraction of elements zeroed, e.g. 0.1."
             )
-        return ChannelNormSpec(name, ranks=_DROPOUT_RANKS.get(name, ()), problem=problem)
+        return ChannelNormSpec(name, ranks=_DROPOUT_RANKS.get(name, ()))
     if name == "hardtanh":
         bound = dict(zip(("input", "min_val", "max_val"), args, strict=False)) | kwargs
-        low, high = float(bound.get("min_val", -1.0)), float(bound.get("max_val", 1.0))
-        return ChannelNormSpec(name, problem=_hardtanh_problem(low, high) if low > high else "")
+        _refuse(
+            _hardtanh_problem(float(bound.get("min_val", -1.0)), float(bound.get("max_val", 1.0)))
+        )
     if name == "gelu":
         approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-        problem = ""
         if approximate not in ("none", "tanh"):
-            problem = (
+            raise ShapeError(
                 f"approximate={approximate!r} is not a gelu approximation.\n  fix: "
                 f"approximate='none' (exact) or 'tanh'."
             )
-        return ChannelNormSpec(name, problem=problem)
     if name == "clamp" and any(isinstance(v, torch.Tensor) for v in (*args[1:], *kwargs.values())):
         raise ValueError("clamp with tensor bounds broadcasts: torch computes its shape")
     return ChannelNormSpec(name)
@@ -1868,10 +1859,9 @@ def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Chan
         for what in ("weight", "bias"):
             tensor = bound.get(what)
             if isinstance(tensor, torch.Tensor) and tuple(tensor.shape) != normalized:
-                return ChannelNormSpec(
-                    name,
-                    problem=f"{what} of shape {tuple(tensor.shape)} must have the shape of "
-                    f"normalized_shape={normalized}.\n  fix: pass a {what} of shape {normalized}.",
+                raise ShapeError(
+                    f"{what} of shape {tuple(tensor.shape)} must have the shape of "
+                    f"normalized_shape={normalized}.\n  fix: pass a {what} of shape {normalized}."
                 )
         return ChannelNormSpec(name, normalized_shape=normalized)
     if name == "group_norm":
@@ -1879,10 +1869,9 @@ def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Chan
         groups = int(bound["num_groups"])
         sizes = {_numel_of(bound.get("weight")), _numel_of(bound.get("bias"))} - {None}
         if groups < 1:
-            return ChannelNormSpec(
-                name,
-                problem=f"num_groups must be ≥ 1, got {groups}.\n  fix: num_groups=1 normalises "
-                f"all channels together (LayerNorm-like), num_groups=C each one (InstanceNorm).",
+            raise ShapeError(
+                f"num_groups must be ≥ 1, got {groups}.\n  fix: num_groups=1 normalises "
+                f"all channels together (LayerNorm-like), num_groups=C each one (InstanceNorm)."
             )
         return ChannelNormSpec(
             name, next(iter(sizes)) if len(sizes) == 1 else None, groups=groups, min_rank=2
@@ -1898,21 +1887,15 @@ def _norm_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Chan
     sizes = {_numel_of(bound.get(k)) for k in names[1:5]} - {None}
     channels = next(iter(sizes)) if len(sizes) == 1 else None
     if len(sizes) > 1:
-        return ChannelNormSpec(
-            name,
-            problem=f"running statistics and affine parameters disagree on the channel "
+        raise ShapeError(
+            f"running statistics and affine parameters disagree on the channel "
             f"count: sizes {sorted(s for s in sizes if s is not None)}.\n  fix: give all of "
-            f"them one entry per channel.",
+            f"them one entry per channel."
         )
     if name == "batch_norm":
         training = bool(bound.get("training", False))
-        return ChannelNormSpec(
-            name,
-            channels,
-            batch_stats=training,
-            min_rank=2,
-            problem=_eps_problem(float(bound.get("eps", 1e-5)), training),
-        )
+        _refuse(_eps_problem(float(bound.get("eps", 1e-5)), training))
+        return ChannelNormSpec(name, channels, batch_stats=training, min_rank=2)
     return ChannelNormSpec(
         name,
         channels,

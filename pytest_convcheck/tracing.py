@@ -365,9 +365,7 @@ class _Recorder:
             )
         )
 
-    def plan(
-        self, start: int, x: torch.Tensor, source: int | None, output: Any
-    ) -> _Plan | None:
+    def plan(self, start: int, x: torch.Tensor, source: int | None, output: Any) -> _Plan | None:
         """The nodes recorded since ``start`` for one leaf call on ``x`` (made by node
         ``source`` before the call: an in-place op re-marks ``x``), as a plan."""
         if not isinstance(output, torch.Tensor) or len(self.nodes) == start:
@@ -631,10 +629,11 @@ class _Mode(TorchFunctionMode):
         rule = FUNCTION_RULES.get(func)
         first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
         shape_preserving = rule is not None and rule.shape_preserving
+        # shape-preserving calls are checked here; geometry ops after the cache below
+        spec = spec_for_call(func, args, kwargs) if shape_preserving else None
         if shape_preserving and first is not None:
             # not executed on meta (see _short_circuit): the rule's checks stand in for
             # torch's; a call signature the rule does not read runs as it is
-            spec = spec_for_call(func, args, kwargs)
             if spec is None:
                 shape_preserving = False
             else:
@@ -653,7 +652,8 @@ class _Mode(TorchFunctionMode):
                 rec.disagreements += known.disagreements
                 rec.record(func, op, args, kwargs, result, known.spec, known.predicted)
                 return result
-        spec = spec_for_call(func, args, kwargs) if rule is not None else None
+        if rule is not None and not rule.shape_preserving:
+            spec = spec_for_call(func, args, kwargs)
         checked = spec is not None and first is not None and not rule.shape_preserving  # type: ignore[union-attr]
         predicted: Shape | None = None
         if checked:
@@ -1061,7 +1061,10 @@ def _instrument(module: nn.Module, recorder: _Recorder) -> None:
 
 
 _PLAIN = frozenset({int, float, bool, str, type(None)})
-_NOT_CONFIGURATION = frozenset({"_parameters", "_buffers", "_modules", "forward"}) | _HOOK_KEYS
+_NOT_CONFIGURATION = (
+    frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "forward"})
+    | _HOOK_KEYS
+)
 
 
 _CONFIGURATION_KEYS: dict[type, tuple[Any, ...]] = {}  # (len(__dict__), *attribute names)
@@ -1107,7 +1110,7 @@ def _full_signature(module: nn.Module) -> tuple[Any, ...] | None:
         kind = type(value)
         if kind in plain:
             items.append((key, value))
-        elif key in skipped or key == "_non_persistent_buffers_set":
+        elif key in skipped:
             continue
         elif kind is tuple or kind is list:
             if not all(type(v) in plain for v in value):
