@@ -32,6 +32,8 @@ from pytest_convcheck.tracing import Trace, _first_tensor, materialized_copy, tr
 __all__ = [
     "SharingReport",
     "Suspicion",
+    "TieCheck",
+    "TiePair",
     "assert_gradients_accumulate",
     "assert_no_accidental_sharing",
     "assert_ties_preserved",
@@ -289,42 +291,171 @@ def _resolve(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
     )
 
 
-def assert_weights_shared(model: nn.Module, *names: str) -> None:
-    """Assert that the named modules (their parameters, matched by local name) or the
-    named parameters are one tensor each."""
+def _shape_of(tensor: torch.Tensor) -> tuple[int, ...] | None:
+    """The tensor's shape; ``None`` for a lazy parameter that has none yet."""
+    uninitialized = getattr(nn.parameter, "UninitializedTensorMixin", ())
+    if uninitialized and isinstance(tensor, uninitialized):
+        return None
+    return tuple(tensor.shape)
+
+
+def _attribute_path(name: str) -> str:
+    """Python that reaches ``name`` from ``model``: ``dec.bias`` → ``model.dec.bias``,
+    ``decoder.0.weight`` → ``model.decoder[0].weight``."""
+    parts = name.split(".")
+    if not all(p.isdigit() or p.isidentifier() for p in parts):
+        owner, _, leaf = name.rpartition(".")
+        return f"model.get_submodule({owner!r}).{leaf}" if owner else f"model.{leaf}"
+    return "model" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts)
+
+
+@dataclass(frozen=True)
+class TiePair:
+    """One parameter of the first module and its namesake in another: ``status`` is
+    ``"tied"`` (one tensor), ``"untied"`` (the same shape, separate tensors: a
+    failure) or ``"untieable"`` (different shapes or no namesake: a note)."""
+
+    first: str
+    other: str
+    first_shape: tuple[int, ...] | None
+    other_shape: tuple[int, ...] | None
+    status: str
+    equal_values: bool = False
+
+    def __str__(self) -> str:
+        if self.status == "tied":
+            return f"tied: {self.first} and {self.other}, one tensor of shape {self.first_shape}"
+        if self.status == "untied":
+            cut = (
+                " with equal values: the tie was cut (a copy, a clone, or a load into an "
+                "untied model)"
+                if self.equal_values
+                else ""
+            )
+            return (
+                f"not tied: {self.first} and {self.other} are separate tensors{cut}, both of "
+                f"shape {self.first_shape}"
+            )
+        if self.first_shape is None or self.other_shape is None:
+            missing, present = (
+                (self.other, self.first) if self.other_shape is None else (self.first, self.other)
+            )
+            return f"note: {missing} does not exist, so {present} has nothing to be tied to"
+        return (
+            f"note: {self.first} {self.first_shape} and {self.other} {self.other_shape} "
+            f"cannot be tied (different shapes)"
+        )
+
+
+@dataclass(frozen=True)
+class TieCheck:
+    """What :func:`assert_weights_shared` found: per module named after the first,
+    its parameters paired by local name with the first's."""
+
+    model: str
+    names: tuple[str, ...]
+    pairs: tuple[TiePair, ...]
+
+    @property
+    def tied(self) -> tuple[tuple[str, str], ...]:
+        return tuple((p.first, p.other) for p in self.pairs if p.status == "tied")
+
+    @property
+    def untied(self) -> tuple[tuple[str, str], ...]:
+        """Pairs of the same shape that are separate tensors (each fails the check)."""
+        return tuple((p.first, p.other) for p in self.pairs if p.status == "untied")
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(str(p) for p in self.pairs if p.status == "untieable")
+
+    def __str__(self) -> str:
+        lines = [f"ties of {self.model} between {_listed(self.names)}:"]
+        lines += [f"  {p}" for p in self.pairs]
+        return "\n".join(lines)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def _pairs(
+    first_name: str,
+    first: dict[str, torch.Tensor],
+    other_name: str,
+    other: dict[str, torch.Tensor],
+) -> list[TiePair]:
+    """The parameters of two resolved names, paired by local name (the union of both)."""
+    pairs = []
+    for key in list(first) + [k for k in other if k not in first]:
+        label = f"{first_name}.{key}".rstrip(".")
+        other_label = f"{other_name}.{key}".rstrip(".")
+        a, b = first.get(key), other.get(key)
+        shape_a = _shape_of(a) if a is not None else None
+        shape_b = _shape_of(b) if b is not None else None
+        if a is None or b is None:
+            pairs.append(TiePair(label, other_label, shape_a, shape_b, "untieable"))
+        elif _storage_key(a) == _storage_key(b):
+            pairs.append(TiePair(label, other_label, shape_a, shape_b, "tied"))
+        elif shape_a != shape_b and shape_a is not None and shape_b is not None:
+            pairs.append(TiePair(label, other_label, shape_a, shape_b, "untieable"))
+        else:
+            equal = (
+                shape_a is not None
+                and shape_a == shape_b
+                and a.device.type != "meta"
+                and b.device.type != "meta"
+                and bool(torch.equal(a.detach().cpu(), b.detach().cpu()))
+            )
+            pairs.append(TiePair(label, other_label, shape_a, shape_b, "untied", equal))
+    return pairs
+
+
+def assert_weights_shared(model: nn.Module, *names: str) -> TieCheck:
+    """Assert that the named modules (their parameters, matched by local name with
+    the first name's) or the named parameters are tied: every pair of namesakes of
+    the same shape is one tensor, and each name shares at least one with the first.
+
+    Pairs that cannot be one tensor (different shapes, as the biases of a conv and
+    the transposed conv tied to it, 8 vs 1 values; or a parameter without a
+    namesake) are notes in the returned :class:`TieCheck`, not failures. A failure
+    names each untied pair and the assignment that ties it."""
     if len(names) < 2:
         raise ValueError("assert_weights_shared needs at least two module or parameter names")
     resolved = [_resolve(model, name) for name in names]
-    first = resolved[0]
-    problems = []
+    pairs: list[TiePair] = []
+    problems: list[str] = []
     for name, params in zip(names[1:], resolved[1:], strict=True):
-        for key, tensor in first.items():
-            other = params.get(key)
-            label = f"{names[0]}.{key}".rstrip(".")
-            other_label = f"{name}.{key}".rstrip(".")
-            if other is None:
-                problems.append(f"{other_label} does not exist (to tie with {label})")
-            elif _storage_key(other) != _storage_key(tensor):
-                same = other.shape == tensor.shape and bool(
-                    torch.equal(other.detach().cpu(), tensor.detach().cpu())
-                    if tensor.device.type != "meta"
-                    else False
-                )
-                problems.append(
-                    f"{label} and {other_label} are separate tensors"
-                    + (
-                        " with equal values: the tie was cut (a copy, a clone, or a load into "
-                        "an untied model)"
-                        if same
-                        else ""
-                    )
-                )
-    if problems:
-        raise AssertionError(
-            f"{type(model).__name__}: expected {', '.join(names)} to share weights, but "
-            + "; ".join(problems)
-            + ".\n  fix: tie them by assignment (b.weight = a.weight), or reuse one module."
+        found = _pairs(names[0], resolved[0], name, params)
+        pairs += found
+        if not any(p.status == "tied" for p in found):
+            problems.append(f"no parameter of {name} is tied to {names[0]}")
+    result = TieCheck(type(model).__name__, tuple(names), tuple(pairs))
+    untied = [p for p in pairs if p.status == "untied"]
+    if untied:
+        count = len(untied)
+        problems.append(
+            f"{count} parameter pair{'s' if count > 1 else ''} of the same shape "
+            f"{'are' if count > 1 else 'is'} not tied"
         )
+    if not problems:
+        return result
+    if untied:
+        assignments = "; ".join(
+            f"{_attribute_path(p.other)} = {_attribute_path(p.first)}" for p in untied
+        )
+        fix = f"tie {'them' if len(untied) > 1 else 'it'} by assignment: {assignments}"
+    else:
+        fix = (
+            "the named modules hold no parameters of the same shape: name the modules "
+            "meant to be tied, or reuse one module (call it twice in forward)"
+        )
+    raise AssertionError(
+        f"{result.model}: expected {_listed(names)} to share every parameter of the same "
+        f"shape (one tensor), and at least one; but {'; '.join(problems)}:\n"
+        + "\n".join(f"  {p}" for p in pairs)
+        + f"\n  fix: {fix}"
+    )
 
 
 def assert_gradients_accumulate(

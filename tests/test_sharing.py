@@ -89,7 +89,10 @@ def test_tied_weights_are_one_group_and_the_tie_is_checked() -> None:
 
 def test_assert_weights_shared_by_module_names() -> None:
     reused = MODELS["s10_conv_reuse"][0]()
-    with pytest.raises(AssertionError, match=r"conv1\.weight and conv2\.weight are separate"):
+    # conv1 (1 → 10) and conv2 (10 → 20): no parameter of the same shape, none tied
+    with pytest.raises(
+        AssertionError, match=r"conv1\.weight \(10, 1, 5\) and conv2\.weight \(20, 10, 5\) cannot"
+    ):
         assert_weights_shared(reused, "conv1", "conv2")
     with pytest.raises(KeyError, match="no module or parameter 'conv9'"):
         assert_weights_shared(reused, "conv1", "conv9")
