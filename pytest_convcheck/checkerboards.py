@@ -6,6 +6,16 @@ Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts" (Distill
 even exactly when ``s | k`` and ``gcd(d, s) = 1``; in 2-D and 3-D the tile is the
 outer product of the per-axis counts and the imbalances multiply.
 
+One figure per model, :attr:`CheckerboardReport.imbalance`, is what the summary
+table (``UNEVEN ×2.56``), ``to_dict()``/``--convcheck-report``
+(``output_imbalance``) and the failure text (``imbalance ×2.56``) all show,
+written by :func:`format_imbalance`: the largest max/min ratio of per-phase
+overlap over every upsampling layer's own tile, the tile composed from the model
+input to that layer, and the tile composed at the output. Interpolation
+(``nn.Upsample``, ``F.interpolate``) upsamples evenly by construction: every
+output phase's weights sum to one; it is listed (``even (interpolation)``), never
+uneven.
+
 Four views, from cheapest to most empirical:
 
 * **structural** — per upsampling layer, its own overlap tile; and, per axis,
@@ -52,6 +62,7 @@ from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import (
     MODEL_INPUT,
     Trace,
+    TraceLayer,
     TraceNode,
     _first_tensor,
     forward_failures,
@@ -61,11 +72,13 @@ from pytest_convcheck.tracing import (
 
 __all__ = [
     "CheckerboardReport",
+    "Interpolation",
     "LayerTile",
     "PhaseWeights",
     "SpectralScore",
     "assert_no_checkerboard",
     "checkerboard",
+    "format_imbalance",
     "overlap_counts",
 ]
 
@@ -89,6 +102,15 @@ def overlap_counts(kernel: int, stride: int, dilation: int = 1) -> tuple[int, ..
     for t in range(kernel):
         counts[(dilation * t) % stride] += 1
     return tuple(counts)
+
+
+def format_imbalance(value: float) -> str:
+    """An imbalance as every report writes it: 4 significant digits (``2.56``,
+    ``1.849``, ``4``), ``∞`` when a phase gets no tap. ``to_dict()`` stores the
+    same 4 digits as a number (``"inf"`` for ∞)."""
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.4g}"
 
 
 def _ratio(counts: Sequence[float]) -> float:
@@ -310,10 +332,39 @@ class LayerTile:
         return list(self.counts[0]) if len(self.counts) == 1 else [list(c) for c in self.counts]
 
     def describe(self) -> str:
-        ratio = "∞ (a phase gets no tap: a hole)" if math.isinf(self.ratio) else f"{self.ratio:.3g}"
-        return (
+        """One line: geometry, own tile and its imbalance; the composed imbalance
+        where it differs from the own one (chained layers compound)."""
+        ratio = format_imbalance(self.ratio)
+        if math.isinf(self.ratio):
+            ratio += " (a phase gets no tap: a hole)"
+        text = (
             f"{self.name} ({self.kind}, kernel {self.kernel}, stride {self.stride}, dilation "
             f"{self.dilation}): taps per phase {self.counts}, tile {self.tile}, imbalance {ratio}"
+        )
+        if self.composed_ratio > 1 + EVEN_TOLERANCE and not math.isclose(
+            self.composed_ratio, self.ratio, rel_tol=EVEN_TOLERANCE
+        ):
+            text += f"; composed from the input: imbalance {format_imbalance(self.composed_ratio)}"
+        return text
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """One interpolation upsampling (``nn.Upsample``, ``F.interpolate``): output
+    phase r of an axis reads a few inputs with weights summing to one, so its own
+    tile (the response to a constant input, per phase) is flat: imbalance 1."""
+
+    name: str
+    kind: str
+    mode: str
+    sizes: tuple[tuple[int, int], ...]  # per axis (input, output)
+    ratio: float  # max/min over its own tile: 1 (computed, not assumed)
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{a}→{b}" for a, b in self.sizes)
+        return (
+            f"{self.name} ({self.kind}, {self.mode}): interpolation {sizes}; every output "
+            f"phase's weights sum to 1, imbalance {format_imbalance(self.ratio)}"
         )
 
 
@@ -356,15 +407,35 @@ class CheckerboardReport:
     output_counts: tuple[tuple[float, ...], ...]
     output_ratio: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    interpolations: tuple[Interpolation, ...] = ()
+
+    @property
+    def imbalance(self) -> float:
+        """The model's one checkerboard figure, shown by the summary table, the JSON
+        report and the failure text alike::
+
+            imbalance = max( max_L ratio(own tile of L), max_L ratio(composed tile at L),
+                             ratio(composed tile at the output) )
+
+        over the upsampling layers L (transposed convs with a stride > 1, pixel
+        shuffles), where ``ratio(tile) = Π_axis max_r c_r / min_r c_r`` of the
+        per-phase totals ``c_r`` (∞ when a phase gets nothing: a hole). The own tile
+        counts taps, ``#{t < k : d·t ≡ r (mod s)}``; the composed tile is the
+        response of the all-ones network from the model input. 1 when nothing
+        upsamples or everything upsamples evenly; ``structural`` is exactly
+        ``imbalance > 1``. The worst place, not the output alone: later layers can
+        smooth the output's figure (×1.5625 after a k=3/s=2 transposed conv and a
+        3×3 conv) while the layer itself paints ×4."""
+        ratios = [self.output_ratio]
+        for tile in self.layers:
+            ratios += [tile.ratio, tile.composed_ratio]
+        return max(ratios)
 
     @property
     def structural(self) -> bool:
         """Some upsampling layer, or the composed chain at some layer or at the
-        output, has an uneven overlap tile."""
-        return (
-            any(not t.even or t.composed_ratio > 1 + EVEN_TOLERANCE for t in self.layers)
-            or self.output_ratio > 1 + EVEN_TOLERANCE
-        )
+        output, has an uneven overlap tile: ``imbalance > 1``."""
+        return self.imbalance > 1 + EVEN_TOLERANCE
 
     @property
     def weight_score(self) -> float:
@@ -372,16 +443,21 @@ class CheckerboardReport:
         return max(scores, default=0.0)
 
     def __str__(self) -> str:
-        verdict = "uneven (structural checkerboard)" if self.structural else "even"
+        verdict = (
+            f"uneven (structural checkerboard), imbalance ×{format_imbalance(self.imbalance)}"
+            if self.structural
+            else "even (interpolation)"
+            if self.interpolations and not self.layers
+            else "even"
+        )
         lines = [f"checkerboard analysis of {self.model}: overlap {verdict}"]
         for tile in self.layers:
             line = f"  {tile.describe()}"
-            if tile.composed_ratio > 1 + EVEN_TOLERANCE:
-                line += f"; composed from the input: imbalance {tile.composed_ratio:.3g}"
             if tile.weights is not None:
                 line += f"; weights score {tile.weights.score:.3g}"
             lines.append(line)
-        if not self.layers:
+        lines += [f"  {i.describe()}" for i in self.interpolations]
+        if not self.layers and not self.interpolations:
             lines.append("  no upsampling layers")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -401,6 +477,16 @@ class CheckerboardReport:
         figure.savefig(target, dpi=100, bbox_inches="tight")
         plt.close(figure)
         return target
+
+
+def _interpolating(node: TraceNode, spatial: int) -> bool:
+    """An ``nn.Upsample``/``F.interpolate`` node that makes some spatial axis larger."""
+    if not isinstance(node.spec, InterpolateSpec) or not node.input_shapes or spatial < 1:
+        return False
+    size_in, size_out = node.input_shapes[0], node.output_shape
+    if not size_out or len(size_in) < spatial or len(size_out) < spatial:
+        return False
+    return any(b > a for a, b in zip(size_in[-spatial:], size_out[-spatial:], strict=True))
 
 
 def _upsampling(node: TraceNode) -> bool:
@@ -487,9 +573,14 @@ def report_from_trace(result: Trace, model: nn.Module | None = None) -> Checkerb
     spatial = len(result.input_shape) - 2
     counts = phase_counts(result)
     modules = dict(model.named_modules()) if model is not None else {}
+    rows = {i: layer for layer in result.layers for i in layer.nodes}
     tiles = []
+    interpolations = []
     notes = []
     for node in result.nodes:
+        if _interpolating(node, spatial):
+            interpolations.append(_interpolation_of(node, rows.get(node.node_id), spatial))
+            continue
         if not _upsampling(node):
             continue
         spec = node.spec
@@ -536,6 +627,24 @@ def report_from_trace(result: Trace, model: nn.Module | None = None) -> Checkerb
         output_counts,
         output_ratio,
         tuple(dict.fromkeys(notes)),
+        tuple(interpolations),
+    )
+
+
+def _interpolation_of(node: TraceNode, row: TraceLayer | None, spatial: int) -> Interpolation:
+    """The interpolation entry of ``node``: its own tile from its taps on a flat input."""
+    spec = node.spec
+    assert isinstance(spec, InterpolateSpec)
+    size_in, size_out = node.input_shapes[0][-spatial:], (node.output_shape or ())[-spatial:]
+    ratio = 1.0
+    for period, advance, taps in _layer_taps(node, spatial) or []:
+        ratio *= PhaseCounts.flat().then(period, advance, taps).ratio
+    return Interpolation(
+        row.name if row is not None else node.module or node.op,
+        row.kind if row is not None else spec.kind,
+        spec.mode,
+        tuple(zip(size_in, size_out, strict=True)),
+        ratio,
     )
 
 
@@ -656,6 +765,11 @@ def gradient_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScor
 
 # --------------------------------------------------------------------------- assertion
 
+
+def _rounded(counts: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(f"{c:.4g}") for c in axis) for axis in counts)
+
+
 _FIXES = (
     "  fix: use a kernel size divisible by the stride (e.g. ConvTranspose2d(k=4, s=2, p=1)), "
     "or resize-convolution (nn.Upsample(scale_factor=s, mode='nearest') then a stride-1 conv), "
@@ -675,12 +789,19 @@ def assert_no_checkerboard(
         report = checkerboard(model, input_shape)
         if kind == "structural" and report.structural:
             bad = [t for t in report.layers if not t.even or t.composed_ratio > 1 + EVEN_TOLERANCE]
-            lines = [f"{name}: uneven kernel overlap — a structural checkerboard."]
+            lines = [
+                f"{name}: uneven kernel overlap — a structural checkerboard, imbalance "
+                f"×{format_imbalance(report.imbalance)}",
+                "  (expected every output phase to receive the same overlap, imbalance 1; "
+                "imbalance: the largest max/min of per-phase overlap over each upsampling "
+                "layer's own tile, the tile composed from the input to it, and the output's)",
+            ]
             lines += [f"  {t.describe()}" for t in bad]
-            if not bad:
+            if not math.isclose(report.output_ratio, report.imbalance, rel_tol=EVEN_TOLERANCE):
                 lines.append(
                     f"  the composed upsampling chain at the output: per-axis phase totals "
-                    f"{report.output_counts}, imbalance {report.output_ratio:.3g}"
+                    f"{_rounded(report.output_counts)}, imbalance "
+                    f"{format_imbalance(report.output_ratio)}"
                 )
             lines.append(
                 "  (taps per phase r: #{t < k : d·t ≡ r mod s}; even exactly when s | k "

@@ -6,6 +6,14 @@ stable, JSON-serialisable form used by snapshots and ``--convcheck-report``: no
 timings, no device, no weight values (the checkerboard verdict is the structural
 one, which depends on the architecture only), floats rounded to 4 significant
 digits, fractional strides written as ``"1/2"``.
+
+``checkerboard.output_imbalance`` is the model's one checkerboard figure,
+:attr:`~pytest_convcheck.checkerboards.CheckerboardReport.imbalance` (the largest
+per-phase overlap ratio over each upsampling layer's own tile, the tile composed
+from the input to it, and the output's), the number the summary table and the
+failure text show. ``upsampling_layers`` lists transposed convs and pixel
+shuffles (``imbalance``: their own tile's ratio) and interpolations (with their
+``mode``; ratio 1).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 
 from torch import nn
 
+from pytest_convcheck.checkerboards import format_imbalance
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
 from pytest_convcheck.fields import field_of_trace
 from pytest_convcheck.tracing import Trace, _fmt, gc_paused, trace, with_sizes
@@ -163,10 +172,20 @@ def field_text(field: dict[str, Any]) -> str:
 
 def checkerboard_text(board: dict[str, Any]) -> str:
     """A ``checkerboard`` entry of :meth:`ConvReport.to_dict` in one cell:
-    ``no upsampling``, ``even`` or ``UNEVEN ×`` the output's overlap imbalance."""
-    if not board["upsampling_layers"]:
+    ``no upsampling``; ``even (interpolation)`` when every upsampling layer
+    interpolates (``nn.Upsample``, ``F.interpolate``: even by construction);
+    ``even``; or ``UNEVEN ×`` the model's imbalance
+    (:attr:`~pytest_convcheck.checkerboards.CheckerboardReport.imbalance`, its
+    ``output_imbalance`` entry), written as the failure text writes it
+    (:func:`~pytest_convcheck.checkerboards.format_imbalance`)."""
+    layers = board["upsampling_layers"]
+    if not layers:
         return "no upsampling"
-    return f"UNEVEN ×{board['output_imbalance']}" if board["structural"] else "even"
+    if board["structural"]:
+        return f"UNEVEN ×{format_imbalance(float(board['output_imbalance']))}"
+    if all("mode" in layer for layer in layers):
+        return "even (interpolation)"
+    return "even"
 
 
 def _round(value: float) -> float | str:
@@ -237,9 +256,14 @@ def report_from_trace(
         board = checkerboard_of_trace(result)
         checker: dict[str, Any] = {
             "structural": board.structural,
-            "output_imbalance": board.output_ratio,
+            # the model's one figure (CheckerboardReport.imbalance), not only the output's
+            "output_imbalance": board.imbalance,
             "upsampling_layers": [
                 {"name": t.name, "kind": t.kind, "imbalance": t.ratio} for t in board.layers
+            ]
+            + [
+                {"name": i.name, "kind": i.kind, "mode": i.mode, "imbalance": i.ratio}
+                for i in board.interpolations
             ],
         }
     else:
