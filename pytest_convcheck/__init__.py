@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ShapeError": "pytest_convcheck.errors",
     "ModelStateError": "pytest_convcheck.errors",
+    "MeasurementRefused": "pytest_convcheck.errors",
     "ModelRunError": "pytest_convcheck.tracing",
     "output_shape": "pytest_convcheck.layers",
     "Geometry": "pytest_convcheck.layers",
@@ -61,7 +62,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         assert_no_checkerboard,
         checkerboard,
     )
-    from pytest_convcheck.errors import ShapeError  # noqa: F401
+    from pytest_convcheck.errors import MeasurementRefused, ShapeError  # noqa: F401
     from pytest_convcheck.fields import (  # noqa: F401
         ReceptiveField,
         assert_receptive_field,

@@ -18,3 +18,8 @@ class ConvcheckConfigError(ValueError):
 class ModelStateError(ValueError):
     """A model whose state keeps a check from running (e.g. meta tensors, which have
     shapes but no values). The message names the model, the tensor and the fix."""
+
+
+class MeasurementRefused(ValueError):
+    """A measurement that would exceed its budget (memory) or cannot measure what it
+    is asked to. The message says what it would need, why, and what to do instead."""

@@ -1,13 +1,17 @@
 """Receptive fields, computed analytically from a trace.
 
-Per spatial axis, every tensor of the traced graph carries a :class:`AxisMap`: the
-exact set of model-input positions that each of its positions depends on. The map
-is periodic: output position ``j = q·P + r`` depends on input positions
-``q·T + A[r]``, where ``A[r]`` (the *taps* of phase ``r``) is a list of
-disjoint intervals. ``T/P`` is the effective stride; ``P > 1`` after
-upsampling or transposed convs, where the field depends on the output phase.
+Per spatial axis, every tensor of the traced graph carries an
+:class:`~pytest_convcheck.axis_maps.AxisMap`: the exact set of model-input
+positions that each of its positions depends on. The map is periodic: output
+position ``j = q·P + r`` depends on input positions ``q·T + A[r]``, where
+``A[r]`` (the *taps* of phase ``r``) is a list of disjoint intervals. ``T/P`` is
+the effective stride; ``P > 1`` after upsampling or transposed convs, where the
+field depends on the output phase.
 
-Each layer contributes its own map (``layer_map``) and maps compose exactly:
+Each op contributes its *effect* (:mod:`pytest_convcheck.dims`: the spec's own
+for conv, pooling, interpolation, padding, slicing, pixel shuffle, linear; the
+ops table for everything else) and :mod:`pytest_convcheck.dependencies` follows
+it exactly through relayouts (view/permute/flatten), merges and mixing:
 
 * conv / pooling (kernel k, stride s, padding p, dilation d)::
 
@@ -17,368 +21,67 @@ Each layer contributes its own map (``layer_map``) and maps compose exactly:
 
       A[r] = {(r + p − d·t)/s : t < k, s | (r + p − d·t)}   P = s, T = 1
 
-* nearest / linear / cubic interpolation and adaptive pooling: the source
-  indices of each output phase, computed from the op's own index formula with
-  exact fractions; pixel shuffle by ``r``: ``P = r, T = 1``. Adaptive pooling
-  of an axis down to one position is global pooling (the whole input), and
-  upsampling a size-1 axis is a broadcast (``T = 0``): so the image-pooling
-  branch of DeepLab-v3's ASPP and a squeeze-and-excitation gate make every
-  output depend on every input, as they do.
-
-* slicing ``x[..., a:b:s]`` and ``narrow``: ``j ← a + j·s`` (a crop keeps the
-  field and moves its offset; a strided slice multiplies the stride).
+* interpolation and adaptive pooling: the source indices of each output phase;
+  adaptive pooling of an axis down to one position and flatten → linear make
+  the field the whole input ("global"), as do softmax, cumsum, sort or a
+  reduction along a spatial axis.
 
 This is the recurrence of Araujo, Norris & Sim, "Computing Receptive Fields of
 Convolutional Neural Networks" (Distill, 2019) — ``r_in = s·r_out + (k_eff − s)``,
 effective stride the product of strides — kept as sets so that branches (a
 merge is the union of its inputs' fields), gridding holes of dilated stacks
 (Yu & Koltun, arXiv 1511.07122) and fractional strides come out exactly.
-Normalisation layers are treated as pointwise (their batch or spatial statistics
-are not counted, as in the literature); flatten, linear and global pooling make
-the field cover the whole input ("global").
+
+**Normalisation statistics.** GroupNorm, InstanceNorm and a LayerNorm over
+spatial axes compute statistics over the whole input: strictly, every output
+then depends on every input position. As in the literature, the field counts
+the *data path* by default and lists the layers whose statistics span spatial
+axes in :attr:`ReceptiveField.statistics`; ``include_statistics=True`` counts
+them (the field becomes the span of their statistics). BatchNorm in eval mode
+and a LayerNorm over channels (ConvNeXt's) are per position either way.
+
+**Ops without a rule** are taken to mix every axis of their input: the field
+can be over-stated (and a note says so), never under-stated.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from pytest_convcheck.layers import (
-    AdaptivePoolSpec,
-    ChannelNormSpec,
-    ConvSpec,
-    FlattenSpec,
-    Geometry,
-    InterpolateSpec,
-    LinearSpec,
-    PadSpec,
-    PixelShuffleSpec,
-    PoolSpec,
-    SliceSpec,
-    Spec,
-    UnfoldSpec,
-    UnpoolSpec,
+from pytest_convcheck.axis_maps import (
+    AxisMap,
+    Intervals,
+    interpolation_map,
+    points,
+    transposed_phase_taps,
 )
+from pytest_convcheck.dependencies import Layout, Propagation
+from pytest_convcheck.dims import Unknown
+from pytest_convcheck.layers import ConvSpec, Geometry, PoolSpec
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
 
-Intervals = tuple[tuple[int, int], ...]
+# names other modules import from here
+_interpolation = interpolation_map
+_points = points
 
 __all__ = [
     "AxisMap",
     "FieldNumbers",
     "FieldRow",
+    "Intervals",
     "ReceptiveField",
     "assert_receptive_field",
     "data_inputs",
     "field_of_trace",
     "growth_options",
+    "node_layouts",
+    "node_maps",
     "receptive_field",
     "transposed_phase_taps",
 ]
-
-
-def _merge(points_or_intervals: Iterable[tuple[int, int]]) -> Intervals:
-    """Sorted, disjoint, non-adjacent intervals (inclusive bounds)."""
-    merged: list[list[int]] = []
-    for lo, hi in sorted(points_or_intervals):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return tuple((lo, hi) for lo, hi in merged)
-
-
-def _points(intervals: Intervals) -> Iterable[int]:
-    for lo, hi in intervals:
-        yield from range(lo, hi + 1)
-
-
-@dataclass(frozen=True)
-class AxisMap:
-    """Dependency of positions along one axis on model-input positions.
-
-    Output position ``j = q·period + r`` depends on input positions
-    ``q·advance + x`` for ``x`` in ``taps[r]``. ``whole`` means every input
-    position (after flatten, linear, global pooling).
-    """
-
-    period: int
-    advance: int
-    taps: tuple[Intervals, ...]
-    whole: bool = False
-
-    @staticmethod
-    def identity() -> AxisMap:
-        return AxisMap(1, 1, (((0, 0),),))
-
-    @staticmethod
-    def broadcast() -> AxisMap:
-        """Every position reads input position 0 (upsampling a size-1 axis)."""
-        return AxisMap(1, 0, (((0, 0),),))
-
-    @staticmethod
-    def everything() -> AxisMap:
-        return AxisMap(1, 1, (((0, 0),),), whole=True)
-
-    @property
-    def stride(self) -> Fraction:
-        return Fraction(self.advance, self.period)
-
-    def at(self, j: int) -> Intervals:
-        """Input positions (unclipped; negative = padding) that position ``j`` depends on."""
-        q, r = divmod(j, self.period)
-        shift = q * self.advance
-        return tuple((lo + shift, hi + shift) for lo, hi in self.taps[r])
-
-    def then(self, layer: AxisMap) -> AxisMap:
-        """The map of ``layer`` applied to a tensor whose map is ``self``."""
-        if self.whole or layer.whole:
-            return AxisMap.everything()
-        # shifting the layer's output by layer.period shifts its input by layer.advance;
-        # the upstream map repeats every self.period positions
-        k = self.period // math.gcd(layer.advance, self.period)
-        period = layer.period * k
-        advance = (k * layer.advance // self.period) * self.advance
-        taps = []
-        for r in range(period):
-            q, phase = divmod(r, layer.period)
-            base = q * layer.advance
-            found: list[tuple[int, int]] = []
-            for x in _points(layer.taps[phase]):
-                found += self.at(base + x)
-            taps.append(_merge(found))
-        return AxisMap(period, advance, tuple(taps))
-
-    def union(self, other: AxisMap) -> AxisMap | None:
-        """The map of a merge (add, cat, …) of two paths; ``None`` when their
-        strides differ (the union is then not periodic)."""
-        if self.whole or other.whole:
-            return AxisMap.everything()
-        if self.advance * other.period != other.advance * self.period:
-            return None
-        period = math.lcm(self.period, other.period)
-        advance = self.advance * (period // self.period)
-        taps = tuple(_merge(self.at(r) + other.at(r)) for r in range(period))
-        return AxisMap(period, advance, taps)
-
-    def phase_sizes(self) -> tuple[int, ...]:
-        if self.period == 1:
-            t = self.taps[0]
-            return (t[-1][1] - t[0][0] + 1 if t else 0,)
-        return tuple(t[-1][1] - t[0][0] + 1 if t else 0 for t in self.taps)
-
-    def plain_stride(self) -> Fraction | int:
-        """The stride as an int when whole, else a Fraction."""
-        if self.advance % self.period == 0:
-            return self.advance // self.period
-        return Fraction(self.advance, self.period)
-
-    def holes(self) -> tuple[tuple[int, ...], ...]:
-        """Per phase: positions inside the field (relative to its start) reached by no path."""
-        found = []
-        for t in self.taps:
-            gaps: list[int] = []
-            for (_, hi), (lo, _) in itertools.pairwise(t):
-                gaps += range(hi + 1 - t[0][0], lo - t[0][0])
-            found.append(tuple(gaps))
-        return tuple(found)
-
-
-# --------------------------------------------------------------------------- layer maps
-
-
-@functools.lru_cache(maxsize=1024)
-def _conv_like(kernel: int, stride: int, pad_before: int, dilation: int) -> AxisMap:
-    return AxisMap(1, stride, (_merge((-pad_before + dilation * t,) * 2 for t in range(kernel)),))
-
-
-def transposed_phase_taps(kernel: int, stride: int, padding: int, dilation: int) -> list[list[int]]:
-    """Per output phase r < s of a 1-D transposed conv, the kernel taps t that land on
-    it: output ``j`` receives input ``i`` through tap ``t`` when ``j = i·s − p + d·t``,
-    so phase r gets the taps with ``s | (r + p − d·t)``, from input ``(r + p − d·t)/s``."""
-    return [
-        [t for t in range(kernel) if (r + padding - dilation * t) % stride == 0]
-        for r in range(stride)
-    ]
-
-
-@functools.lru_cache(maxsize=1024)
-def _transposed(kernel: int, stride: int, padding: int, dilation: int) -> AxisMap:
-    taps = [
-        _merge(((r + padding - dilation * t) // stride,) * 2 for t in phase)
-        for r, phase in enumerate(transposed_phase_taps(kernel, stride, padding, dilation))
-    ]
-    return AxisMap(stride, 1, tuple(taps))
-
-
-def _sampled(size_in: int, size_out: int, sources: Any) -> AxisMap:
-    """A map from a per-output-position source function, periodic with the reduced
-    ratio ``size_out/size_in``; ``sources(j)`` gives the input indices of ``j``."""
-    g = math.gcd(size_in, size_out)
-    period, advance = size_out // g, size_in // g
-    taps = tuple(_merge((i, i) for i in sources(r)) for r in range(period))
-    return AxisMap(period, advance, taps)
-
-
-_FILTER_TAPS = {"linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4, "lanczos": 6}
-
-
-@functools.lru_cache(maxsize=1024)
-def _antialiased(mode: str, size_in: int, size_out: int) -> AxisMap:
-    """Anti-aliased resampling (``aten/src/ATen/native/UpSampleKernel.cpp``,
-    ``_compute_indices_min_size_weights_aa``): output j reads the input positions
-    within ``support = taps/2 · max(scale, 1)`` of its centre ``scale·(j + ½)``, so
-    a downsampling filter widens with the factor. Taken one position wider on each
-    side, as an upper bound."""
-    scale = Fraction(size_in, size_out)
-    support = Fraction(_FILTER_TAPS.get(mode, 6), 2) * max(scale, Fraction(1))
-
-    def window(j: int) -> range:
-        centre = scale * (j + Fraction(1, 2))
-        return range(math.floor(centre - support) - 1, math.ceil(centre + support) + 1)
-
-    return _sampled(size_in, size_out, window)
-
-
-@functools.lru_cache(maxsize=1024)
-def _interpolation(mode: str, align_corners: bool | None, size_in: int, size_out: int) -> AxisMap:
-    """Source indices of ``F.interpolate`` (aten/src/ATen/native/UpSample.h), away from
-    the borders (where torch clamps)."""
-    scale = Fraction(size_in, size_out)
-    if mode in ("nearest",):
-        return _sampled(size_in, size_out, lambda j: [math.floor(j * scale)])
-    if mode == "nearest-exact":
-        return _sampled(size_in, size_out, lambda j: [math.floor((j + Fraction(1, 2)) * scale)])
-    if mode == "area":
-        return _sampled(
-            size_in,
-            size_out,
-            lambda j: range(math.floor(j * scale), math.ceil((j + 1) * scale)),
-        )
-    if align_corners and size_out > 1:
-        scale = Fraction(size_in - 1, size_out - 1)
-
-    def source(j: int) -> float | Fraction:
-        if align_corners:
-            return j * scale
-        return (j + Fraction(1, 2)) * scale - Fraction(1, 2)
-
-    if mode in ("linear", "bilinear", "trilinear"):
-
-        def linear(j: int) -> list[int]:
-            x = source(j)
-            lo = math.floor(x)
-            return [lo] if x == lo else [lo, lo + 1]
-
-        return _sampled(size_in, size_out, linear)
-
-    def cubic(j: int) -> Sequence[int]:
-        # four taps around floor(x); at an integer x the cubic kernel is (0, 1, 0, 0)
-        x = source(j)
-        lo = math.floor(x)
-        return [lo] if x == lo else range(lo - 1, lo + 3)
-
-    return _sampled(size_in, size_out, cubic)
-
-
-def layer_maps(node: TraceNode, spatial: int) -> tuple[AxisMap, ...] | None:
-    """Per spatial axis, the map of one op from its first input to its output;
-    ``None`` for an op that is pointwise along the spatial axes."""
-    spec: Spec | None = node.spec
-    in_shape = node.input_shapes[0] if node.input_shapes else None
-    out_shape = node.output_shape
-    if isinstance(spec, ConvSpec):
-        pads = spec._pads(())
-        if spec.transposed:
-            return tuple(
-                _transposed(k, s, p, d)
-                for k, s, (p, _), d in zip(
-                    spec.kernel, spec.stride, pads, spec.dilation, strict=True
-                )
-            )
-        return tuple(
-            _conv_like(k, s, p, d)
-            for k, s, (p, _), d in zip(spec.kernel, spec.stride, pads, spec.dilation, strict=True)
-        )
-    if isinstance(spec, PoolSpec):
-        return tuple(
-            _conv_like(k, s, p, d)
-            for k, s, p, d in zip(
-                spec.kernel, spec.stride, spec.padding, spec.dilation, strict=True
-            )
-        )
-    if isinstance(spec, UnpoolSpec) and len(spec.kernel) == spatial:
-        # each value goes back somewhere in its pooling window: a transposed conv's
-        # footprint, output o ← input i for o = i·s − p + t, 0 ≤ t < k
-        if min(*spec.kernel, *spec.stride) < 1:
-            return tuple(AxisMap.everything() for _ in range(spatial))
-        return tuple(
-            _transposed(k, s, p, 1)
-            for k, s, p in zip(spec.kernel, spec.stride, spec.padding, strict=True)
-        )
-    if isinstance(spec, PadSpec):
-        pairs = spec.geometry().padding[-spatial:]
-        if len(pairs) < spatial:
-            pairs = ((0, 0),) * (spatial - len(pairs)) + pairs
-        return tuple(AxisMap(1, 1, (((-before, -before),),)) for before, _ in pairs)
-    if isinstance(spec, PixelShuffleSpec):
-        r = spec.factor
-        if spec.inverse:
-            return tuple(AxisMap(1, r, (((0, r - 1),),)) for _ in range(spatial))
-        return tuple(AxisMap(r, 1, tuple(((0, 0),) for _ in range(r))) for _ in range(spatial))
-    if isinstance(spec, (AdaptivePoolSpec, InterpolateSpec)) and in_shape and out_shape:
-        maps = []
-        for size_in, size_out in zip(in_shape[-spatial:], out_shape[-spatial:], strict=True):
-            if isinstance(spec, AdaptivePoolSpec):
-                # pooling a whole axis down to one position is global pooling
-                global_pool = size_out == 1 and size_in > 1
-                maps.append(
-                    AxisMap.everything()
-                    if global_pool
-                    else _interpolation("area", None, size_in, size_out)
-                )
-            elif size_in == 1:
-                # every output position reads the one input position (torch clamps the
-                # neighbours a linear or cubic kernel would reach): a broadcast
-                maps.append(AxisMap.broadcast())
-            elif spec.antialias or spec.mode == "lanczos":
-                maps.append(_antialiased(spec.mode, size_in, size_out))
-            else:
-                maps.append(_interpolation(spec.mode, spec.align_corners, size_in, size_out))
-        return tuple(maps)
-    if isinstance(spec, SliceSpec) and in_shape and len(in_shape) >= spatial:
-        # output j reads input start + j·step (a crop, or a strided subsample)
-        return tuple(
-            AxisMap(1, step, (((start, start),),))
-            for start, step in spec.starts_and_steps(in_shape)[-spatial:]
-        )
-    if isinstance(spec, (LinearSpec, FlattenSpec, UnfoldSpec)):
-        return tuple(AxisMap.everything() for _ in range(spatial))
-    if isinstance(spec, ChannelNormSpec):
-        return None
-    return _generic_map(node, spatial)
-
-
-def _generic_map(node: TraceNode, spatial: int) -> tuple[AxisMap, ...] | None:
-    """Ops without a rule (elementwise arithmetic, views, cat along channels, …):
-    pointwise when they keep the trailing spatial sizes, otherwise the field
-    becomes the whole input (a flatten, a spatial reduction, a reshape)."""
-    in_shape = node.input_shapes[0] if node.input_shapes else None
-    out_shape = node.output_shape
-    if in_shape is None or out_shape is None:
-        return None
-    if (
-        len(in_shape) >= spatial + 1
-        and len(out_shape) >= spatial + 1
-        and tuple(in_shape[-spatial:]) == tuple(out_shape[-spatial:])
-    ):
-        return None
-    return tuple(AxisMap.everything() for _ in range(spatial))
 
 
 # --------------------------------------------------------------------------- the field
@@ -436,12 +139,16 @@ class FieldNumbers:
 class ReceptiveField(FieldNumbers):
     """The analytic receptive field of a model's output: :class:`FieldNumbers`,
     plus ``whole`` (axes where every output depends on every input position,
-    after flatten or global pooling), a row per layer, and the per-axis maps."""
+    after flatten or global pooling), a row per layer, the per-axis maps, and
+    ``statistics``: the layers whose normalisation statistics span spatial axes
+    (counted in the field only with ``include_statistics``)."""
 
     whole: tuple[bool, ...]
     layers: tuple[FieldRow, ...]
     axes: tuple[AxisMap, ...]
     notes: tuple[str, ...] = ()
+    statistics: tuple[str, ...] = ()
+    include_statistics: bool = False
 
     def positions(self, index: Sequence[int]) -> tuple[tuple[int, ...], ...]:
         """Per axis, the input positions that output position ``index`` depends on,
@@ -455,6 +162,24 @@ class ReceptiveField(FieldNumbers):
                 continue
             result.append(tuple(i for i in _points(axis_map.at(j)) if 0 <= i < extent))
         return tuple(result)
+
+    def statistics_note(self) -> str:
+        """What the field says about normalisation statistics, or ``""``."""
+        if not self.statistics:
+            return ""
+        names = ", ".join(self.statistics[:4])
+        if len(self.statistics) > 4:
+            names += f" and {len(self.statistics) - 4} more"
+        if self.include_statistics:
+            return (
+                f"the statistics of {len(self.statistics)} normalisation layer(s) ({names}) "
+                f"span spatial axes and are counted: the field covers their span"
+            )
+        return (
+            f"the statistics of {len(self.statistics)} normalisation layer(s) ({names}) span "
+            f"the whole input along spatial axes; the field counts the data path only "
+            f"(include_statistics=True counts them)"
+        )
 
     def table(self) -> str:
         header = ("layer", "kind", "output", "field", "stride", "offset")
@@ -488,6 +213,9 @@ class ReceptiveField(FieldNumbers):
             text += f", holes at {self.hole_positions}"
         if any(self.whole):
             text += " (global along some axes)"
+        statistics = self.statistics_note()
+        if statistics:
+            text += f"\nnote: {statistics}"
         for note in self.notes:
             text += f"\nnote: {note}"
         return f"{text}\n{self.table()}"
@@ -522,79 +250,90 @@ def data_inputs(node: TraceNode, known: dict[int, Any]) -> list[int]:
     return sources
 
 
-def _then_per_axis(merged: tuple[AxisMap, ...], layer: tuple[AxisMap, ...]) -> tuple[AxisMap, ...]:
-    """``m.then(lm)`` per axis, composed once for axes that are alike (a square model)."""
-    done: list[tuple[AxisMap, AxisMap, AxisMap]] = []
-    out = []
-    for m, lm in zip(merged, layer, strict=True):
-        for m0, lm0, result in done:
-            if m0 == m and lm0 == lm:
-                out.append(result)
-                break
-        else:
-            result = m.then(lm)
-            done.append((m, lm, result))
-            out.append(result)
-    return tuple(out)
+_NO_DEPENDENCY = AxisMap(1, 1, ((),))
 
 
-def node_maps(result: Trace) -> tuple[dict[int, tuple[AxisMap, ...]], list[str]]:
-    """The per-axis map of every node's output, and notes on merges and unknown ops."""
+def node_layouts(
+    result: Trace, *, include_statistics: bool = False
+) -> tuple[dict[int, Layout | None], Propagation]:
+    """The :class:`~pytest_convcheck.dependencies.Layout` of every node's output
+    (``None``: it reads no input position), and the propagation with its notes
+    and the normalisation layers whose statistics span spatial axes."""
     spatial = len(result.input_shape) - 2
     if spatial < 1:
         raise ValueError(
             "receptive fields need an input with spatial dims (N, C, ...), got "
             f"{result.input_shape}"
         )
-    identity = tuple(AxisMap.identity() for _ in range(spatial))
-    maps: dict[int, tuple[AxisMap, ...]] = {MODEL_INPUT: identity}
-    notes: list[str] = []
+    propagation = Propagation(tuple(result.input_shape[-spatial:]), include_statistics)
+    layouts: dict[int, Layout | None] = {
+        MODEL_INPUT: Layout.of_input(tuple(result.input_shape), spatial)
+    }
     for node in result.nodes:
-        sources = [maps[p] for p in data_inputs(node, maps)]
-        if not sources:
-            maps[node.node_id] = identity  # a constant (no path from the input)
+        positions = [
+            i for i, p in enumerate(node.inputs) if p is not None and layouts.get(p) is not None
+        ]
+        if not positions or node.output_shape is None:
+            layouts[node.node_id] = None
             continue
-        merged = sources[0]
-        for other in sources[1:]:
-            combined = []
-            for a, b in zip(merged, other, strict=True):
-                union = a.union(b)
-                if union is None:
-                    notes.append(
-                        f"{node.op} in {node.module or 'forward'} merges paths with strides "
-                        f"{_plain(a.stride)} and {_plain(b.stride)}; the field of the first "
-                        f"path is kept"
-                    )
-                    union = a
-                combined.append(union)
-            merged = tuple(combined)
-        layer = layer_maps(node, spatial)
-        maps[node.node_id] = merged if layer is None else _then_per_axis(merged, layer)
-    return maps, notes
+        sources = [layouts[node.inputs[i]] for i in positions]  # type: ignore[index]
+        label = node.module or node.op
+        effect = node.dims_effect()
+        if node.spec is not None and not node.spec.reads_every_input and positions[0] != 0:
+            # the data reaches a weight, not the input: every output reads all of it
+            effect = Unknown(node.op)
+        layouts[node.node_id] = propagation.apply(
+            effect,
+            sources,  # type: ignore[arg-type]
+            tuple(node.output_shape),
+            label,
+            positions,
+        )
+    return layouts, propagation
 
 
-def field_of_trace(result: Trace, *, rows: bool = True) -> ReceptiveField:
+def _reported(propagation: Propagation, layout: Layout | None) -> tuple[AxisMap, ...]:
+    spatial = len(propagation.extents)
+    if layout is None:
+        return tuple(_NO_DEPENDENCY for _ in range(spatial))
+    return tuple(propagation.reported(layout, axis) for axis in range(spatial))
+
+
+def node_maps(
+    result: Trace, *, include_statistics: bool = False
+) -> tuple[dict[int, tuple[AxisMap, ...]], list[str]]:
+    """The per-axis map of every node's output (over the positions of the dims that
+    hold each axis), and notes on what the analysis could not follow exactly."""
+    layouts, propagation = node_layouts(result, include_statistics=include_statistics)
+    maps = {node: _reported(propagation, layout) for node, layout in layouts.items()}
+    return maps, list(dict.fromkeys(propagation.notes))
+
+
+def field_of_trace(
+    result: Trace, *, rows: bool = True, include_statistics: bool = False
+) -> ReceptiveField:
     """The receptive field of the traced model's (first) output, with a row per layer
-    (``rows=False``: without them, for callers that need only the totals)."""
-    maps, notes = node_maps(result)
+    (``rows=False``: without them, for callers that need only the totals);
+    ``include_statistics`` counts normalisation statistics (see the module doc)."""
+    layouts, propagation = node_layouts(result, include_statistics=include_statistics)
     spatial = len(result.input_shape) - 2
     extents = result.input_shape[-spatial:]
-    numbers: dict[int, tuple[Any, Any, Any]] = {}  # id of a node's maps → its numbers
+    numbers: dict[int, tuple[Any, Any, Any]] = {}  # id of a node's layout → its numbers
 
-    def numbers_of(axes: tuple[AxisMap, ...]) -> tuple[Any, Any, Any]:
-        found = numbers.get(id(axes))
+    def numbers_of(layout: Layout | None) -> tuple[Any, Any, Any]:
+        found = numbers.get(id(layout))
         if found is None:
-            found = numbers[id(axes)] = _field_numbers(axes, extents)
+            found = numbers[id(layout)] = _field_numbers(_reported(propagation, layout), extents)
         return found
 
     table = []
     for row in result.layers if rows else ():
-        if not row.nodes or row.nodes[-1] not in maps:
+        if not row.nodes or row.nodes[-1] not in layouts:
             continue
-        size, stride, offset = numbers_of(maps[row.nodes[-1]])
+        size, stride, offset = numbers_of(layouts[row.nodes[-1]])
         first = result.nodes[row.nodes[0]]
-        source = next((p for p in first.inputs if p is not None and p in maps), None)
-        in_stride = numbers_of(maps[source])[1] if source is not None else ()
+        source = next((p for p in first.inputs if p is not None and p in layouts), None)
+        in_stride = numbers_of(layouts[source])[1] if source is not None else ()
         spec = next(
             (
                 result.nodes[i].spec
@@ -616,7 +355,7 @@ def field_of_trace(result: Trace, *, rows: bool = True) -> ReceptiveField:
             )
         )
     out_node = result.output_nodes[0] if result.output_nodes else MODEL_INPUT
-    axes = maps[out_node]
+    axes = _reported(propagation, layouts.get(out_node))
     size, stride, offset = _field_numbers(axes, extents)
     hole_lists = []
     for axis_map in axes:
@@ -634,16 +373,26 @@ def field_of_trace(result: Trace, *, rows: bool = True) -> ReceptiveField:
         tuple(m.whole for m in axes),
         tuple(table),
         axes,
-        tuple(dict.fromkeys(notes)),
+        tuple(dict.fromkeys(propagation.notes)),
+        tuple(dict.fromkeys(propagation.statistics)),
+        include_statistics,
     )
 
 
-def receptive_field(model: Any, input_shape: Sequence[int]) -> ReceptiveField:
+def receptive_field(
+    model: Any, input_shape: Sequence[int], *, include_statistics: bool = False
+) -> ReceptiveField:
     """The analytic receptive field of ``model``'s output on an input of ``input_shape``
-    (batch and channel dims included), from one meta-device trace."""
+    (batch and channel dims included), from one meta-device trace.
+
+    ``include_statistics``: count the statistics of GroupNorm, InstanceNorm and
+    spatial LayerNorm layers (then the field covers the span of their statistics,
+    as the real gradient does); by default the field is the data path, as in the
+    literature, and :attr:`ReceptiveField.statistics` names those layers.
+    """
     from pytest_convcheck.tracing import trace
 
-    return field_of_trace(trace(model, input_shape))
+    return field_of_trace(trace(model, input_shape), include_statistics=include_statistics)
 
 
 def _as_axes(value: int | Sequence[int] | None, spatial: int, what: str) -> tuple[int, ...] | None:

@@ -42,6 +42,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from pytest_convcheck.axis_maps import (
+    AxisMap,
+    antialiased_map,
+    conv_like_map,
+    interpolation_map,
+    transposed_map,
+)
+from pytest_convcheck.dims import Contract, Effect, Mix, Relayout, Unknown, Window
 from pytest_convcheck.errors import ShapeError
 
 Shape = tuple[int, ...]
@@ -216,6 +224,12 @@ class Spec:
         raise NotImplementedError
 
     def geometry(self) -> Geometry | None:
+        return None
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect | None:
+        """How the op moves and mixes the dims of its input (see :mod:`.dims`), for
+        receptive fields; ``None``: the op is described by name in ``dims.TABLE``
+        (activations, norms, softmax)."""
         return None
 
     def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
@@ -477,6 +491,19 @@ class ConvSpec(Spec):
                     f"padding or feed a larger input."
                 )
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Along each spatial dim, output ``j`` reads ``j·s − p + d·t`` (transposed:
+        the inputs ``i`` with ``j = i·s − p + d·t``); every input channel is read."""
+        rank = len(input_shape)
+        n = len(self.kernel)
+        pads = self._pads(())
+        build = transposed_map if self.transposed else conv_like_map
+        maps = tuple(
+            build(k, s, p, d)
+            for k, s, (p, _), d in zip(self.kernel, self.stride, pads, self.dilation, strict=True)
+        )
+        return Window(tuple(range(rank - n, rank)), maps, tuple(output_shape), (rank - n - 1,))
+
     def geometry(self) -> Geometry:
         pads = (
             self._pads(()) if isinstance(self.padding, str) else tuple((p, p) for p in self.padding)
@@ -714,6 +741,18 @@ class PoolSpec(Spec):
                     )
         return (*lead, *out)
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Output ``j`` reads the window ``j·s − p + d·t``, ``t < k``, per channel."""
+        rank = len(input_shape)
+        n = len(self.kernel)
+        maps = tuple(
+            conv_like_map(k, s, p, d)
+            for k, s, p, d in zip(
+                self.kernel, self.stride, self.padding, self.dilation, strict=True
+            )
+        )
+        return Window(tuple(range(rank - n, rank)), maps, tuple(output_shape))
+
     def geometry(self) -> Geometry:
         return Geometry(
             op=f"{self.family}_pool",
@@ -858,6 +897,20 @@ class AdaptivePoolSpec(Spec):
         )
         return (*lead, *out)
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Output ``j`` reads ``[⌊j·in/out⌋, ⌈(j+1)·in/out⌉)`` (``AdaptivePooling.h``);
+        pooling an axis down to one position reads all of it (global pooling)."""
+        rank = len(input_shape)
+        maps = []
+        for size_in, size_out in zip(
+            input_shape[rank - self.dims :], output_shape[rank - self.dims :], strict=True
+        ):
+            if size_out == 1 and size_in > 1:
+                maps.append(AxisMap.everything())
+            else:
+                maps.append(interpolation_map("area", None, size_in, size_out))
+        return Window(tuple(range(rank - self.dims, rank)), tuple(maps), tuple(output_shape))
+
     def geometry(self) -> Geometry:
         n = self.dims
         return Geometry("adaptive_pool", (0,) * n, (0,) * n, ((0, 0),) * n, (1,) * n)
@@ -994,6 +1047,24 @@ class InterpolateSpec(Spec):
             )
         return (*lead, *out)
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """The source indices of each output position, from ``UpSample.h``'s index
+        formulas (anti-aliased modes: the filter's support); a size-1 axis is
+        broadcast (torch clamps the neighbours a linear kernel would reach)."""
+        rank = len(input_shape)
+        n = max(0, rank - 2)
+        maps = []
+        for size_in, size_out in zip(
+            input_shape[rank - n :], output_shape[rank - n :], strict=True
+        ):
+            if size_in == 1:
+                maps.append(AxisMap.broadcast())
+            elif self.antialias or self.mode == "lanczos":
+                maps.append(antialiased_map(self.mode, size_in, size_out))
+            else:
+                maps.append(interpolation_map(self.mode, self.align_corners, size_in, size_out))
+        return Window(tuple(range(rank - n, rank)), tuple(maps), tuple(output_shape))
+
     def geometry(self) -> Geometry:
         return Geometry("upsample", (), (), (), (), mode=self.mode)
 
@@ -1099,6 +1170,21 @@ class PixelShuffleSpec(Spec):
             )
         return (*lead, c * r * r, h // r, w // r)
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """A relayout (``PixelShuffle.cpp``): (*, C·r², H, W) → view (*, C, r, r, H, W)
+        → permute (*, C, H, r, W, r) → view (*, C, H·r, W·r); the inverse for unshuffle."""
+        *lead, c, h, w = input_shape
+        r = self.factor
+        k = len(lead)
+        at = tuple(range(k))
+        if not self.inverse:
+            split = (*lead, c // (r * r), r, r, h, w)
+            perm = (*at, k, k + 3, k + 1, k + 4, k + 2)
+        else:
+            split = (*lead, c, h // r, r, w // r, r)
+            perm = (*at, k, k + 2, k + 4, k + 1, k + 3)
+        return Relayout((("reshape", split), ("permute", perm), ("reshape", tuple(output_shape))))
+
     def geometry(self) -> Geometry:
         r = self.factor
         scale = Fraction(1, r) if self.inverse else Fraction(r)
@@ -1202,6 +1288,12 @@ class UnfoldSpec(Spec):
                 f"use the output_size that produced these columns."
             )
         return (*lead, ck // kernel_area, *self.fold_output)
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """im2col/col2im move window positions into channels and back: taken as
+        mixing the spatial dims (an over-statement of the field)."""
+        rank = len(input_shape)
+        return Mix(tuple(range(1, rank)), tuple(output_shape))
 
     def geometry(self) -> Geometry:
         return Geometry(
@@ -1313,6 +1405,15 @@ class PadSpec(Spec):
             out[axis] = size
         return tuple(out)
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Output ``j`` reads input ``j − before`` along each padded dim (away from
+        the borders, where reflect/replicate/circular padding read inside)."""
+        rank = len(input_shape)
+        m = len(self.pad) // 2
+        dims = tuple(rank - 1 - i for i in range(m))
+        maps = tuple(AxisMap(1, 1, (((-self.pad[2 * i], -self.pad[2 * i]),),)) for i in range(m))
+        return Window(dims, maps, tuple(output_shape))
+
     def geometry(self) -> Geometry:
         m = len(self.pad) // 2
         pairs = tuple((self.pad[2 * i], self.pad[2 * i + 1]) for i in reversed(range(m)))
@@ -1388,6 +1489,15 @@ class SliceSpec(Spec):
             found.append((start, stride))
         return found
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Output ``j`` reads input ``start + j·step`` along each sliced dim."""
+        dims, maps = [], []
+        for d, (start, step) in enumerate(self.starts_and_steps(input_shape)):
+            if (start, step) != (0, 1):
+                dims.append(d)
+                maps.append(AxisMap(1, step, (((start, start),),)))
+        return Window(tuple(dims), tuple(maps), tuple(output_shape))
+
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         out = []
@@ -1458,6 +1568,12 @@ class LinearSpec(Spec):
     vector: bool = False  # F.linear with a 1-D weight: the last dim is contracted away
     bias_shape: tuple[int, ...] | None = None  # F.linear(..., bias): must broadcast
     weight_dtype: torch.dtype | None = None  # F.linear(x, weight): must be the input's dtype
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Every output feature reads every input feature (the last dim)."""
+        return (
+            Mix((len(input_shape) - 1,), tuple(output_shape)) if input_shape else Unknown(self.kind)
+        )
 
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
         _same_dtype(_name(self.kind, name), dtype, self.weight_dtype)
@@ -1533,6 +1649,10 @@ class FlattenSpec(Spec):
     start_dim: int = 1
     end_dim: int = -1
     unflatten: tuple[int, ...] | None = None  # nn.Unflatten: sizes; start_dim is its dim
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """A row-major reshape."""
+        return Relayout((("reshape", tuple(output_shape)),))
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
@@ -1706,6 +1826,11 @@ class GLUSpec(Spec):
 
     kind: str
     dim: int = -1
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Output ``i`` reads inputs ``i`` and ``i + n/2`` along ``dim``: mixes it."""
+        rank = len(input_shape)
+        return Mix(((self.dim % rank),) if rank else (), tuple(output_shape))
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
@@ -1918,6 +2043,11 @@ class FractionalPoolSpec(Spec):
     output_ratio: tuple[float, ...] | None
     samples: tuple[Shape, torch.dtype] | None = None  # _random_samples: (shape, dtype)
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Pseudo-random windows: taken as mixing the pooled dims."""
+        rank = len(input_shape)
+        return Mix(tuple(range(rank - self.dims, rank)), tuple(output_shape))
+
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
         if self.samples is not None and self.samples[1] != dtype:
             raise ShapeError(
@@ -2037,6 +2167,18 @@ class UnpoolSpec(Spec):
     output_size: tuple[int, ...] | None = None
     indices_shape: tuple[int, ...] | None = None
 
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Each value goes back somewhere in its pooling window: the footprint of a
+        transposed conv, output ``o`` ← input ``i`` for ``o = i·s − p + t``, ``t < k``."""
+        rank = len(input_shape)
+        n = len(self.kernel)
+        maps = tuple(
+            transposed_map(k, s, p, 1) if min(k, s) >= 1 else AxisMap.everything()
+            for k, s, p in zip(self.kernel, self.stride, self.padding, strict=True)
+        )
+        # the indices say where inside the window: the footprint covers them
+        return Window(tuple(range(rank - n, rank)), maps, tuple(output_shape), data="first")
+
     def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
         bound = dict(zip(("indices", "output_size"), args, strict=False)) | kwargs
         indices, size = bound.get("indices"), bound.get("output_size")
@@ -2133,6 +2275,13 @@ class TensorUnfoldSpec(Spec):
     dim: int
     size: int
     step: int
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """Window ``q`` reads ``q·step + t``, ``t < size``, along ``dim``; the new last
+        dim is the offset inside the window."""
+        rank = len(input_shape)
+        dim = self.dim % rank if rank else 0
+        return Window((dim,), (conv_like_map(self.size, self.step, 0, 1),), tuple(output_shape))
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
@@ -2234,6 +2383,13 @@ class MatmulSpec(Spec):
     gqa: bool = False
 
     reads_every_input: ClassVar[bool] = True
+
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+        """``a @ b`` sums over ``a``'s last dim and ``b``'s second-to-last; other
+        forms (einsum, attention, ``addmm``) are taken as mixing everything."""
+        if self.form in ("matmul", "mm", "bmm") and all(len(s) >= 2 for s in self.operands):
+            return Contract(tuple(output_shape))
+        return Unknown(self.kind)
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         return self._plan(_name(self.kind, name))[0]

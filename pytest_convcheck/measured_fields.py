@@ -11,7 +11,19 @@ non-zero exactly where the output depends on the input:
   dead ReLUs and saturated sigmoids would cut paths;
 * weights are positive (``1/fan_in``), inputs are ones, and subtraction becomes
   addition, so no two paths cancel; batch norm runs in eval mode with unit
-  statistics.
+  statistics;
+* a product or quotient of two computed tensors (a squeeze-and-excitation gate
+  times its features) becomes their sum — the same dependencies, without the
+  values growing to inf over a dozen such blocks;
+* normalisation layers become their data path (``x``), or with
+  ``include_statistics`` the data path plus the mean over the dims their
+  statistics span; softmax, normalize, sort, top-k and the scans become
+  ``x`` plus the mean along their dim (a channel LayerNorm or a softmax of
+  equal values would otherwise have a zero gradient).
+
+Memory is estimated from the trace before anything runs: a measurement over
+its budget is refused (:class:`~pytest_convcheck.errors.MeasurementRefused`)
+with what it would need.
 
 The user's model is never touched. ``effective_receptive_field`` is Luo et al.'s
 "Understanding the Effective Receptive Field in Deep CNNs" (NeurIPS 2016): the
@@ -33,13 +45,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.fields import FieldNumbers, ReceptiveField, receptive_field
+from pytest_convcheck.dims import Mix, Statistics, effect_of_call
+from pytest_convcheck.errors import MeasurementRefused, ShapeError
+from pytest_convcheck.fields import FieldNumbers, ReceptiveField, field_of_trace, node_maps
 from pytest_convcheck.layers import FUNCTION_RULES
 from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import (
     ModelRunError,
+    Trace,
     _first_tensor,
+    _op_name,
     forward_failures,
     materialized_copy,
     trace,
@@ -90,9 +105,6 @@ _IDENTITY_NAMES = frozenset(
         "dropout3d",
         "alpha_dropout",
         "feature_alpha_dropout",
-        "softmax",
-        "log_softmax",
-        "softmin",
         "clamp",
         "clamp_",
         "clip",
@@ -159,7 +171,46 @@ _ADAPTIVE = {
     if rule.family == "adaptive_pool" and f.__name__.startswith("adaptive_max")
 }
 _SUBTRACT = {"sub", "__sub__", "rsub", "__rsub__", "sub_", "__isub__"}
+_PRODUCTS = {
+    "mul",
+    "__mul__",
+    "__rmul__",
+    "mul_",
+    "__imul__",
+    "div",
+    "__truediv__",
+    "__rtruediv__",
+    "div_",
+    "__itruediv__",
+    "true_divide",
+}
 _REDUCE_MAX = {"amax", "max"}
+_NORMS = frozenset(
+    {"batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm", "local_response_norm"}
+)
+# ops along a dim whose gradient on equal values is zero or one-hot: replaced by
+# x + mean along the dim (values) and zeros (indices), the same dependencies
+_ALONG_DIM = frozenset(
+    {
+        "softmax",
+        "log_softmax",
+        "softmin",
+        "normalize",
+        "sort",
+        "msort",
+        "topk",
+        "cummax",
+        "cummin",
+        "kthvalue",
+        "median",
+        "nanmedian",
+        "mode",
+        "std",
+        "var",
+        "std_mean",
+        "var_mean",
+    }
+)
 
 
 _CONVS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
@@ -209,7 +260,39 @@ def _box_conv(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     return y.squeeze(0) if unbatched else y
 
 
+def _computed(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+def _mean_along(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], dims: tuple[int, ...], out: Any
+) -> Any:
+    """``x + mean(x, dims)`` shaped as the op's output (values), with zero indices."""
+    x = args[0]
+    mean = x.mean(dim=dims, keepdim=True) if dims else x
+    values_shape = tuple(out[0].shape) if isinstance(out, tuple) else tuple(out.shape)
+    if values_shape == tuple(x.shape):
+        values = x + mean
+    elif len(values_shape) == x.dim():
+        values = mean.expand(values_shape)
+    else:
+        values = mean.squeeze(dims).expand(values_shape) if dims else mean
+    if isinstance(out, tuple):
+        if name in ("std_mean", "var_mean"):
+            return values, values
+        return values, torch.zeros(values_shape, dtype=torch.long)
+    if not out.is_floating_point():
+        return out
+    return values
+
+
 class _Linearised(TorchFunctionMode):
+    """See the module doc; ``include_statistics``: normalisation statistics count."""
+
+    def __init__(self, include_statistics: bool = False) -> None:
+        super().__init__()
+        self.include_statistics = include_statistics
+
     def __torch_function__(
         self,
         func: Callable[..., Any],
@@ -230,6 +313,23 @@ class _Linearised(TorchFunctionMode):
         if name in _SUBTRACT and len(args) == 2:
             a, b = args
             return a + b if name not in ("rsub", "__rsub__") else b + a
+        if name in _PRODUCTS and len(args) == 2 and _computed(args[0]) and _computed(args[1]):
+            a, b = args
+            return a.add_(b) if name in ("mul_", "__imul__", "div_", "__itruediv__") else a + b
+        op = _op_name(func)
+        if (op in _NORMS or op in _ALONG_DIM) and args and isinstance(args[0], torch.Tensor):
+            with torch._C.DisableTorchFunction():
+                out = func(*args, **kwargs)
+            shape_in = tuple(args[0].shape)
+            shape_out = tuple((out[0] if isinstance(out, tuple) else out).shape)
+            effect = effect_of_call(op, args, kwargs, shape_in, shape_out)
+            if isinstance(effect, Statistics):
+                if not self.include_statistics or not effect.dims:
+                    return args[0]
+                return args[0] + args[0].mean(dim=effect.dims, keepdim=True)
+            if isinstance(effect, Mix):
+                return _mean_along(op, args, kwargs, effect.dims, out)
+            return out
         if (
             name in _REDUCE_MAX
             and args
@@ -296,12 +396,30 @@ class MeasuredField(FieldNumbers):
         return text + "".join(f"\nnote: {n}" for n in self.notes)
 
 
+def _alignment(result: Trace) -> list[int]:
+    """Per spatial axis, the least common multiple of the integer strides reached
+    inside the model: sizes that are multiples of it go through every
+    downsampling stage alike (a U-Net at 576, not 570)."""
+    maps, _ = node_maps(result)
+    spatial = len(result.input_shape) - 2
+    found = [1] * spatial
+    for axes in maps.values():
+        for axis, axis_map in enumerate(axes):
+            if axis_map.whole or axis_map.advance <= 0:
+                continue
+            step = axis_map.advance // math.gcd(axis_map.advance, axis_map.period)
+            if step <= 1024:
+                found[axis] = math.lcm(found[axis], step)
+    return found
+
+
 def _fitting_shape(
-    model: nn.Module, input_shape: tuple[int, ...], analytic: ReceptiveField
-) -> tuple[tuple[int, ...], bool, list[int]]:
-    """The smallest input (no smaller than ``input_shape``) on which the fields of
-    output positions ``q·P + r`` (all phases r) lie inside the input, with ``q``
-    per axis; ``clipped`` when the model does not run at such a size.
+    model: nn.Module, input_shape: tuple[int, ...], analytic: ReceptiveField, base: Trace
+) -> tuple[tuple[int, ...], bool, list[int], Trace]:
+    """The smallest input (no smaller than ``input_shape``, a multiple of the model's
+    strides along each axis) on which the fields of output positions ``q·P + r``
+    (all phases r) lie inside the input and the field's stride is the one at
+    ``input_shape``; ``clipped`` when the model runs at no such size.
 
     Per axis, phase r's field is ``q·T + [lo_r, hi_r]``: it fits from
     ``q = max_r ceil(−lo_r / T)`` on, in an input of ``q·T + max_r hi_r + 1``.
@@ -310,7 +428,7 @@ def _fitting_shape(
     wanted = list(input_shape)
     first_q = []
     for axis, axis_map in enumerate(analytic.axes):
-        if axis_map.whole or not any(axis_map.taps):
+        if axis_map.whole or not any(axis_map.taps) or axis_map.advance <= 0:
             first_q.append(0)
             continue
         lows = [t[0][0] for t in axis_map.taps if t]
@@ -319,7 +437,14 @@ def _fitting_shape(
         first_q.append(q)
         need = q * axis_map.advance + max(highs) + 1
         wanted[-spatial + axis] = max(wanted[-spatial + axis], need)
-    for _ in range(64):
+    step = _alignment(base)
+    for axis in range(spatial):
+        size = wanted[-spatial + axis]
+        if size != input_shape[-spatial + axis]:
+            wanted[-spatial + axis] = -(-size // step[axis]) * step[axis]
+    if tuple(wanted) == tuple(input_shape):
+        return input_shape, False, first_q, base
+    for _ in range(16):
         shape = tuple(wanted)
         try:
             result = trace(model, shape)
@@ -332,14 +457,30 @@ def _fitting_shape(
                 for axis, (q, m) in enumerate(zip(first_q, analytic.axes, strict=True))
                 if not m.whole
             )
-            if fits:
-                return shape, False, first_q
-        # one more pixel along every axis (models may need multiples of their
-        # downsampling), and retry
+            if fits and field_of_trace(result, rows=False).stride == analytic.stride:
+                return shape, False, first_q, result
+        # the next size every stride divides
         for axis, m in enumerate(analytic.axes):
             if not m.whole:
-                wanted[-spatial + axis] += 1
-    return input_shape, True, [0] * spatial
+                wanted[-spatial + axis] += step[axis]
+    return input_shape, True, [0] * spatial, base
+
+
+_BYTES = 8  # float64
+
+
+def _memory_needed(result: Trace) -> int:
+    """Bytes of the linearised float64 forward and its autograd graph: every
+    intermediate tensor once (autograd keeps most of them) plus the input gradient."""
+    total = math.prod(result.input_shape) * 2
+    for node in result.nodes:
+        if node.output_shape is not None:
+            total += math.prod(node.output_shape)
+    return total * _BYTES
+
+
+def _show_bytes(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def _positions_to_measure(
@@ -365,26 +506,54 @@ def empirical_receptive_field(
     input_shape: Sequence[int],
     *,
     positions: Sequence[Sequence[int]] | None = None,
+    include_statistics: bool = False,
+    max_memory: int = 2 * 2**30,
 ) -> MeasuredField:
     """Measure the receptive field of ``model`` with autograd on a linearised copy.
 
-    Picks an input large enough for the field of a middle output position to fit
-    (and says so in ``clipped`` when the model does not run at such a size), and
+    Picks an input large enough for the field of an output position to fit (a
+    size every stride of the model divides, so that the geometry is the one at
+    ``input_shape``; ``clipped`` says when the model runs at no such size), and
     measures one output position per phase (or the given ``positions``, spatial
-    indices of the output).
+    indices of the output). ``include_statistics`` counts normalisation
+    statistics, as :func:`~pytest_convcheck.fields.receptive_field` does.
+
+    The measurement runs with batch 1 in float64; its memory is estimated from
+    the trace first, and a measurement above ``max_memory`` bytes is refused with
+    :class:`~pytest_convcheck.errors.MeasurementRefused`.
     """
     shape = tuple(int(s) for s in input_shape)
-    analytic = receptive_field(model, shape)
+    base = trace(model, shape)
+    analytic = field_of_trace(base, include_statistics=include_statistics)
     spatial = len(analytic.axes)
-    fitted, clipped, first_q = _fitting_shape(model, shape, analytic)
+    fitted, clipped, first_q, result = _fitting_shape(model, shape, analytic, base)
+    single = (1, *fitted[1:])
+    if fitted[0] != 1:
+        try:
+            result = trace(model, single)
+            fitted = single
+        except (ShapeError, ModelRunError):
+            pass
     if fitted != shape:
-        shape, analytic = fitted, receptive_field(model, fitted)
+        shape = fitted
+        analytic = field_of_trace(result, include_statistics=include_statistics)
+    needed = _memory_needed(result)
+    if needed > max_memory:
+        raise MeasurementRefused(
+            f"{type(model).__name__}: measuring the receptive field needs an input of "
+            f"{'×'.join(map(str, shape))} (the analytic field is "
+            f"{'×'.join(map(str, analytic.size))} input positions, stride "
+            f"{'×'.join(map(str, analytic.stride))}), about {_show_bytes(needed)} in float64 "
+            f"with its autograd graph — over the budget of {_show_bytes(max_memory)}.\n  fix: "
+            f"rely on the analytic field (receptive_field), pass max_memory= to allow more, "
+            f"or measure a truncated model (its first stages)."
+        )
     work = _linearise(model, shape)
     x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
     with (
         forward_failures(model, "the measured field", torch.float64, "cpu"),
         torch.random.fork_rng(devices=[]),
-        _Linearised(),
+        _Linearised(include_statistics),
     ):
         out = _first_tensor(work(x))
     if out is None:
@@ -406,6 +575,13 @@ def empirical_receptive_field(
         index: tuple[slice | int, ...] = (slice(None), slice(None), *position)
         target = out[index] if position else out
         (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=True)
+        if not torch.isfinite(grad).all():
+            raise MeasurementRefused(
+                f"{type(model).__name__}: the gradient of the linearised copy overflowed "
+                f"(inf/NaN) at output position {position}; the measurement cannot tell "
+                f"which inputs it depends on.\n  fix: rely on the analytic field "
+                f"(receptive_field), or report the model: an op grows values without bound."
+            )
         mask = grad.abs().sum(dim=tuple(range(len(shape) - spatial))) > 0
         if position == chosen[0]:
             hole_map = mask
@@ -415,6 +591,13 @@ def empirical_receptive_field(
             line = mask.any(dim=others) if others else mask
             per_axis.append(tuple(int(i) for i in torch.nonzero(line).flatten()))
         measured[position] = tuple(per_axis)
+    if measured and not any(any(axis) for axis in measured.values()):
+        raise MeasurementRefused(
+            f"{type(model).__name__}: every measured gradient is zero — the output at "
+            f"{list(measured)} does not depend on the input in the linearised copy (an op "
+            f"without a linear stand-in cancels it).\n  fix: rely on the analytic field "
+            f"(receptive_field), and report the model so that the op gets a stand-in."
+        )
     return _summarise(model, shape, analytic, measured, hole_map, clipped, spatial_out)
 
 
@@ -560,7 +743,7 @@ def effective_receptive_field(
             total += grad.abs().sum(dim=(0, 1))
     grad_map = total / samples
     # centre the squares on the middle of the centre output's (analytic) field
-    field = receptive_field(model, (1, *shape[1:]))
+    field = field_of_trace(trace(model, (1, *shape[1:])))
     middle = []
     for axis, found in enumerate(field.positions(centre)):
         middle.append((found[0] + found[-1]) // 2 if found else grad_map.shape[axis] // 2)

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from pytest_convcheck.dims import Effect, Unknown, effect_of_call
 from pytest_convcheck.errors import ModelStateError, ShapeError
 from pytest_convcheck.layers import (
     FUNCTION_RULES,
@@ -68,6 +69,16 @@ class TraceNode(NamedTuple):
     output_shape: Shape | None
     spec: Spec | None = None
     predicted_shape: Shape | None = None
+    effect: Effect | None = None
+
+    def dims_effect(self) -> Effect:
+        """How this op moves and mixes dims: its spec's effect, else the one the
+        ops table gave the call, else :class:`~pytest_convcheck.dims.Unknown`."""
+        if self.spec is not None and self.input_shapes and self.output_shape is not None:
+            found = self.spec.effect(self.input_shapes[0], self.output_shape)
+            if found is not None:
+                return found
+        return self.effect if self.effect is not None else Unknown(self.op)
 
     def flops(self) -> int:
         """FLOPs of this op from its rule (0 for ops without one)."""
@@ -278,6 +289,7 @@ class _Step(NamedTuple):
     output_shape: Shape | None
     spec: Spec | None
     predicted: Shape | None
+    effect: Effect | None
 
 
 class _Plan(NamedTuple):
@@ -390,6 +402,7 @@ class _Recorder:
                     node.output_shape,
                     node.spec,
                     node.predicted_shape,
+                    node.effect,
                 )
             )
         last = self.producers.get(id(output))
@@ -416,6 +429,7 @@ class _Recorder:
                     step.output_shape,
                     step.spec,
                     step.predicted,
+                    step.effect,
                 )
             )
         if plan.output_is_input:
@@ -456,15 +470,21 @@ class _Recorder:
         if not tensors_out:
             return
         index = len(self.nodes)
+        shapes_in = tuple(tuple(t.shape) for t in tensors_in)
+        out_shape = tuple(tensors_out[0].shape)
+        effect = None
+        if spec is None or type(spec).effect is Spec.effect:
+            effect = effect_of_call(op, args, kwargs, shapes_in[0] if shapes_in else (), out_shape)
         node = TraceNode(
             index,
             op,
             self.module_name(),
             tuple(self.producers.get(id(t)) for t in tensors_in),
-            tuple(tuple(t.shape) for t in tensors_in),
-            tuple(tensors_out[0].shape),
+            shapes_in,
+            out_shape,
             spec,
             predicted,
+            effect,
         )
         self.nodes.append(node)
         for t in tensors_out:

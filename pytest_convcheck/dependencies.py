@@ -1,0 +1,546 @@
+"""Which model-input positions each element of each traced tensor depends on.
+
+Every tensor of a trace gets a :class:`Layout`: for each spatial axis ``a`` of
+the model input, an :class:`~pytest_convcheck.axis_maps.AxisMap` ``M_a`` over a
+*coordinate* ``j_a``, and for each dim of the tensor the *digits* that its index
+is made of. A digit ``(a, size, unit)`` says that the dim's index contributes
+``value · unit`` to ``j_a``; a digit of axis ``OTHER`` (channels, batch, a
+window offset) contributes to no spatial coordinate. An element with coordinate
+``j_a`` depends on the input positions ``M_a(j_a)`` along axis ``a``.
+
+The model input ``(N, C, H, W)`` starts with one digit per dim and identity
+maps. Each op's :mod:`effect <pytest_convcheck.dims>` then moves digits exactly:
+
+* a reshape regroups the digits in row-major order (splitting a digit when a
+  dim boundary falls inside it: ``H → (H/s, s)`` gives digits of unit ``s`` and
+  ``1``), a permutation moves them with their dims — so space-to-depth written
+  with ``view``/``permute``, channels-last permutes and flatten/unflatten are
+  tracked exactly;
+* *mixing* a dim (a conv's channels, ``softmax``, a reduction) removes its
+  spatial digits: removing digit ``(a, s, u)`` composes ``M_a`` with the map
+  ``k ↦ {k_low + u·v + u·s·k_high : v < s}`` (period ``u``, advance ``u·s``) —
+  the union over the removed digit, which is exact;
+* a windowed op along a dim first *focuses* the dim (makes it the one digit
+  of its axis: other digits of the axis are mixed in, digits without an axis
+  inside the dim become part of the coordinate, as after a pixel shuffle) and
+  then composes ``M_a`` with the op's map;
+* merges (add, mul, cat) take the union of their inputs' maps when their digits
+  agree, and the whole axis when they do not.
+
+Anything the analysis cannot follow exactly is over-stated, never under-stated:
+an op without a rule mixes every axis of its inputs, and the analysis notes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pytest_convcheck.axis_maps import AxisMap, merge_intervals
+from pytest_convcheck.dims import (
+    Chain,
+    Constant,
+    Contract,
+    Effect,
+    Expand,
+    Join,
+    Mix,
+    Pointwise,
+    Relayout,
+    Split,
+    Statistics,
+    Unknown,
+    Window,
+)
+
+OTHER = -1
+"""The axis of a digit that is no spatial coordinate (channels, batch, …)."""
+
+Digit = tuple[int, int, int]  # (axis or OTHER, size, unit)
+Dims = tuple[tuple[Digit, ...], ...]
+Shape = tuple[int, ...]
+
+_PROMOTE_LIMIT = 1 << 14  # larger relabellings are mixed instead (an over-statement)
+
+__all__ = ["OTHER", "Layout", "Propagation"]
+
+
+def _other(size: int) -> tuple[Digit, ...]:
+    return ((OTHER, size, 0),) if size > 1 else ()
+
+
+def _size(digits: Sequence[Digit]) -> int:
+    return math.prod(d[1] for d in digits)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Digits per dim and a map per model-input spatial axis (see the module doc)."""
+
+    dims: Dims
+    maps: tuple[AxisMap, ...]
+
+    @staticmethod
+    def of_input(shape: Shape, spatial: int) -> Layout:
+        rank = len(shape)
+        dims = []
+        for d, size in enumerate(shape):
+            axis = d - (rank - spatial)
+            if axis >= 0:
+                dims.append(((axis, size, 1),) if size > 1 else ())
+            else:
+                dims.append(_other(size))
+        return Layout(tuple(dims), tuple(AxisMap.identity() for _ in range(spatial)))
+
+    def shape(self) -> Shape:
+        return tuple(_size(d) for d in self.dims)
+
+    def axis_dims(self, axis: int) -> list[int]:
+        return [i for i, digits in enumerate(self.dims) if any(d[0] == axis for d in digits)]
+
+    def spatial_in(self, dim: int) -> bool:
+        return any(d[0] >= 0 for d in self.dims[dim])
+
+
+@dataclass
+class Propagation:
+    """Applies effects to layouts; collects notes on what it could not follow
+    exactly. ``extents``: the model input's spatial sizes (a map that reaches
+    every position of an axis becomes ``whole``)."""
+
+    extents: tuple[int, ...]
+    include_statistics: bool = False
+    notes: list[str] = field(default_factory=list)
+    statistics: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ digits
+    def _whole_if_covering(self, maps: list[AxisMap], dims: list[list[Digit]], axis: int) -> None:
+        """An axis left without digits whose one field covers the input is whole."""
+        if maps[axis].whole or any(d[0] == axis for digits in dims for d in digits):
+            return
+        reached = maps[axis].at(0)
+        extent = self.extents[axis]
+        if reached and reached[0][0] <= 0 and reached[-1][1] >= extent - 1 and len(reached) == 1:
+            maps[axis] = AxisMap.everything()
+
+    def _remove(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int, index: int) -> None:
+        """Mix one spatial digit away: the union over its values (exact)."""
+        axis, s, u = dims[dim][index]
+        dims[dim][index] = (OTHER, s, 0)
+        if not maps[axis].whole:
+            taps = tuple(
+                merge_intervals((r + v * u, r + v * u) for v in range(s)) for r in range(u)
+            )
+            maps[axis] = maps[axis].then(AxisMap(u, u * s, taps))
+        for digits in dims:
+            for i, (a, size, unit) in enumerate(digits):
+                if a == axis and unit > u:
+                    digits[i] = (a, size, unit // s)
+        self._whole_if_covering(maps, dims, axis)
+
+    def _marginalize(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int) -> None:
+        while True:
+            index = next((i for i, d in enumerate(dims[dim]) if d[0] >= 0), None)
+            if index is None:
+                break
+            self._remove(maps, dims, dim, index)
+        dims[dim] = list(_other(_size(dims[dim])))
+
+    def _focus(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int) -> int | None:
+        """Make ``dim`` the only dim of its axis, its index the axis coordinate;
+        the axis, or ``None`` when the dim holds no (or several) spatial axes."""
+        axes = {d[0] for d in dims[dim] if d[0] >= 0}
+        if not axes:
+            return None
+        if len(axes) > 1:
+            self._marginalize(maps, dims, dim)
+            return None
+        (axis,) = axes
+        for other in range(len(dims)):
+            while other != dim:
+                index = next((i for i, d in enumerate(dims[other]) if d[0] == axis), None)
+                if index is None:
+                    break
+                self._remove(maps, dims, other, index)
+        if not any(d[0] == axis for d in dims[dim]):  # mixed away above (cannot happen)
+            return None
+        digits = dims[dim]
+        n = _size(digits)
+        if len(digits) == 1 and digits[0][2] == 1:
+            return axis
+        top = digits[0]
+        if top[0] == axis:
+            period, advance, lower = n // top[1], top[2], digits[1:]
+        else:
+            period, advance, lower = n, 0, digits
+        if period > _PROMOTE_LIMIT:
+            self._marginalize(maps, dims, dim)
+            return None
+        taps = []
+        for r in range(period):
+            j, rest = 0, r
+            for a, size, unit in reversed(lower):
+                if a == axis:
+                    j += (rest % size) * unit
+                rest //= size
+            taps.append(((j, j),))
+        if not maps[axis].whole:
+            maps[axis] = maps[axis].then(AxisMap(period, advance, tuple(taps)))
+        dims[dim] = [(axis, n, 1)]
+        return axis
+
+    # ------------------------------------------------------------------ effects
+    def apply(
+        self,
+        effect: Effect,
+        sources: Sequence[Layout],
+        out_shape: Shape,
+        label: str,
+        positions: Sequence[int] = (),
+    ) -> Layout | None:
+        """The layout of an op's output from its data inputs' layouts (``None``:
+        it reads no input position); ``positions``: where each data input sits
+        among the op's tensor arguments."""
+        if not sources or isinstance(effect, Constant):
+            return None
+        if isinstance(effect, Unknown):
+            self.notes.append(
+                f"no rule for {effect.op} ({label}): it is taken to mix every axis of its "
+                f"input, so the field may be smaller than stated"
+            )
+            return self._everything(sources[0], out_shape)
+        if isinstance(effect, Pointwise):
+            used = list(sources) if effect.data == "all" else [sources[0]]
+            return self._merge(used, out_shape, label)
+        if isinstance(effect, Join):
+            return self._join(effect, sources, label)
+        if isinstance(effect, Contract):
+            if len(sources) == 1 and positions and positions[0] in (0, 1):
+                return self.contract_one(sources[0], positions[0], effect.out_shape, label)
+            return self._everything(sources[0], effect.out_shape)
+        result = self._single(effect, sources[0], out_shape, label)
+        extra = sources[1:] if effect.data == "mixed" else ()
+        if extra and result is not None:
+            result = self._mixed_in(result, extra, label)
+        return result
+
+    def _single(self, effect: Effect, source: Layout, out_shape: Shape, label: str) -> Layout:
+        maps, dims = list(source.maps), [list(d) for d in source.dims]
+        if isinstance(effect, Chain):
+            layout = source
+            for step in effect.effects:
+                layout = self._single(step, layout, _shape_after(step, layout), label)
+            return layout
+        if isinstance(effect, Relayout):
+            return self._relayout(source, effect, label)
+        if isinstance(effect, Statistics):
+            spans = [d for d in effect.dims if d < len(dims) and source.spatial_in(d)]
+            if spans:
+                self.statistics.append(label)
+            if self.include_statistics:
+                for d in effect.dims:
+                    if d < len(dims):
+                        self._marginalize(maps, dims, d)
+            return Layout(_freeze(dims), tuple(maps))
+        if isinstance(effect, Mix):
+            if not effect.exact and any(source.spatial_in(d) for d in effect.dims if d < len(dims)):
+                self.notes.append(
+                    f"{effect.what} in {label} moves positions along a spatial axis: taken as "
+                    f"mixing it, so the field may be smaller than stated"
+                )
+            for d in effect.dims:
+                if d < len(dims):
+                    self._marginalize(maps, dims, d)
+            return self._reshaped_output(maps, dims, out_shape, drop=effect.dims)
+        if isinstance(effect, Split):
+            if effect.dim < len(dims) and source.spatial_in(effect.dim):
+                self.notes.append(
+                    f"{label} splits a spatial axis into pieces at offsets the trace does not "
+                    f"keep: taken as mixing it"
+                )
+                self._marginalize(maps, dims, effect.dim)
+            return self._reshaped_output(maps, dims, out_shape, drop=(effect.dim,))
+        if isinstance(effect, Window):
+            for d in effect.mixes:
+                self._marginalize(maps, dims, d)
+                dims[d] = list(_other(out_shape[d] if d < len(out_shape) else 1))
+            for d, layer in zip(effect.dims, effect.maps, strict=True):
+                axis = self._focus(maps, dims, d)
+                size = out_shape[d] if d < len(out_shape) else 1
+                if axis is None:
+                    dims[d] = list(_other(size))
+                    continue
+                maps[axis] = maps[axis].then(layer)
+                dims[d] = [(axis, size, 1)] if size > 1 and not maps[axis].whole else []
+                if maps[axis].whole:
+                    for digits in dims:
+                        digits[:] = [
+                            (OTHER, s, 0) if a == axis else (a, s, u) for a, s, u in digits
+                        ]
+                    dims[d] = list(_other(size))
+            windowed = set(effect.dims) | set(effect.mixes)
+            for d in range(min(len(dims), len(out_shape))):
+                if d not in windowed and _size(dims[d]) != out_shape[d]:
+                    self._marginalize(maps, dims, d)
+                    dims[d] = list(_other(out_shape[d]))
+            if len(out_shape) < len(dims):
+                return self._everything(Layout(_freeze(dims), tuple(maps)), out_shape)
+            dims += [list(_other(s)) for s in out_shape[len(dims) :]]
+            return Layout(_freeze(dims), tuple(maps))
+        if isinstance(effect, Expand):
+            new_dims: list[list[Digit]] = []
+            for i, (src, tile) in enumerate(zip(effect.sources, effect.tiles, strict=True)):
+                size = out_shape[i]
+                if src is None or src >= len(dims) or _size(dims[src]) == 1:
+                    new_dims.append(list(_other(size)))
+                else:
+                    new_dims.append([*_other(tile), *dims[src]])
+            return Layout(_freeze(new_dims), tuple(maps))
+        return self._everything(source, out_shape)
+
+    def _reshaped_output(
+        self,
+        maps: list[AxisMap],
+        dims: list[list[Digit]],
+        out_shape: Shape,
+        drop: Sequence[int],
+    ) -> Layout:
+        """The output of an op that mixed ``drop`` (now without spatial digits):
+        kept (resized) when the rank is the same, removed when the rank fell by
+        their number."""
+        rank = len(dims)
+        if len(out_shape) == rank:
+            for d in range(rank):
+                if _size(dims[d]) != out_shape[d]:
+                    if d not in drop:
+                        self._marginalize(maps, dims, d)
+                    dims[d] = list(_other(out_shape[d]))
+            return Layout(_freeze(dims), tuple(maps))
+        kept = [dims[d] for d in range(rank) if d not in drop]
+        if len(kept) == len(out_shape) and all(
+            _size(k) == s for k, s in zip(kept, out_shape, strict=True)
+        ):
+            return Layout(_freeze(kept), tuple(maps))
+        return self._everything(Layout(_freeze(dims), tuple(maps)), out_shape)
+
+    def _everything(self, source: Layout, out_shape: Shape) -> Layout:
+        """Every element reads every position its input reads: axes with digits
+        become whole, the others keep their one field."""
+        maps = list(source.maps)
+        for axis in range(len(maps)):
+            if source.axis_dims(axis):
+                maps[axis] = AxisMap.everything()
+        return Layout(tuple(_other(s) for s in out_shape), tuple(maps))
+
+    def _relayout(self, source: Layout, effect: Relayout, label: str) -> Layout:
+        layout = source
+        for kind, value in effect.steps:
+            if kind == "permute":
+                layout = Layout(tuple(layout.dims[d] for d in value), layout.maps)
+                continue
+            regrouped = _regroup(layout.dims, value)
+            if regrouped is None:
+                self.notes.append(
+                    f"{label} reshapes {_show(layout.shape())} to {_show(value)} across "
+                    f"positions: taken as mixing the axes it moves"
+                )
+                return self._everything(layout, value)
+            layout = Layout(regrouped, layout.maps)
+        return layout
+
+    def _merge(self, sources: Sequence[Layout], out_shape: Shape, label: str) -> Layout:
+        """Pointwise merge of broadcast operands (aligned from the right)."""
+        rank = len(out_shape)
+        aligned: list[list[tuple[Digit, ...]]] = []
+        for source in sources:
+            pad = rank - len(source.dims)
+            if pad < 0:
+                return self._everything(source, out_shape)
+            aligned.append([()] * pad + list(source.dims))
+        spatial = len(sources[0].maps)
+        maps: list[AxisMap] = []
+        for axis in range(spatial):
+            placements = []
+            fixed = []
+            for source, dims in zip(sources, aligned, strict=True):
+                place = tuple(
+                    (d, i, digit)
+                    for d, digits in enumerate(dims)
+                    for i, digit in enumerate(digits)
+                    if digit[0] == axis
+                )
+                (placements if place else fixed).append((place, source.maps[axis]))
+            maps.append(self._union(placements, fixed, label))
+        dims: list[tuple[Digit, ...]] = []
+        for d, size in enumerate(out_shape):
+            chosen: tuple[Digit, ...] = _other(size)
+            for operand in aligned:
+                digits = operand[d]
+                if (
+                    _size(digits) == size
+                    and size > 1
+                    and any(g[0] >= 0 and not maps[g[0]].whole for g in digits)
+                ):
+                    chosen = digits
+                    break
+            chosen = tuple(
+                (OTHER, s, 0) if a >= 0 and maps[a].whole else (a, s, u) for a, s, u in chosen
+            )
+            dims.append(chosen)
+        return Layout(tuple(dims), tuple(maps))
+
+    def _union(
+        self,
+        placements: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]],
+        fixed: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]],
+        label: str,
+    ) -> AxisMap:
+        maps = [m for _, m in placements] + [m for _, m in fixed]
+        if any(m.whole for m in maps):
+            return AxisMap.everything()
+        if placements:
+            first = placements[0][0]
+            if any(place != first for place, _ in placements[1:]):
+                self.notes.append(
+                    f"{label} merges tensors whose positions are laid out differently: the "
+                    f"field is taken as the whole input along that axis"
+                )
+                return AxisMap.everything()
+            if fixed:
+                return AxisMap.everything()
+        result = maps[0]
+        for other in maps[1:]:
+            union = result.union(other)
+            if union is None:
+                if not placements:  # one position each: the union of their fields
+                    union = AxisMap(1, 1, (merge_intervals(result.at(0) + other.at(0)),))
+                else:
+                    self.notes.append(
+                        f"{label} merges paths with strides {_plain(result)} and "
+                        f"{_plain(other)}: the field is taken as the whole input along that axis"
+                    )
+                    return AxisMap.everything()
+            result = union
+        return result
+
+    def _join(self, effect: Join, sources: Sequence[Layout], label: str) -> Layout:
+        prepared = []
+        rank = len(effect.out_shape)
+        for source in sources:
+            maps, dims = list(source.maps), [list(d) for d in source.dims]
+            if effect.new:
+                dims.insert(effect.dim, [])
+            if len(dims) != rank:
+                return self._everything(source, effect.out_shape)
+            if any(d[0] >= 0 for d in dims[effect.dim]):
+                self.notes.append(f"{label} concatenates along a spatial axis: taken as mixing it")
+                self._marginalize(maps, dims, effect.dim)
+            dims[effect.dim] = list(_other(effect.out_shape[effect.dim]))
+            prepared.append(Layout(_freeze(dims), tuple(maps)))
+        return self._merge(prepared, effect.out_shape, label)
+
+    def contract_one(self, source: Layout, operand: int, out_shape: Shape, label: str) -> Layout:
+        """``x @ W`` (``operand`` 0) or ``W @ x`` (``operand`` 1) with ``W`` a constant."""
+        maps, dims = list(source.maps), [list(d) for d in source.dims]
+        if len(dims) < 2 or len(out_shape) < len(dims):
+            return self._everything(source, out_shape)
+        summed = len(dims) - 1 if operand == 0 else len(dims) - 2
+        self._marginalize(maps, dims, summed)
+        dims[summed] = list(_other(out_shape[summed - len(dims)]))
+        lead = [list(_other(s)) for s in out_shape[: len(out_shape) - len(dims)]]
+        result = lead + dims
+        if tuple(_size(d) for d in result) != tuple(out_shape):
+            return self._everything(source, out_shape)
+        return Layout(_freeze(result), tuple(maps))
+
+    def _mixed_in(self, result: Layout, extra: Sequence[Layout], label: str) -> Layout:
+        """Further data inputs whose every element reaches every output element
+        (weights computed from the input, indices)."""
+        maps = list(result.maps)
+        for source in extra:
+            for axis, axis_map in enumerate(source.maps):
+                if source.axis_dims(axis) or axis_map.whole:
+                    maps[axis] = AxisMap.everything()
+        dims = tuple(
+            tuple((OTHER, s, 0) if a >= 0 and maps[a].whole else (a, s, u) for a, s, u in digits)
+            for digits in result.dims
+        )
+        return Layout(dims, tuple(maps))
+
+    # ------------------------------------------------------------------ reading
+    def reported(self, layout: Layout, axis: int) -> AxisMap:
+        """The map of ``axis`` over the positions of the dim that holds it (a pixel
+        shuffle's output rows, not its input's): the layout with that dim focused."""
+        maps, dims = list(layout.maps), [list(d) for d in layout.dims]
+        if maps[axis].whole:
+            return maps[axis]
+        holding = layout.axis_dims(axis)
+        if not holding:
+            return maps[axis]
+        if len(holding) == 1 and dims[holding[0]] == [(axis, _size(dims[holding[0]]), 1)]:
+            return maps[axis]
+        # the dim of the axis' most significant digit; other axes' digits are no
+        # concern of this axis: read them as channels
+        top = max(holding, key=lambda d: max(u for a, _, u in dims[d] if a == axis))
+        for digits in dims:
+            digits[:] = [
+                (OTHER, s, 0) if a not in (axis, OTHER) else (a, s, u) for a, s, u in digits
+            ]
+        quiet = Propagation(self.extents)
+        quiet._focus(maps, dims, top)
+        return maps[axis]
+
+
+def _freeze(dims: list[list[Digit]]) -> Dims:
+    return tuple(tuple(d) for d in dims)
+
+
+def _show(shape: Shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def _plain(axis_map: AxisMap) -> str:
+    stride = axis_map.plain_stride()
+    return str(stride)
+
+
+def _shape_after(effect: Effect, layout: Layout) -> Shape:
+    if isinstance(effect, Window):
+        return effect.out_shape
+    if isinstance(effect, Relayout):
+        shape = layout.shape()
+        for kind, value in effect.steps:
+            shape = tuple(shape[d] for d in value) if kind == "permute" else value
+        return shape
+    if isinstance(effect, (Mix, Split, Expand)):
+        return effect.out_shape
+    return layout.shape()
+
+
+def _regroup(dims: Dims, out_shape: Shape) -> Dims | None:
+    """The digits of a row-major reshape to ``out_shape``; ``None`` when a dim
+    boundary falls inside a digit that it does not divide."""
+    pending = [d for digits in dims for d in digits if d[1] > 1]
+    result: list[tuple[Digit, ...]] = []
+    for size in out_shape:
+        taken: list[Digit] = []
+        remaining = size
+        while remaining > 1:
+            if not pending:
+                return None
+            axis, s, unit = pending.pop(0)
+            if remaining % s == 0:
+                taken.append((axis, s, unit))
+                remaining //= s
+            elif s % remaining == 0:
+                rest = s // remaining
+                taken.append((axis, remaining, unit * rest if axis >= 0 else 0))
+                pending.insert(0, (axis, rest, unit if axis >= 0 else 0))
+                remaining = 1
+            else:
+                return None
+        result.append(tuple(taken))
+    if pending:
+        return None
+    return tuple(result)
