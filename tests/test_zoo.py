@@ -279,6 +279,11 @@ def _softmax_w_positions(field) -> None:
     assert field.positions((5, 7)) == ((4, 5, 6), tuple(range(16)))
 
 
+def _circular_wraps(field) -> None:
+    # the corner's 5×5 field, padded circularly, wraps to the far rows and columns
+    assert field.positions((0, 0)) == ((0, 1, 2, 14, 15), (0, 1, 2, 14, 15))
+
+
 EXPECTED: list[tuple[str, bool, dict[str, Any]]] = [
     # conv 3×3 → softmax over W: the W axis is whole, H keeps the conv's 3
     ("softmax_w", False, {"size": (3, 16), "whole": (False, True), "check": _softmax_w_positions}),
@@ -322,6 +327,9 @@ EXPECTED: list[tuple[str, bool, dict[str, Any]]] = [
     ("d2s_view_permute", False, {"size": (8, 8), "stride": (Fraction(1, 2),) * 2}),
     # strided slice ::2 between two 3×3 convs: 3 + 2·2 = 7, stride 2
     ("strided_slice_2", False, {"size": (7, 7), "stride": (2, 2)}),
+    # padding modes: circular wraps around, reflection stays inside (7 + 2 + 2 = 11)
+    ("circular_pad_conv", False, {"size": (5, 5), "check": _circular_wraps}),
+    ("cyclegan_reflect_resblock", False, {"size": (11, 11), "stride": (1, 1)}),
 ]
 
 

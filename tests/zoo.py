@@ -1106,6 +1106,46 @@ class PadUNet(nn.Module):
         return self.outc(y)
 
 
+# --------------------------------------------------------------------------- padding modes
+
+
+class CircularConv(nn.Module):
+    """Two 3×3 convs with ``padding_mode="circular"`` (periodic domains: climate and
+    panorama models): the field of a border position wraps to the opposite side."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular")
+        self.b = nn.Conv2d(4, 1, 3, padding=1, padding_mode="circular")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x)))
+
+
+class CycleGANResBlock(nn.Module):
+    """CycleGAN's ResnetBlock: ReflectionPad2d → conv → InstanceNorm → ReLU, twice, with
+    a residual; behind a 7×7 reflection-padded stem."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(3, c, 7), nn.InstanceNorm2d(c), nn.ReLU(True)
+        )
+        self.block = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c, c, 3),
+            nn.InstanceNorm2d(c),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c, c, 3),
+            nn.InstanceNorm2d(c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        return y + self.block(y)
+
+
 # --------------------------------------------------------------------------- the zoo
 
 
@@ -1424,6 +1464,15 @@ ZOO: list[ZooCase] = [
         kwargs={"k": 3},
         family="deconv",
         allow=("checkerboard",),
+    ),
+    # padding modes
+    _c("circular_pad_conv", CircularConv, GRAY, family="padding"),
+    _c(
+        "cyclegan_reflect_resblock",
+        CycleGANResBlock,
+        (2, 3, 16, 16),
+        family="padding",
+        spans_statistics=True,
     ),
     # U-Nets with crop or pad and concat
     _c("unet_valid_crop", CropUNet, (2, 1, 60, 60), family="crop-unet"),
