@@ -56,7 +56,7 @@ def test_planted_bugs_are_found_and_the_sound_model_passes(user_project: pytest.
             "*model*output*receptive field*checkerboard*sharing*params*FLOPs*failed",
             "classifier *2×10*9,098*—",
             "decoder *2×1×37×37*UNEVEN ×2.56*shapes, checkerboard",
-            "upsampler *UNEVEN ×4.0*checkerboard",
+            "upsampler *UNEVEN ×4 *checkerboard",
             "encoder *ALIAS blocks.0=blocks.1=blocks.2*sharing",
         ],
         consecutive=False,
