@@ -182,8 +182,10 @@ def transposed_map(kernel: int, stride: int, padding: int, dilation: int) -> Axi
 
 def sampled_map(size_in: int, size_out: int, sources: Any) -> AxisMap:
     """A map from a per-output-position source function, periodic with the reduced
-    ratio ``size_out/size_in``; ``sources(j)`` gives the input indices of ``j``."""
-    g = math.gcd(size_in, size_out)
+    ratio ``size_out/size_in`` (pass ``size − 1`` for ``align_corners``, whose
+    source index is ``j·(in − 1)/(out − 1)``); ``sources(j)`` gives the input
+    indices of ``j``."""
+    g = math.gcd(size_in, size_out) or 1
     period, advance = size_out // g, size_in // g
     taps = tuple(merge_intervals((i, i) for i in sources(r)) for r in range(period))
     return AxisMap(period, advance, taps)
@@ -234,6 +236,9 @@ def interpolation_map(
             return j * scale
         return (j + Fraction(1, 2)) * scale - Fraction(1, 2)
 
+    # the ratio the source index repeats with
+    ratio = (size_in - 1, size_out - 1) if align_corners and size_out > 1 else (size_in, size_out)
+
     if mode in ("linear", "bilinear", "trilinear"):
 
         def linear(j: int) -> list[int]:
@@ -241,7 +246,7 @@ def interpolation_map(
             lo = math.floor(x)
             return [lo] if x == lo else [lo, lo + 1]
 
-        return sampled_map(size_in, size_out, linear)
+        return sampled_map(*ratio, linear)
 
     def cubic(j: int) -> Sequence[int]:
         # four taps around floor(x); at an integer x the cubic kernel is (0, 1, 0, 0)
@@ -249,4 +254,4 @@ def interpolation_map(
         lo = math.floor(x)
         return [lo] if x == lo else range(lo - 1, lo + 3)
 
-    return sampled_map(size_in, size_out, cubic)
+    return sampled_map(*ratio, cubic)

@@ -113,6 +113,7 @@ class Propagation:
     include_statistics: bool = False
     notes: list[str] = field(default_factory=list)
     statistics: list[str] = field(default_factory=list)
+    boundaries: dict[int, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ digits
     def _whole_if_covering(self, maps: list[AxisMap], dims: list[list[Digit]], axis: int) -> None:
@@ -189,6 +190,15 @@ class Propagation:
             maps[axis] = maps[axis].then(AxisMap(period, advance, tuple(taps)))
         dims[dim] = [(axis, n, 1)]
         return axis
+
+    _BOUNDARY_ORDER = ("zeros", "replicate", "reflect", "circular")
+
+    def _boundary(self, axis: int, mode: str) -> None:
+        """Remember the farthest-reaching padding mode met along ``axis``."""
+        order = self._BOUNDARY_ORDER
+        known = self.boundaries.get(axis, "zeros")
+        if mode in order and order.index(mode) > order.index(known):
+            self.boundaries[axis] = mode
 
     # ------------------------------------------------------------------ effects
     def apply(
@@ -272,6 +282,8 @@ class Propagation:
                     dims[d] = list(_other(size))
                     continue
                 maps[axis] = maps[axis].then(layer)
+                if effect.boundary != "zeros":
+                    self._boundary(axis, effect.boundary)
                 dims[d] = [(axis, size, 1)] if size > 1 and not maps[axis].whole else []
                 if maps[axis].whole:
                     for digits in dims:
@@ -416,13 +428,35 @@ class Propagation:
                 if not placements:  # one position each: the union of their fields
                     union = AxisMap(1, 1, (merge_intervals(result.at(0) + other.at(0)),))
                 else:
-                    self.notes.append(
-                        f"{label} merges paths with strides {_plain(result)} and "
-                        f"{_plain(other)}: the field is taken as the whole input along that axis"
-                    )
-                    return AxisMap.everything()
+                    extent = math.prod(digit[1] for _, _, digit in placements[0][0])
+                    return self._enumerated(placements, extent, label)
             result = union
         return result
+
+    def _enumerated(
+        self,
+        placements: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]],
+        extent: int,
+        label: str,
+    ) -> AxisMap:
+        """The union of paths whose strides differ (an FPN's nearest upsampling to an
+        odd size): not periodic, so enumerated position by position over the
+        tensor's extent, which is then one period; virtual positions past it (a
+        later conv's padding) follow the first path's stride."""
+        first = placements[0][1]
+        period = math.lcm(max(extent, 1), first.period)
+        if period > _PROMOTE_LIMIT:
+            self.notes.append(
+                f"{label} merges paths with strides {_plain(first)} and others over "
+                f"{extent} positions: the field is taken as the whole input along that axis"
+            )
+            return AxisMap.everything()
+        advance = period // first.period * first.advance
+        taps = tuple(
+            merge_intervals(found for _, m in placements for found in m.at(j))
+            for j in range(period)
+        )
+        return AxisMap(period, advance, taps)
 
     def _join(self, effect: Join, sources: Sequence[Layout], label: str) -> Layout:
         prepared = []

@@ -120,13 +120,16 @@ class Window(Effect):
     """A windowed op: first every element along ``mixes`` reaches every output
     element (a conv's input channels), then along each of ``dims`` the map of the
     same index in ``maps``; the output has ``out_shape`` (extra trailing dims of
-    it, as ``Tensor.unfold``'s window dim, read the whole window)."""
+    it, as ``Tensor.unfold``'s window dim, read the whole window). ``boundary``:
+    positions in the padding read zeros, or mirrored, edge or wrapped-around
+    input positions."""
 
     dims: tuple[int, ...]
     maps: tuple[AxisMap, ...]
     out_shape: Shape
     mixes: tuple[int, ...] = ()
     data: str = "mixed"
+    boundary: str = "zeros"  # what the padding reads: zeros | reflect | replicate | circular
 
 
 @dataclass(frozen=True)

@@ -149,18 +149,23 @@ class ReceptiveField(FieldNumbers):
     notes: tuple[str, ...] = ()
     statistics: tuple[str, ...] = ()
     include_statistics: bool = False
+    boundary: tuple[str, ...] = ()
 
     def positions(self, index: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-        """Per axis, the input positions that output position ``index`` depends on,
-        clipped to the input."""
+        """Per axis, the input positions that output position ``index`` depends on:
+        positions in the padding are dropped (zero padding), or read where the
+        padding reads — mirrored (reflect), the edge (replicate), wrapped around
+        (circular) — when a layer pads that way (``boundary``)."""
         result = []
-        for axis_map, j, extent in zip(
-            self.axes, index, self.input_shape[-len(self.axes) :], strict=True
+        modes = self.boundary or ("zeros",) * len(self.axes)
+        for axis_map, j, extent, mode in zip(
+            self.axes, index, self.input_shape[-len(self.axes) :], modes, strict=True
         ):
             if axis_map.whole:
                 result.append(tuple(range(extent)))
                 continue
-            result.append(tuple(i for i in _points(axis_map.at(j)) if 0 <= i < extent))
+            found = {_read_at(i, extent, mode) for i in _points(axis_map.at(j))}
+            result.append(tuple(sorted(i for i in found if i is not None)))
         return tuple(result)
 
     def statistics_note(self) -> str:
@@ -219,6 +224,21 @@ class ReceptiveField(FieldNumbers):
         for note in self.notes:
             text += f"\nnote: {note}"
         return f"{text}\n{self.table()}"
+
+
+def _read_at(i: int, extent: int, mode: str) -> int | None:
+    """The input position that position ``i`` (maybe in the padding) reads."""
+    if 0 <= i < extent:
+        return i
+    if mode == "circular":
+        return i % extent
+    if mode == "replicate":
+        return min(max(i, 0), extent - 1)
+    if mode == "reflect" and extent > 1:
+        period = 2 * (extent - 1)
+        i %= period
+        return i if i < extent else period - i
+    return None
 
 
 def _field_numbers(
@@ -376,6 +396,7 @@ def field_of_trace(
         tuple(dict.fromkeys(propagation.notes)),
         tuple(dict.fromkeys(propagation.statistics)),
         include_statistics,
+        tuple(propagation.boundaries.get(axis, "zeros") for axis in range(spatial)),
     )
 
 

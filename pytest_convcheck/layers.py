@@ -502,7 +502,13 @@ class ConvSpec(Spec):
             build(k, s, p, d)
             for k, s, (p, _), d in zip(self.kernel, self.stride, pads, self.dilation, strict=True)
         )
-        return Window(tuple(range(rank - n, rank)), maps, tuple(output_shape), (rank - n - 1,))
+        return Window(
+            tuple(range(rank - n, rank)),
+            maps,
+            tuple(output_shape),
+            (rank - n - 1,),
+            boundary=self.padding_mode,
+        )
 
     def geometry(self) -> Geometry:
         pads = (
@@ -1412,7 +1418,8 @@ class PadSpec(Spec):
         m = len(self.pad) // 2
         dims = tuple(rank - 1 - i for i in range(m))
         maps = tuple(AxisMap(1, 1, (((-self.pad[2 * i], -self.pad[2 * i]),),)) for i in range(m))
-        return Window(dims, maps, tuple(output_shape))
+        boundary = "zeros" if self.mode == "constant" else self.mode
+        return Window(dims, maps, tuple(output_shape), boundary=boundary)
 
     def geometry(self) -> Geometry:
         m = len(self.pad) // 2

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from pytest_convcheck.axis_maps import AxisMap
 from pytest_convcheck.dims import Mix, Statistics, effect_of_call
 from pytest_convcheck.errors import MeasurementRefused, ShapeError
 from pytest_convcheck.fields import FieldNumbers, ReceptiveField, field_of_trace, node_maps
@@ -483,22 +484,49 @@ def _show_bytes(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
+_MEASURED_PER_AXIS = 8
+
+
+def _positions_on_axis(axis_map: AxisMap, out_extent: int, in_extent: int) -> list[int]:
+    """Output positions along one axis whose whole field lies inside the input: one
+    per phase when there are few phases, else the largest field and others spread
+    over the axis; the middle when no field fits."""
+    if axis_map.whole:
+        return [out_extent // 2]
+    fitting: dict[int, int] = {}  # phase → first fitting position
+    sizes: dict[int, int] = {}
+    for j in range(out_extent):
+        reached = axis_map.at(j)
+        if reached and reached[0][0] >= 0 and reached[-1][1] < in_extent:
+            phase = j % axis_map.period
+            if phase not in fitting:
+                fitting[phase] = j
+                sizes[j] = reached[-1][1] - reached[0][0] + 1
+    if not fitting:
+        return [out_extent // 2]
+    found = [fitting[phase] for phase in sorted(fitting)]
+    if len(found) <= _MEASURED_PER_AXIS:
+        return found
+    largest = max(found, key=lambda j: sizes[j])
+    step = len(found) / (_MEASURED_PER_AXIS - 1)
+    spread = [found[int(i * step)] for i in range(_MEASURED_PER_AXIS - 1)]
+    return list(dict.fromkeys([*spread[:1], largest, *spread[1:]]))
+
+
 def _positions_to_measure(
-    analytic: ReceptiveField, output_shape: tuple[int, ...], first_q: list[int] | None
+    analytic: ReceptiveField, output_shape: tuple[int, ...], input_shape: tuple[int, ...]
 ) -> list[tuple[int, ...]]:
-    """One output position per phase: ``q·P + r`` with ``q`` the first period whose
-    field fits (or the middle of the output when the field cannot fit)."""
+    """Output positions to differentiate: per axis those of
+    :func:`_positions_on_axis`, combined index by index."""
     spatial = len(analytic.axes)
-    extents = output_shape[-spatial:]
-    periods = [1 if m.whole else m.period for m in analytic.axes]
-    positions = []
-    for r in range(max(periods)):
-        index = []
-        for axis, (extent, period) in enumerate(zip(extents, periods, strict=True)):
-            base = first_q[axis] * period if first_q else (extent // 2) // period * period
-            index.append(min(base + r % period, extent - 1))
-        positions.append(tuple(index))
-    return list(dict.fromkeys(positions))
+    per_axis = [
+        _positions_on_axis(m, out, size)
+        for m, out, size in zip(
+            analytic.axes, output_shape[-spatial:], input_shape[-spatial:], strict=True
+        )
+    ]
+    count = max(len(p) for p in per_axis)
+    return list(dict.fromkeys(tuple(p[i % len(p)] for p in per_axis) for i in range(count)))
 
 
 def empirical_receptive_field(
@@ -526,7 +554,7 @@ def empirical_receptive_field(
     base = trace(model, shape)
     analytic = field_of_trace(base, include_statistics=include_statistics)
     spatial = len(analytic.axes)
-    fitted, clipped, first_q, result = _fitting_shape(model, shape, analytic, base)
+    fitted, clipped, _, result = _fitting_shape(model, shape, analytic, base)
     single = (1, *fitted[1:])
     if fitted[0] != 1:
         try:
@@ -567,7 +595,7 @@ def empirical_receptive_field(
         chosen = (
             [tuple(p) for p in positions]
             if positions
-            else _positions_to_measure(analytic, out_shape, None if clipped else first_q)
+            else _positions_to_measure(analytic, out_shape, shape)
         )
     measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
     hole_map = torch.zeros(shape[-spatial:], dtype=torch.bool)
@@ -643,9 +671,11 @@ def _summarise(
         # stride: the field's start moves by `advance` per `period` output positions
         stride = axis_map.stride
         strides.append(int(stride) if stride.denominator == 1 else stride)
-        j = first_pos[axis]
+        # the offset is where phase 0's field starts: read it off a phase-0 position
+        ref = next((p for p in spans if p[axis] % axis_map.period == 0), first_pos)
+        j = ref[axis]
         q = j // axis_map.period
-        offsets.append(lo - q * axis_map.advance)
+        offsets.append(spans[ref][0] - q * axis_map.advance)
     return MeasuredField(
         type(model).__name__,
         shape,

@@ -138,7 +138,7 @@ def test_fractional_stride_after_transposed_convs() -> None:
     assert len(field.phase_sizes[0]) == 4 and max(field.phase_sizes[0]) == field.size[0]
 
 
-def test_merge_of_different_strides_is_reported() -> None:
+def test_merge_of_different_strides_is_enumerated_exactly() -> None:
     class Mixed(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -148,7 +148,12 @@ def test_merge_of_different_strides_is_reported() -> None:
             return F.avg_pool2d(x, 2) + self.wide(x)  # 16 → 8 both ways, strides 2 and 1
 
     field = receptive_field(Mixed(), (1, 1, 16, 16))
-    assert any("merges paths with strides 2 and 1" in note for note in field.notes)
+    # position j reads [2j, 2j+1] ∪ [j, j+8]: not periodic, so listed per position
+    assert field.positions((0, 0)) == (tuple(range(9)), tuple(range(9)))
+    assert field.positions((7, 7)) == (tuple(range(7, 16)), tuple(range(7, 16)))
+    assert field.size == (9, 9) and not field.notes
+    measured = empirical_receptive_field(Mixed(), (1, 1, 16, 16))
+    assert measured.size == field.size
 
 
 def test_assert_receptive_field_passes_and_fails_with_growth_advice() -> None:
