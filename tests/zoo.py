@@ -1394,17 +1394,9 @@ ZOO: list[ZooCase] = [
     ),
     # FPN
     _c("fpn_nearest_x2", FPN, IMG, family="fpn"),
-    # nearest upsampling 8 → 15 has no period: the merge with the stride-2 lateral is not
-    # periodic, and the analytic field takes the whole axis there (a documented
-    # over-approximation; the real field is at most 23 wide)
-    _c(
-        "fpn_nearest_size_odd",
-        FPN,
-        (2, 3, 30, 30),
-        kwargs={"size_mode": True},
-        family="fpn",
-        exact_field=False,
-    ),
+    # nearest upsampling 8 → 15 (period 15/8) merged with the stride-2 lateral: an
+    # add of unequal strides, exact all the same (23)
+    _c("fpn_nearest_size_odd", FPN, (2, 3, 30, 30), kwargs={"size_mode": True}, family="fpn"),
     # classifiers
     _c("resnet_tiny", TinyResNet, IMG, family="classifier", global_field=True),
     _c("resnet_trunk", TinyResNet, IMG, kwargs={"head": False}, family="classifier"),
