@@ -315,7 +315,8 @@ def check_batch(model: nn.Module, config: ModelConfig, context: RunContext) -> N
 
 def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """The field has no holes (gridding) and lies within the configured bounds
-    (``receptive_field_min`` / ``_max`` / ``_exact``). With artifacts, a failure
+    (``receptive_field_min`` / ``_max`` / ``_exact``; ``receptive_field_statistics``
+    counts normalisation statistics). With artifacts, a failure
     saves the measured effective receptive field (Luo et al. 2016) as a picture."""
     options = config.options
 
@@ -331,6 +332,7 @@ def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunCon
             min_size=options.get("receptive_field_min"),
             max_size=options.get("receptive_field_max"),
             exact=options.get("receptive_field_exact"),
+            include_statistics=bool(options.get("receptive_field_statistics", False)),
         )
     except AssertionError as error:
         picture = _picture(context, f"{config.name}-receptive_field", erf_picture)

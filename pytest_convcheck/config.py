@@ -44,6 +44,7 @@ _KEYS = {
     "receptive_field_min",
     "receptive_field_max",
     "receptive_field_exact",
+    "receptive_field_statistics",
     "checkerboard_kinds",
     "sharing_allow",
     "kwargs",
@@ -197,6 +198,15 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                     f"got {value!r}.\n  fix: e.g. {key} = 64 or {key} = [64, 32]."
                 )
             options[key] = value
+    if "receptive_field_statistics" in table:
+        value = table["receptive_field_statistics"]
+        if not isinstance(value, bool):
+            raise ConvcheckConfigError(
+                f"{where}: receptive_field_statistics must be true or false, got {value!r}.\n  "
+                f"fix: receptive_field_statistics = true counts the statistics of GroupNorm / "
+                f"InstanceNorm layers in the field (ini: receptive_field_statistics=true)."
+            )
+        options["receptive_field_statistics"] = value
     if "checkerboard_kinds" in table:
         kinds = table["checkerboard_kinds"]
         if (
@@ -297,6 +307,9 @@ def table_from_ini_line(line: str) -> tuple[str, dict[str, Any]]:
                 table[key] = float(value)
             except ValueError:
                 table[key] = value  # model_from_table reports it
+        elif key == "receptive_field_statistics":
+            lowered = value.lower()
+            table[key] = {"true": True, "false": False}.get(lowered, value)
         elif key.startswith("receptive_field_"):
             try:
                 numbers = [int(v) for v in items]

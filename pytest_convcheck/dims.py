@@ -789,9 +789,10 @@ def _repeat_interleave(
 
 
 def _batch_norm(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
-    training = bool(_arg(args, kwargs, 5, "training", False))
-    dims = (0, *range(2, len(shape))) if training else ()
-    return Statistics(dims, "batch norm (training)")
+    """Per position: the field is the inference-time one, where batch norm reads its
+    running statistics (in training it takes them over the batch, which the batch
+    check's concern, not the field's)."""
+    return Statistics((), "batch norm")
 
 
 def _instance_norm(

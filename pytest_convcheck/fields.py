@@ -474,14 +474,16 @@ def assert_receptive_field(
     min_size: int | Sequence[int] | None = None,
     max_size: int | Sequence[int] | None = None,
     exact: int | Sequence[int] | None = None,
+    include_statistics: bool = False,
 ) -> ReceptiveField:
     """Assert bounds on the receptive field size of ``model``'s output (one number for
     every spatial axis, or one per axis). Returns the field.
 
-    On failure the message shows the per-layer growth table and the layers that
-    would grow the field most cheaply.
+    On failure the message shows the per-layer growth table, the layers that would
+    grow the field most cheaply, and which normalisation layers' statistics span
+    the input (counted with ``include_statistics``).
     """
-    field = receptive_field(model, input_shape)
+    field = receptive_field(model, input_shape, include_statistics=include_statistics)
     spatial = len(field.size)
     checks = [
         (
@@ -513,6 +515,9 @@ def assert_receptive_field(
             "Field after each layer:",
             field.table(),
         ]
+        if field.statistics_note():
+            lines.append(f"note: {field.statistics_note()}")
+        lines += [f"note: {note}" for note in field.notes]
         options = growth_options(field)
         if options and words != "larger than max_size":
             lines.append("Cheapest ways to grow it (a layer adds d·(k−1)·input_stride):")

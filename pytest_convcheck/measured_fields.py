@@ -417,10 +417,11 @@ def _alignment(result: Trace) -> list[int]:
 def _fitting_shape(
     model: nn.Module, input_shape: tuple[int, ...], analytic: ReceptiveField, base: Trace
 ) -> tuple[tuple[int, ...], bool, list[int], Trace]:
-    """The smallest input (no smaller than ``input_shape``, a multiple of the model's
-    strides along each axis) on which the fields of output positions ``q·P + r``
-    (all phases r) lie inside the input and the field's stride is the one at
-    ``input_shape``; ``clipped`` when the model runs at no such size.
+    """``input_shape`` when the field fits it; else the smallest larger input, a
+    multiple of the model's strides along each axis (where every stage downsamples
+    alike, not a U-Net at 570), on which the fields of output positions
+    ``q·P + r`` (all phases r) lie inside the input; ``clipped`` when the model
+    runs at no such size.
 
     Per axis, phase r's field is ``q·T + [lo_r, hi_r]``: it fits from
     ``q = max_r ceil(−lo_r / T)`` on, in an input of ``q·T + max_r hi_r + 1``.
@@ -458,7 +459,7 @@ def _fitting_shape(
                 for axis, (q, m) in enumerate(zip(first_q, analytic.axes, strict=True))
                 if not m.whole
             )
-            if fits and field_of_trace(result, rows=False).stride == analytic.stride:
+            if fits:
                 return shape, False, first_q, result
         # the next size every stride divides
         for axis, m in enumerate(analytic.axes):

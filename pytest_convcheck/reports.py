@@ -160,13 +160,18 @@ def _one_line(match: re.Match[str]) -> str:
 def field_text(field: dict[str, Any]) -> str:
     """A ``receptive_field`` entry of :meth:`ConvReport.to_dict` in one cell:
     ``212×212 (stride 32)``, ``all`` for an axis the output sees whole, ``HOLES``
-    when positions inside the field are unreachable, ``—`` when unknown."""
+    when positions inside the field are unreachable, ``+4 norm stats`` when four
+    normalisation layers' statistics span the input (the size is the data path's),
+    ``—`` when unknown."""
     if "error" in field:
         return "—"
     sizes = ["all" if w else str(s) for s, w in zip(field["size"], field["whole"], strict=True)]
     per_axis = [str(_jsonable(s)) for s in field["stride"]]
     strides = per_axis[0] if len(set(per_axis)) == 1 else "×".join(per_axis)
     text = f"{'×'.join(sizes)} (stride {strides})"
+    if field.get("statistics"):
+        # the data path's field; these norms' statistics span the input
+        text += f" +{len(field['statistics'])} norm stats"
     return text + " HOLES" if field["holes"] else text
 
 
@@ -250,6 +255,10 @@ def report_from_trace(
                 "whole": list(field.whole),
                 "holes": field.holes,
             }
+            if field.statistics:
+                # normalisation layers whose statistics span the input (not counted)
+                receptive["statistics"] = list(field.statistics)
+                notes.append(field.statistics_note())
             notes += field.notes
         except (ValueError, KeyError) as error:
             receptive = {"error": str(error)}

@@ -1,0 +1,207 @@
+"""What the receptive field means on real architectures: normalisation statistics,
+ops without a rule, bounded and aligned measurements (issue #16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_convcheck import (
+    MeasurementRefused,
+    assert_receptive_field,
+    empirical_receptive_field,
+    receptive_field,
+    report,
+    valid_input_sizes,
+)
+from pytest_convcheck.config import model_from_table, table_from_ini_line
+
+
+class ConvGroupNormConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 8, 3, padding=1)
+        self.norm = nn.GroupNorm(2, 8)
+        self.b = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.norm(self.a(x)))
+
+
+def test_group_norm_statistics_are_named_and_counted_on_request() -> None:
+    data_path = receptive_field(ConvGroupNormConv(), (2, 1, 32, 32))
+    assert data_path.size == (5, 5) and data_path.statistics == ("norm",)
+    assert "statistics of 1 normalisation layer(s) (norm)" in str(data_path)
+    counted = receptive_field(ConvGroupNormConv(), (2, 1, 32, 32), include_statistics=True)
+    assert counted.size == (32, 32) and all(counted.whole)
+    for include in (False, True):
+        measured = empirical_receptive_field(
+            ConvGroupNormConv(), (2, 1, 32, 32), include_statistics=include
+        )
+        expected = receptive_field(
+            ConvGroupNormConv(), measured.input_shape, include_statistics=include
+        )
+        assert measured.size == expected.size
+
+
+def test_channel_layer_norm_is_per_position_and_measurable() -> None:
+    class LayerNorm2d(nn.Module):  # ConvNeXt's: permute, LayerNorm over channels, permute
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 7, padding=3, groups=4)
+            self.norm = nn.LayerNorm(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.norm(self.conv(x).permute(0, 2, 3, 1))
+            return y.permute(0, 3, 1, 2)
+
+    field = receptive_field(LayerNorm2d(), (2, 4, 24, 24), include_statistics=True)
+    assert field.size == (7, 7) and field.statistics == ()
+    measured = empirical_receptive_field(LayerNorm2d(), (2, 4, 24, 24))
+    assert measured.size == (7, 7)  # not 0: the stand-in keeps the gradient alive
+
+
+def test_failure_text_and_report_say_which_statistics_span_the_input() -> None:
+    with pytest.raises(AssertionError, match=r"statistics of 1 normalisation layer\(s\) \(norm\)"):
+        assert_receptive_field(ConvGroupNormConv(), (2, 1, 32, 32), min_size=8)
+    assert_receptive_field(ConvGroupNormConv(), (2, 1, 32, 32), min_size=8, include_statistics=True)
+    found = report(ConvGroupNormConv(), (2, 1, 32, 32))
+    data = found.to_dict()
+    assert data["receptive_field"]["statistics"] == ["norm"]
+    assert "+1 norm stats" in str(found)
+
+
+def test_config_switch_for_statistics() -> None:
+    table = {"factory": "m:Net", "input": [1, 1, 8, 8], "receptive_field_statistics": True}
+    assert model_from_table("net", table, "here").options["receptive_field_statistics"] is True
+    name, line = table_from_ini_line("net m:Net 1,1,8,8 receptive_field_statistics=true")
+    assert model_from_table(name, line, "ini").options["receptive_field_statistics"] is True
+    with pytest.raises(ValueError, match="must be true or false"):
+        model_from_table("net", {**table, "receptive_field_statistics": "yes"}, "here")
+
+
+class Warp(nn.Module):
+    """A conv, then an op the rule table does not know (grid_sample)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        theta = torch.eye(2, 3).unsqueeze(0).expand(x.shape[0], 2, 3)
+        grid = F.affine_grid(theta, list(y.shape), align_corners=False)
+        return F.grid_sample(y, grid, align_corners=False)
+
+
+def test_an_op_without_a_rule_never_shrinks_the_field_and_says_so() -> None:
+    field = receptive_field(Warp(), (1, 1, 16, 16))
+    assert field.whole == (True, True) and field.size == (16, 16)
+    assert any(
+        "no rule for grid_sampler" in note or "no rule for grid_sample" in note
+        for note in field.notes
+    ), field.notes
+
+
+@pytest.mark.parametrize(
+    ("op", "whole"),
+    [
+        (lambda y: y.softmax(-1), (False, True)),
+        (lambda y: y.cumsum(2), (True, False)),
+        (lambda y: y.sort(-1).values, (False, True)),
+        (lambda y: y.flip(-1), (False, True)),
+        (lambda y: torch.roll(y, 1, 2), (True, False)),
+        (lambda y: y.topk(16, dim=-1).values, (False, True)),
+    ],
+    ids=["softmax_w", "cumsum_h", "sort_w", "flip_w", "roll_h", "topk_w"],
+)
+def test_ops_along_a_spatial_dim_mix_exactly_that_dim(op, whole) -> None:  # type: ignore[no-untyped-def]
+    class Along(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return op(self.conv(x))
+
+    field = receptive_field(Along(), (1, 1, 16, 16))
+    assert field.whole == whole
+    assert field.size == tuple(16 if w else 3 for w in whole)
+
+
+def test_measurement_refuses_above_its_memory_budget() -> None:
+    model = nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) for _ in range(8)])
+    with pytest.raises(MeasurementRefused, match="over the budget") as info:
+        empirical_receptive_field(model, (1, 4, 64, 64), max_memory=2**20)
+    assert "fix:" in str(info.value) and "receptive_field" in str(info.value)
+    assert empirical_receptive_field(model, (1, 4, 64, 64)).size == (17, 17)
+
+
+class PoolUNet(nn.Module):
+    """Three poolings and skip concatenations, upsampled to the skip's size: runs at
+    any size, with a geometry that differs off the multiples of 8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.ModuleList(nn.Conv2d(2, 2, 3, padding=1) for _ in range(3))
+        self.up = nn.ModuleList(nn.Conv2d(4, 2, 3, padding=1) for _ in range(3))
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        skips = []
+        for conv in self.down:
+            skips.append(x)
+            x = F.max_pool2d(conv(x), 2)
+        for conv, skip in zip(self.up, reversed(skips), strict=True):
+            x = conv(torch.cat([F.interpolate(x, size=skip.shape[-2:]), skip], 1))
+        return x
+
+
+@pytest.mark.parametrize("side", [16, 21, 30])
+def test_measurement_picks_sizes_the_model_handles_alike(side: int) -> None:
+    # the field (40) does not fit: the measurement enlarges the input to a multiple
+    # of 8, where the U-Net's geometry is its regular one (stride 1, not 16/21)
+    measured = empirical_receptive_field(PoolUNet(), (1, 1, side, side))
+    analytic = receptive_field(PoolUNet(), measured.input_shape)
+    assert all(size % 8 == 0 for size in measured.input_shape[2:]), measured.input_shape
+    assert measured.stride == analytic.stride == (1, 1)
+    assert measured.size == analytic.size == (40, 40)
+
+
+def test_valid_sizes_follow_instance_norm_runtime_rule() -> None:
+    def block(cin: int, cout: int) -> nn.Module:
+        return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1), nn.InstanceNorm3d(cout))
+
+    model = nn.Sequential(
+        block(1, 2), nn.MaxPool3d(2), block(2, 2), nn.MaxPool3d(2), block(2, 2)
+    ).eval()
+    sizes = range(1, 24)
+    real = []
+    for n in sizes:
+        try:
+            model(torch.zeros(1, 1, 4, 4, n))
+            real.append(n)
+        except (RuntimeError, ValueError):
+            pass
+    assert valid_input_sizes(model, (1, 1, 4, 4, 8), sizes=sizes) == real
+    assert 4 not in real  # 4 → 1×1×1 at the bottom: instance norm refuses
+
+
+def test_eca_report_shows_a_field() -> None:
+    class ECA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.gate = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            b, c = y.shape[:2]
+            w = self.gate(y.mean((2, 3)).view(b, 1, c)).view(b, c, 1, 1).sigmoid()
+            return y * w
+
+    data = report(ECA(), (2, 3, 16, 16)).to_dict()["receptive_field"]
+    assert "error" not in data and data["whole"] == [True, True]
