@@ -44,19 +44,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pytest_convcheck.fields import _interpolation, data_inputs, transposed_phase_taps
+from pytest_convcheck.fields import data_inputs, transposed_phase_taps
 from pytest_convcheck.layers import (
-    AdaptivePoolSpec,
-    ChannelNormSpec,
     ConvSpec,
-    FlattenSpec,
     InterpolateSpec,
-    LinearSpec,
-    PadSpec,
+    PhaseTaps,
     PixelShuffleSpec,
     PoolSpec,
-    SliceSpec,
-    UnfoldSpec,
+    Spec,
 )
 from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import (
@@ -177,63 +172,24 @@ class PhaseCounts:
         return _ratio(self.totals)
 
 
-def _layer_taps(
-    node: TraceNode, spatial: int
-) -> list[tuple[int, int, list[list[tuple[int, float]]]]] | None:
-    """Per axis (period, advance, taps with weights) of a node; ``None`` if pointwise;
-    an empty list when the spatial structure ends (flatten, linear)."""
+def _layer_taps(node: TraceNode, spatial: int) -> PhaseTaps | None:
+    """Per axis (period, advance, taps with weights) of a node, from its spec
+    (:meth:`~pytest_convcheck.layers.Spec.phase_taps`); ``None`` if pointwise; an
+    empty list when the spatial structure ends. Ops without phase geometry (no rule,
+    products, unpooling, …) end it where their spatial sizes change."""
     spec = node.spec
     in_shape = node.input_shapes[0] if node.input_shapes else None
     out_shape = node.output_shape
-    if isinstance(spec, ConvSpec):
-        pads = spec._pads(())
-        axes = []
-        for k, s, (p, _), d in zip(spec.kernel, spec.stride, pads, spec.dilation, strict=True):
-            if spec.transposed:
-                taps = [
-                    [((r + p - d * t) // s, 1.0) for t in phase]
-                    for r, phase in enumerate(transposed_phase_taps(k, s, p, d))
-                ]
-                axes.append((s, 1, taps))
-            else:
-                axes.append((1, s, [[(-p + d * t, 1.0) for t in range(k)]]))
-        return axes
-    if isinstance(spec, PoolSpec):
-        return [
-            (1, s, [[(-p + d * t, 1.0 / k) for t in range(k)]])
-            for k, s, p, d in zip(
-                spec.kernel, spec.stride, spec.padding, spec.dilation, strict=True
-            )
-        ]
-    if isinstance(spec, PixelShuffleSpec):
-        r = spec.factor
-        if spec.inverse:
-            return [(1, r, [[(a, 1.0 / r) for a in range(r)]]) for _ in range(spatial)]
-        return [(r, 1, [[(0, 1.0)] for _ in range(r)]) for _ in range(spatial)]
-    if isinstance(spec, (InterpolateSpec, AdaptivePoolSpec)) and in_shape and out_shape:
-        axes = []
-        for size_in, size_out in zip(in_shape[-spatial:], out_shape[-spatial:], strict=True):
-            mode = "area" if isinstance(spec, AdaptivePoolSpec) else spec.mode
-            align = None if isinstance(spec, AdaptivePoolSpec) else spec.align_corners
-            amap = _interpolation(mode, align, size_in, size_out)
-            taps = []
-            for intervals in amap.taps:
-                points = [x for lo, hi in intervals for x in range(lo, hi + 1)]
-                taps.append([(x, 1.0 / len(points)) for x in points])
-            axes.append((amap.period, amap.advance, taps))
-        return axes
-    if isinstance(spec, SliceSpec) and in_shape and len(in_shape) >= spatial:
-        # output j reads input start + j·step: a crop shifts the phases
-        return [
-            (1, step, [[(start, 1.0)]])
-            for start, step in spec.starts_and_steps(in_shape)[-spatial:]
-        ]
-    if isinstance(spec, (LinearSpec, FlattenSpec, UnfoldSpec)):
-        return []
-    if isinstance(spec, (ChannelNormSpec, PadSpec)):
-        return None
-    # no rule, or a rule without phase geometry (products, unpooling, …): the spatial
-    # structure ends where the spatial sizes change
+    if (
+        spec is not None
+        and in_shape is not None
+        and out_shape is not None
+        and type(spec).phase_taps is not Spec.phase_taps
+    ):
+        taps = spec.phase_taps(in_shape, out_shape)
+        if not taps:
+            return taps
+        return taps[-spatial:] if len(taps) >= spatial else []
     if (
         in_shape
         and out_shape
@@ -490,12 +446,8 @@ def _interpolating(node: TraceNode, spatial: int) -> bool:
 
 
 def _upsampling(node: TraceNode) -> bool:
-    spec = node.spec
-    if isinstance(spec, ConvSpec):
-        return spec.transposed and any(s > 1 for s in spec.stride)
-    if isinstance(spec, PixelShuffleSpec):
-        return not spec.inverse
-    return False
+    """A layer that spreads inputs over output phases (its spec says so)."""
+    return bool(getattr(node.spec, "upsamples", False))
 
 
 def _phase_weights(

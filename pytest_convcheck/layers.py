@@ -48,11 +48,14 @@ from pytest_convcheck.axis_maps import (
     conv_like_map,
     interpolation_map,
     transposed_map,
+    transposed_phase_taps,
 )
 from pytest_convcheck.dims import Contract, Effect, Mix, Relayout, Unknown, Window
 from pytest_convcheck.errors import ShapeError
 
 Shape = tuple[int, ...]
+PhaseTaps = list[tuple[int, int, list[list[tuple[int, float]]]]]
+"""Per spatial axis: (period, advance, per-phase taps as (input offset, weight))."""
 
 _AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -230,6 +233,14 @@ class Spec:
         """How the op moves and mixes the dims of its input (see :mod:`.dims`), for
         receptive fields; ``None``: the op is described by name in ``dims.TABLE``
         (activations, norms, softmax)."""
+        return None
+
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps | None:
+        """For the checkerboard analysis, per trailing spatial axis ``(period, advance,
+        taps)``: output ``j = q·period + r`` sums ``weight × input[q·advance + x]`` over
+        ``(x, weight)`` in ``taps[r]``. ``None``: pointwise along the spatial axes
+        (norms, padding); ``[]``: the spatial structure ends (flatten, linear).
+        Default ``None``; the analysis decides for ops without phase geometry."""
         return None
 
     def for_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Spec | None:
@@ -510,6 +521,28 @@ class ConvSpec(Spec):
             boundary=self.padding_mode,
         )
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """Each kernel tap counts once: ``j ← j·s − p + d·t``; transposed, phase r of
+        the output gets the taps ``t`` with ``s | (r + p − d·t)``."""
+        axes: PhaseTaps = []
+        for k, s, (p, _), d in zip(
+            self.kernel, self.stride, self._pads(()), self.dilation, strict=True
+        ):
+            if self.transposed:
+                taps = [
+                    [((r + p - d * t) // s, 1.0) for t in phase]
+                    for r, phase in enumerate(transposed_phase_taps(k, s, p, d))
+                ]
+                axes.append((s, 1, taps))
+            else:
+                axes.append((1, s, [[(-p + d * t, 1.0) for t in range(k)]]))
+        return axes
+
+    @property
+    def upsamples(self) -> bool:
+        """A transposed conv with a stride > 1: it spreads inputs over phases."""
+        return self.transposed and any(s > 1 for s in self.stride)
+
     def geometry(self) -> Geometry:
         pads = (
             self._pads(()) if isinstance(self.padding, str) else tuple((p, p) for p in self.padding)
@@ -759,6 +792,15 @@ class PoolSpec(Spec):
         )
         return Window(tuple(range(rank - n, rank)), maps, tuple(output_shape))
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """An average of the window ``j·s − p + d·t``, ``t < k``."""
+        return [
+            (1, s, [[(-p + d * t, 1.0 / k) for t in range(k)]])
+            for k, s, p, d in zip(
+                self.kernel, self.stride, self.padding, self.dilation, strict=True
+            )
+        ]
+
     def geometry(self) -> Geometry:
         return Geometry(
             op=f"{self.family}_pool",
@@ -917,6 +959,20 @@ class AdaptivePoolSpec(Spec):
                 maps.append(interpolation_map("area", None, size_in, size_out))
         return Window(tuple(range(rank - self.dims, rank)), tuple(maps), tuple(output_shape))
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """Each output phase averages its source positions (the field's taps)."""
+        window = self.effect(input_shape, output_shape)
+        axes: PhaseTaps = []
+        for amap in window.maps:
+            if amap.whole:
+                return []
+            taps = []
+            for intervals in amap.taps:
+                found = [x for lo, hi in intervals for x in range(lo, hi + 1)]
+                taps.append([(x, 1.0 / len(found)) for x in found])
+            axes.append((amap.period, amap.advance, taps))
+        return axes
+
     def geometry(self) -> Geometry:
         n = self.dims
         return Geometry("adaptive_pool", (0,) * n, (0,) * n, ((0, 0),) * n, (1,) * n)
@@ -1071,6 +1127,29 @@ class InterpolateSpec(Spec):
                 maps.append(interpolation_map(self.mode, self.align_corners, size_in, size_out))
         return Window(tuple(range(rank - n, rank)), tuple(maps), tuple(output_shape))
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """Each output phase averages its source positions (the field's taps)."""
+        window = self.effect(input_shape, output_shape)
+        axes: PhaseTaps = []
+        for amap in window.maps:
+            if amap.whole:
+                return []
+            taps = []
+            for intervals in amap.taps:
+                found = [x for lo, hi in intervals for x in range(lo, hi + 1)]
+                taps.append([(x, 1.0 / len(found)) for x in found])
+            axes.append((amap.period, amap.advance, taps))
+        return axes
+
+    def upsamples_axes(self, input_shape: Shape, output_shape: Shape) -> bool:
+        """Whether some spatial axis comes out larger than it went in."""
+        n = max(0, len(input_shape) - 2)
+        return (
+            any(b > a for a, b in zip(input_shape[-n:], output_shape[-n:], strict=True))
+            if n
+            else False
+        )
+
     def geometry(self) -> Geometry:
         return Geometry("upsample", (), (), (), (), mode=self.mode)
 
@@ -1191,6 +1270,18 @@ class PixelShuffleSpec(Spec):
             perm = (*at, k, k + 2, k + 4, k + 1, k + 3)
         return Relayout((("reshape", split), ("permute", perm), ("reshape", tuple(output_shape))))
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """Shuffle: each output phase reads one input position; unshuffle: each
+        output position averages an r-wide block."""
+        r = self.factor
+        if self.inverse:
+            return [(1, r, [[(a, 1.0 / r) for a in range(r)]]) for _ in range(2)]
+        return [(r, 1, [[(0, 1.0)] for _ in range(r)]) for _ in range(2)]
+
+    @property
+    def upsamples(self) -> bool:
+        return not self.inverse
+
     def geometry(self) -> Geometry:
         r = self.factor
         scale = Fraction(1, r) if self.inverse else Fraction(r)
@@ -1300,6 +1391,10 @@ class UnfoldSpec(Spec):
         mixing the spatial dims (an over-statement of the field)."""
         rank = len(input_shape)
         return Mix(tuple(range(1, rank)), tuple(output_shape))
+
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """The spatial structure ends here."""
+        return []
 
     def geometry(self) -> Geometry:
         return Geometry(
@@ -1421,6 +1516,12 @@ class PadSpec(Spec):
         boundary = "zeros" if self.mode == "constant" else self.mode
         return Window(dims, maps, tuple(output_shape), boundary=boundary)
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """Output ``j`` reads input ``j − before`` along each padded dim."""
+        rank = len(input_shape)
+        before = {rank - 1 - i: self.pad[2 * i] for i in range(len(self.pad) // 2)}
+        return [(1, 1, [[(-before.get(d, 0), 1.0)]]) for d in range(rank)]
+
     def geometry(self) -> Geometry:
         m = len(self.pad) // 2
         pairs = tuple((self.pad[2 * i], self.pad[2 * i + 1]) for i in reversed(range(m)))
@@ -1505,6 +1606,10 @@ class SliceSpec(Spec):
                 maps.append(AxisMap(1, step, (((start, start),),)))
         return Window(tuple(dims), tuple(maps), tuple(output_shape))
 
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """Output ``j`` reads input ``start + j·step``: a crop shifts the phases."""
+        return [(1, step, [[(start, 1.0)]]) for start, step in self.starts_and_steps(input_shape)]
+
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
         out = []
@@ -1581,6 +1686,10 @@ class LinearSpec(Spec):
         return (
             Mix((len(input_shape) - 1,), tuple(output_shape)) if input_shape else Unknown(self.kind)
         )
+
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """The spatial structure ends here."""
+        return []
 
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
         _same_dtype(_name(self.kind, name), dtype, self.weight_dtype)
@@ -1660,6 +1769,10 @@ class FlattenSpec(Spec):
     def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
         """A row-major reshape."""
         return Relayout((("reshape", tuple(output_shape)),))
+
+    def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
+        """The spatial structure ends here."""
+        return []
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = _name(self.kind, name)
