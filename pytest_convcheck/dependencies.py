@@ -215,8 +215,9 @@ class Propagation:
         if not sources or isinstance(effect, Constant):
             return None
         if isinstance(effect, Unknown):
+            where = f" in {label}" if label != effect.op else ""
             self.notes.append(
-                f"no rule for {effect.op} ({label}): it is taken to mix every axis of its "
+                f"no rule for {effect.op}{where}: it is taken to mix every axis of its "
                 f"input, so the field may be smaller than stated"
             )
             return self._everything(sources[0], out_shape)
