@@ -33,6 +33,7 @@ an op without a rule mixes every axis of its inputs, and the analysis notes it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,22 @@ class Layout:
     def shape(self) -> Shape:
         return tuple(_size(d) for d in self.dims)
 
+    @functools.cached_property
+    def plain_axes(self) -> frozenset[int]:
+        """Axes whose coordinate is one dim's index (one digit of unit 1, alone in
+        its dim), or that have no digit: their map reads as it is."""
+        seen: dict[int, int] = {}
+        plain: set[int] = set()
+        for digits in self.dims:
+            for axis, _, unit in digits:
+                if axis >= 0:
+                    seen[axis] = seen.get(axis, 0) + 1
+                    if len(digits) == 1 and unit == 1:
+                        plain.add(axis)
+        return frozenset(
+            a for a in range(len(self.maps)) if seen.get(a, 0) == 0 or (a in plain and seen[a] == 1)
+        )
+
     def axis_dims(self, axis: int) -> list[int]:
         return [i for i, digits in enumerate(self.dims) if any(d[0] == axis for d in digits)]
 
@@ -133,7 +150,7 @@ class Propagation:
             taps = tuple(
                 merge_intervals((r + v * u, r + v * u) for v in range(s)) for r in range(u)
             )
-            maps[axis] = maps[axis].then(AxisMap(u, u * s, taps))
+            maps[axis] = _then(maps[axis], AxisMap(u, u * s, taps))
         for digits in dims:
             for i, (a, size, unit) in enumerate(digits):
                 if a == axis and unit > u:
@@ -187,7 +204,7 @@ class Propagation:
                 rest //= size
             taps.append(((j, j),))
         if not maps[axis].whole:
-            maps[axis] = maps[axis].then(AxisMap(period, advance, tuple(taps)))
+            maps[axis] = _then(maps[axis], AxisMap(period, advance, tuple(taps)))
         dims[dim] = [(axis, n, 1)]
         return axis
 
@@ -223,7 +240,15 @@ class Propagation:
             return self._everything(sources[0], out_shape)
         if isinstance(effect, Pointwise):
             used = list(sources) if effect.data == "all" else [sources[0]]
+            if len(used) == 1 and used[0].shape() == tuple(out_shape):
+                return used[0]  # an activation, a cast: the same layout
             return self._merge(used, out_shape, label)
+        if (
+            isinstance(effect, Statistics)
+            and not self.include_statistics
+            and not any(d < len(sources[0].dims) and sources[0].spatial_in(d) for d in effect.dims)
+        ):
+            return sources[0]
         if isinstance(effect, Join):
             return self._join(effect, sources, label)
         if isinstance(effect, Contract):
@@ -282,7 +307,7 @@ class Propagation:
                 if axis is None:
                     dims[d] = list(_other(size))
                     continue
-                maps[axis] = maps[axis].then(layer)
+                maps[axis] = _then(maps[axis], layer)
                 if effect.boundary != "zeros":
                     self._boundary(axis, effect.boundary)
                 dims[d] = [(axis, size, 1)] if size > 1 and not maps[axis].whole else []
@@ -507,14 +532,10 @@ class Propagation:
     def reported(self, layout: Layout, axis: int) -> AxisMap:
         """The map of ``axis`` over the positions of the dim that holds it (a pixel
         shuffle's output rows, not its input's): the layout with that dim focused."""
+        if layout.maps[axis].whole or axis in layout.plain_axes:
+            return layout.maps[axis]
         maps, dims = list(layout.maps), [list(d) for d in layout.dims]
-        if maps[axis].whole:
-            return maps[axis]
         holding = layout.axis_dims(axis)
-        if not holding:
-            return maps[axis]
-        if len(holding) == 1 and dims[holding[0]] == [(axis, _size(dims[holding[0]]), 1)]:
-            return maps[axis]
         # the dim of the axis' most significant digit; other axes' digits are no
         # concern of this axis: read them as channels
         top = max(holding, key=lambda d: max(u for a, _, u in dims[d] if a == axis))
@@ -525,6 +546,13 @@ class Propagation:
         quiet = Propagation(self.extents)
         quiet._focus(maps, dims, top)
         return maps[axis]
+
+
+@functools.lru_cache(maxsize=4096)
+def _then(upstream: AxisMap, layer: AxisMap) -> AxisMap:
+    """``upstream.then(layer)``, computed once per pair (the axes of a square model
+    and the repeated blocks of a deep one compose the same maps)."""
+    return upstream.then(layer)
 
 
 def _freeze(dims: list[list[Digit]]) -> Dims:
