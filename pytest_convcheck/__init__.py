@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "output_shape": "pytest_convcheck.layers",
     "Geometry": "pytest_convcheck.layers",
     "trace": "pytest_convcheck.tracing",
+    "Input": "pytest_convcheck.inputs",
+    "Inputs": "pytest_convcheck.inputs",
     "Trace": "pytest_convcheck.tracing",
     "TraceLayer": "pytest_convcheck.tracing",
     "assert_output_shape": "pytest_convcheck.shapes",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         assert_receptive_field,
         receptive_field,
     )
+    from pytest_convcheck.inputs import Input, Inputs  # noqa: F401
     from pytest_convcheck.layers import Geometry, output_shape  # noqa: F401
     from pytest_convcheck.measured_fields import (  # noqa: F401
         EffectiveField,

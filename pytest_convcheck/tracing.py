@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import inspect
 import itertools
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +41,7 @@ from torch.overrides import TorchFunctionMode
 
 from pytest_convcheck.dims import Effect, Unknown, effect_of_call
 from pytest_convcheck.errors import ModelStateError, ShapeError
+from pytest_convcheck.inputs import Inputs, as_inputs, missing_parameters
 from pytest_convcheck.layers import (
     FUNCTION_RULES,
     Shape,
@@ -124,6 +126,7 @@ class Trace:
     disagreements: tuple[str, ...] = ()
     fallback: str | None = None
     output_nodes: tuple[int, ...] = ()
+    inputs: Inputs | None = None
 
     @property
     def device(self) -> str:
@@ -872,7 +875,7 @@ def _copy_with(model: nn.Module, device: str) -> nn.Module:
 
 
 def materialized_copy(
-    model: nn.Module, device: str, input_shape: Sequence[int], dtype: torch.dtype | None = None
+    model: nn.Module, device: str, input_shape: Any, dtype: torch.dtype | None = None
 ) -> nn.Module:
     """:func:`_copy_with`, then one dry forward on zeros when the copy has lazy
     (uninitialised) parameters, so that every parameter has its shape.
@@ -882,11 +885,11 @@ def materialized_copy(
     if device != "meta":
         _refuse_meta_tensors(model)
     work = _copy_with(model, device)
-    _initialise_lazy(work, tuple(input_shape), dtype or _input_dtype(model), device)
+    _initialise_lazy(work, as_inputs(input_shape), dtype or _input_dtype(model), device)
     return work
 
 
-def with_sizes(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
+def with_sizes(model: nn.Module, input_shape: Any) -> nn.Module:
     """``model`` itself, or for a model with lazy layers a meta copy whose parameters
     have their shapes (a lazy parameter has no size until its first forward): what
     parameter counts are read from."""
@@ -985,17 +988,24 @@ def _input_dtype(model: nn.Module) -> torch.dtype:
 
 def trace(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
+    example_inputs: Callable[[], Any] | None = None,
+    input: int | str | None = None,
     dtype: torch.dtype | None = None,
     device: str = "meta",
 ) -> Trace:
-    """Run ``model`` once on an input of ``input_shape`` and record every op.
+    """Run ``model`` once on inputs of ``input_shape`` and record every op.
 
-    ``input_shape`` includes batch and channel dims, e.g. ``(1, 1, 28, 28)``.
-    ``device="meta"`` (default) costs no memory and no FLOPs; models that cannot
-    run there are re-run on CPU (see :attr:`Trace.fallback`); ``device="cpu"``
-    runs on CPU directly. The user's model is not changed in any way.
+    ``input_shape`` includes batch and channel dims, e.g. ``(1, 1, 28, 28)``; for a
+    forward with several inputs, a tuple of shapes (positional), a mapping of names
+    to shapes (keyword) or :class:`~pytest_convcheck.inputs.Input` descriptions, or
+    ``example_inputs=`` a callable returning ``(args, kwargs)`` (see
+    :mod:`pytest_convcheck.inputs`). ``input`` picks the primary input (the one whose
+    positions the receptive field counts); by default the first floating input with
+    spatial dims. ``device="meta"`` (default) costs no memory and no FLOPs; models
+    that cannot run there are re-run on CPU (see :attr:`Trace.fallback`);
+    ``device="cpu"`` runs on CPU directly. The user's model is not changed in any way.
 
     Raises :class:`ShapeError` when a torch op rejects the shapes it receives
     (the message names the layer, the formula and the numbers) and
@@ -1003,17 +1013,17 @@ def trace(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace() needs an nn.Module, got {type(model).__name__}")
-    shape = _check_shape(input_shape)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
     dtype = dtype or _input_dtype(model)
     with gc_paused():
         if device == "meta":
             try:
-                return _run(model, shape, dtype, meta=True)
+                return _run(model, inputs, dtype, meta=True)
             except _MetaUnsupported as reason:
                 # on CPU every failure is a ShapeError or a ModelRunError: nothing private
                 # leaves the trace
-                return _run(model, shape, dtype, meta=False, fallback=str(reason))
-        return _run(model, shape, dtype, meta=False, fallback=f"device={device!r} requested")
+                return _run(model, inputs, dtype, meta=False, fallback=str(reason))
+        return _run(model, inputs, dtype, meta=False, fallback=f"device={device!r} requested")
 
 
 @contextlib.contextmanager
@@ -1143,20 +1153,8 @@ def _full_signature(module: nn.Module) -> tuple[Any, ...] | None:
     return (type(module), tuple(items))
 
 
-def _check_shape(input_shape: Sequence[int]) -> Shape:
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"input_shape must be a sequence of ints such as (1, 1, 28, 28), got {input_shape!r}"
-        ) from None
-    if any(s < 0 for s in shape):
-        raise ValueError(f"input_shape {shape} has a negative size")
-    return shape
-
-
 def _initialise_lazy(
-    work: nn.Module, shape: Shape, dtype: torch.dtype, device: str, *, quiet: bool = False
+    work: nn.Module, inputs: Inputs, dtype: torch.dtype, device: str, *, quiet: bool = False
 ) -> None:
     """Give the lazy layers of our copy their parameters with one dry forward on zeros
     (unrecorded), so that every parameter has its shape. ``quiet``: a failing forward
@@ -1165,15 +1163,21 @@ def _initialise_lazy(
     if not any(is_lazy(m) for m in work.modules()):
         return
     try:
+        args, kwargs = inputs.meta(dtype) if device == "meta" else inputs.build(dtype, device)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            work(torch.zeros(shape, dtype=dtype, device=device))
+            work(*args, **kwargs)
     except Exception:
         if not quiet:
             raise
 
 
 def _run(
-    model: nn.Module, shape: Shape, dtype: torch.dtype, *, meta: bool, fallback: str | None = None
+    model: nn.Module,
+    inputs: Inputs,
+    dtype: torch.dtype,
+    *,
+    meta: bool,
+    fallback: str | None = None,
 ) -> Trace:
     try:
         work = _copy_with(model, "meta" if meta else "cpu")
@@ -1184,7 +1188,7 @@ def _run(
             f"(copy.deepcopy(model) must work)."
         ) from error
     # initialised unrecorded: the trace shows the model's ops, not empty/kaiming_uniform_
-    _initialise_lazy(work, shape, dtype, "meta" if meta else "cpu", quiet=True)
+    _initialise_lazy(work, inputs, dtype, "meta" if meta else "cpu", quiet=True)
     names: dict[int, str] = {}
     leaves: set[int] = set()
     specs: dict[int, Spec] = {}
@@ -1200,25 +1204,29 @@ def _run(
         if spec is not None or not module._modules:
             leaves.add(id(module))
     names[id(work)] = ""
+    shape = inputs.shape
     if not meta:
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(shape, generator=generator, dtype=dtype)
+        args, kwargs = inputs.build(dtype, "cpu", seed=0)
     else:
-        x = torch.empty(shape, dtype=dtype, device="meta")
+        args, kwargs = inputs.meta(dtype)
+    x = inputs_primary(inputs, args, kwargs)
     recorder = _Recorder(names, frozenset(leaves), specs, short_circuit=meta)
     recorder.mark(x, MODEL_INPUT)
     for module in unique:
         _instrument(module, recorder)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), _Mode(recorder):
-            output = work(x)
+            output = work(*args, **kwargs)
     except (ShapeError, _MetaUnsupported, ModelRunError):
         raise
     except Exception as error:
+        missing = missing_parameters(model.forward, inputs)
+        if missing:
+            raise ModelRunError(missing_inputs_message(model, inputs, missing)) from error
         if meta:
             raise _MetaUnsupported(f"{type(error).__name__}: {error}") from error
         raise ModelRunError(
-            f"{type(model).__name__}.forward failed on input {shape} "
+            f"{type(model).__name__}.forward failed on input {inputs.describe()} "
             f"({type(error).__name__}: {error})"
         ) from error
     outputs = tuple((path, tuple(t.shape)) for path, t in _leaves_with_paths(output))
@@ -1242,6 +1250,45 @@ def _run(
         tuple(dict.fromkeys(recorder.disagreements)),
         fallback,
         output_nodes,
+        inputs,
+    )
+
+
+def inputs_primary(inputs: Inputs, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    """The primary input's tensor among built ``(args, kwargs)``."""
+    key = inputs.primary
+    found = args[key] if isinstance(key, int) else kwargs[key]
+    assert isinstance(found, torch.Tensor)
+    return found
+
+
+def missing_inputs_message(model: nn.Module, inputs: Inputs, missing: Sequence[str]) -> str:
+    """A forward that needs more inputs than described: which, and how to give them."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    named = []
+    for i, value in enumerate(inputs.args):
+        name = parameters[i] if i < len(parameters) else f"arg{i}"
+        named.append((name, value))
+    named += list(inputs.kwargs)
+
+    def toml(value: Any) -> str:
+        shape = getattr(value, "shape", None)
+        return "[" + ", ".join(map(str, shape)) + "]" if shape is not None else repr(value)
+
+    table = ", ".join(
+        [f"{name} = {toml(value)}" for name, value in named]
+        + [f"{name} = [...]" for name in missing]
+    )
+    return (
+        f"{type(model).__name__}.forward needs {len(missing)} more input(s): "
+        f"{', '.join(missing)} (given: {inputs.describe()}).\n  fix: describe every input "
+        f"by name, e.g. input = {{ {table} }} (an integer input: "
+        f'{{ shape = [2], dtype = "int64" }}), or positionally as a list of shapes; in '
+        f"Python pass the same as input_shape, or example_inputs= a function returning "
+        f"(args, kwargs)."
     )
 
 
