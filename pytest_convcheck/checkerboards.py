@@ -40,11 +40,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pytest_convcheck.fields import data_inputs, transposed_phase_taps
+from pytest_convcheck.inputs import as_inputs
 from pytest_convcheck.layers import (
     ConvSpec,
     InterpolateSpec,
@@ -227,6 +229,7 @@ def phase_counts(result: Trace) -> dict[int, tuple[PhaseCounts, ...] | None]:
         if (
             isinstance(node.spec, (ConvSpec, PoolSpec))
             and not getattr(node.spec, "transposed", False)
+            and len(node.spec.stride) == len(merged)
             and all(m.period == 1 for m in merged)
         ):
             # a conv or pool of a one-phase input: one phase out, the stride multiplies
@@ -502,11 +505,19 @@ def _spread(table: torch.Tensor) -> float:
 
 
 def checkerboard(
-    model_or_layer: nn.Module, input_shape: Sequence[int] | None = None
+    model_or_layer: nn.Module,
+    input_shape: Any = None,
+    *,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> CheckerboardReport:
     """Structural and weight analysis of every upsampling layer of a model (or of one
-    layer: ``input_shape`` may then be omitted for a transposed conv)."""
+    layer: ``input_shape`` may then be omitted for a transposed conv). For several
+    inputs (see :mod:`pytest_convcheck.inputs`), the phases are those of the primary
+    input's positions (``input=``)."""
     model = model_or_layer
+    if input_shape is None and example_inputs is not None:
+        input_shape = as_inputs(example_inputs=example_inputs, input=input)
     if input_shape is None:
         if not isinstance(model, nn.modules.conv._ConvTransposeNd):
             raise ValueError(
@@ -516,7 +527,7 @@ def checkerboard(
             )
         dims = len(model.kernel_size)
         input_shape = (1, model.in_channels, *([8] * dims))
-    result = trace(model, input_shape)
+    result = trace(model, input_shape, input=input)
     return report_from_trace(result, model)
 
 
@@ -671,29 +682,33 @@ def _output_period(result: Trace) -> tuple[int, ...]:
     return tuple(c.period for c in axes) if axes else ()
 
 
-def output_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScore:
-    """Stride-frequency energy of the model's output on a smooth input (CPU copy, eval)."""
-    shape = tuple(int(s) for s in input_shape)
-    period = _output_period(trace(model, shape))
-    work = materialized_copy(model, "cpu", shape).float().eval()
+def output_score(model: nn.Module, input_shape: Any) -> SpectralScore:
+    """Stride-frequency energy of the model's output on a smooth input (CPU copy, eval;
+    a smooth primary input, the others drawn as described)."""
+    inputs = as_inputs(input_shape)
+    shape = inputs.shape
+    period = _output_period(trace(model, inputs))
+    work = materialized_copy(model, "cpu", inputs).float().eval()
+    args, kwargs = inputs.build(torch.float32, "cpu", primary=smooth_input(shape))
     with (
         forward_failures(model, "the output spectrum", torch.float32, "cpu"),
         torch.no_grad(),
         torch.random.fork_rng(devices=[]),
     ):
-        out = _first_tensor(work(smooth_input(shape)))
+        out = _first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     return stride_energy(out, period[-(out.dim() - 2) :] if out.dim() > 2 else ())
 
 
-def gradient_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScore:
+def gradient_score(model: nn.Module, input_shape: Any) -> SpectralScore:
     """Stride-frequency energy of the input gradient of a smooth loss on the output
     (CPU copy, eval): strided convolutions and max-pooling put the pattern here."""
     from pytest_convcheck.fields import node_maps
 
-    shape = tuple(int(s) for s in input_shape)
-    maps, _ = node_maps(trace(model, shape))
+    inputs = as_inputs(input_shape)
+    shape = inputs.shape
+    maps, _ = node_maps(trace(model, inputs))
     spatial = len(shape) - 2
     period = [1] * spatial
     for axes in maps.values():
@@ -701,13 +716,14 @@ def gradient_score(model: nn.Module, input_shape: Sequence[int]) -> SpectralScor
             stride = Fraction(axis_map.advance, axis_map.period)
             if not axis_map.whole and stride.denominator == 1:
                 period[axis] = max(period[axis], int(stride))
-    work = materialized_copy(model, "cpu", shape).float().eval()
+    work = materialized_copy(model, "cpu", inputs).float().eval()
     x = smooth_input(shape).requires_grad_(True)
+    args, kwargs = inputs.build(torch.float32, "cpu", primary=x)
     with (
         forward_failures(model, "the gradient spectrum", torch.float32, "cpu"),
         torch.random.fork_rng(devices=[]),
     ):
-        out = _first_tensor(work(x))
+        out = _first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weight = smooth_input(tuple(out.shape)) if out.dim() > 2 else torch.ones_like(out)
@@ -730,13 +746,20 @@ _FIXES = (
 
 
 def assert_no_checkerboard(
-    model: nn.Module, input_shape: Sequence[int], *, kind: str = "structural"
+    model: nn.Module,
+    input_shape: Any = None,
+    *,
+    kind: str = "structural",
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> CheckerboardReport | SpectralScore:
     """Assert that the model does not produce checkerboard artifacts of ``kind``:
     ``"structural"`` (uneven kernel overlap), ``"weights"`` (current weights respond
     unevenly per phase), ``"output"`` (stride-frequency energy in the output on a
     smooth input), ``"gradient"`` (the same in the input gradient)."""
     name = type(model).__name__
+    if input_shape is not None or example_inputs is not None:
+        input_shape = as_inputs(input_shape, example_inputs=example_inputs, input=input)
     if kind in ("structural", "weights"):
         report = checkerboard(model, input_shape)
         if kind == "structural" and report.structural:

@@ -311,6 +311,8 @@ class Propagation:
                 if effect.boundary != "zeros":
                     self._boundary(axis, effect.boundary)
                 dims[d] = [(axis, size, 1)] if size > 1 and not maps[axis].whole else []
+                if size <= 1:
+                    self._whole_if_covering(maps, dims, axis)
                 if maps[axis].whole:
                     for digits in dims:
                         digits[:] = [

@@ -401,7 +401,12 @@ def field_of_trace(
 
 
 def receptive_field(
-    model: Any, input_shape: Sequence[int], *, include_statistics: bool = False
+    model: Any,
+    input_shape: Any = None,
+    *,
+    include_statistics: bool = False,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> ReceptiveField:
     """The analytic receptive field of ``model``'s output on an input of ``input_shape``
     (batch and channel dims included), from one meta-device trace.
@@ -410,10 +415,15 @@ def receptive_field(
     spatial LayerNorm layers (then the field covers the span of their statistics,
     as the real gradient does); by default the field is the data path, as in the
     literature, and :attr:`ReceptiveField.statistics` names those layers.
+
+    For a forward with several inputs (see :mod:`pytest_convcheck.inputs`), the
+    field counts the positions of the primary input (``input=``, by default the
+    first floating input with spatial dims); the others are held fixed.
     """
     from pytest_convcheck.tracing import trace
 
-    return field_of_trace(trace(model, input_shape), include_statistics=include_statistics)
+    result = trace(model, input_shape, example_inputs=example_inputs, input=input)
+    return field_of_trace(result, include_statistics=include_statistics)
 
 
 def _as_axes(value: int | Sequence[int] | None, spatial: int, what: str) -> tuple[int, ...] | None:
@@ -469,12 +479,14 @@ def growth_options(field: ReceptiveField, top: int = 3) -> list[str]:
 
 def assert_receptive_field(
     model: Any,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
     min_size: int | Sequence[int] | None = None,
     max_size: int | Sequence[int] | None = None,
     exact: int | Sequence[int] | None = None,
     include_statistics: bool = False,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> ReceptiveField:
     """Assert bounds on the receptive field size of ``model``'s output (one number for
     every spatial axis, or one per axis). Returns the field.
@@ -483,7 +495,13 @@ def assert_receptive_field(
     grow the field most cheaply, and which normalisation layers' statistics span
     the input (counted with ``include_statistics``).
     """
-    field = receptive_field(model, input_shape, include_statistics=include_statistics)
+    field = receptive_field(
+        model,
+        input_shape,
+        include_statistics=include_statistics,
+        example_inputs=example_inputs,
+        input=input,
+    )
     spatial = len(field.size)
     checks = [
         (

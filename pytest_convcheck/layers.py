@@ -954,7 +954,9 @@ class AdaptivePoolSpec(Spec):
             input_shape[rank - self.dims :], output_shape[rank - self.dims :], strict=True
         ):
             if size_out == 1 and size_in > 1:
-                maps.append(AxisMap.everything())
+                # every position of the pooled axis (the whole input when nothing
+                # upstream dropped a border row: an unpadded strided conv may)
+                maps.append(AxisMap(1, size_in, (((0, size_in - 1),),)))
             else:
                 maps.append(interpolation_map("area", None, size_in, size_out))
         return Window(tuple(range(rank - self.dims, rank)), tuple(maps), tuple(output_shape))

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from pytest_convcheck.axis_maps import AxisMap
 from pytest_convcheck.dims import Mix, Statistics, effect_of_call
 from pytest_convcheck.errors import MeasurementRefused, ShapeError
 from pytest_convcheck.fields import FieldNumbers, ReceptiveField, field_of_trace, node_maps
+from pytest_convcheck.inputs import Inputs, as_inputs
 from pytest_convcheck.layers import FUNCTION_RULES
 from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import (
@@ -265,6 +266,37 @@ def _computed(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.requires_grad
 
 
+_BILINEAR = frozenset(
+    {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "baddbmm", "addmm", "bilinear"}
+)
+
+
+def _flat(values: Any) -> list[Any]:
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in _flat(item)]
+    return [values]
+
+
+def _rescaled(value: Any) -> Any:
+    """Computed tensors divided by their (detached) largest magnitude."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rescaled(v) for v in value)
+    if _computed(value):
+        scale = value.detach().abs().max()
+        return value / scale if float(scale) > 0 else value
+    return value
+
+
+def _attention_pattern(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    """``softmax(q·kᵀ)·v`` with the linear stand-in for softmax and rescaled factors:
+    each query reads every key and value (masks ignored: a superset). Written out,
+    not the fused kernel, whose CPU backward returns NaN on large values."""
+    q, k, v = _rescaled(tuple(args[:3]))
+    scores = q @ k.transpose(-2, -1)
+    scores = scores + scores.mean(-1, keepdim=True)
+    return _rescaled(scores) @ v
+
+
 def _mean_along(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], dims: tuple[int, ...], out: Any
 ) -> Any:
@@ -314,6 +346,12 @@ class _Linearised(TorchFunctionMode):
         if name in _SUBTRACT and len(args) == 2:
             a, b = args
             return a + b if name not in ("rsub", "__rsub__") else b + a
+        if name in _BILINEAR and sum(_computed(a) for a in _flat(args)) >= 2:
+            # a product of two computed tensors (attention scores): the same support,
+            # each factor scaled to at most 1 so that stacked blocks do not overflow
+            return func(*_rescaled(args), **kwargs)
+        if name == "scaled_dot_product_attention" and any(_computed(a) for a in args[:3]):
+            return _attention_pattern(args, kwargs)
         if name in _PRODUCTS and len(args) == 2 and _computed(args[0]) and _computed(args[1]):
             a, b = args
             return a.add_(b) if name in ("mul_", "__imul__", "div_", "__itruediv__") else a + b
@@ -344,7 +382,7 @@ class _Linearised(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _linearise(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
+def _linearise(model: nn.Module, input_shape: Any) -> nn.Module:
     """A float64 CPU copy with positive constant weights and unit normalisation
     statistics, built from the meta copy: every parameter is a zero-memory
     constant (``full(()).expand(shape)``) — ``1/fan_in`` for weights, 1 for
@@ -415,7 +453,7 @@ def _alignment(result: Trace) -> list[int]:
 
 
 def _fitting_shape(
-    model: nn.Module, input_shape: tuple[int, ...], analytic: ReceptiveField, base: Trace
+    model: nn.Module, inputs: Inputs, analytic: ReceptiveField, base: Trace
 ) -> tuple[tuple[int, ...], bool, list[int], Trace]:
     """``input_shape`` when the field fits it; else the smallest larger input, a
     multiple of the model's strides along each axis (where every stage downsamples
@@ -427,6 +465,7 @@ def _fitting_shape(
     ``q = max_r ceil(−lo_r / T)`` on, in an input of ``q·T + max_r hi_r + 1``.
     """
     spatial = len(analytic.axes)
+    input_shape = inputs.shape
     wanted = list(input_shape)
     first_q = []
     for axis, axis_map in enumerate(analytic.axes):
@@ -449,7 +488,7 @@ def _fitting_shape(
     for _ in range(16):
         shape = tuple(wanted)
         try:
-            result = trace(model, shape)
+            result = trace(model, inputs.with_shape(shape))
         except (ShapeError, ModelRunError):
             result = None
         if result is not None and result.outputs and result.outputs[0][1][0] == shape[0]:
@@ -532,11 +571,13 @@ def _positions_to_measure(
 
 def empirical_receptive_field(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
     positions: Sequence[Sequence[int]] | None = None,
     include_statistics: bool = False,
     max_memory: int = 2 * 2**30,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> MeasuredField:
     """Measure the receptive field of ``model`` with autograd on a linearised copy.
 
@@ -551,18 +592,20 @@ def empirical_receptive_field(
     the trace first, and a measurement above ``max_memory`` bytes is refused with
     :class:`~pytest_convcheck.errors.MeasurementRefused`.
     """
-    shape = tuple(int(s) for s in input_shape)
-    base = trace(model, shape)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
+    shape = inputs.shape
+    base = trace(model, inputs)
     analytic = field_of_trace(base, include_statistics=include_statistics)
     spatial = len(analytic.axes)
-    fitted, clipped, _, result = _fitting_shape(model, shape, analytic, base)
+    fitted, clipped, _, result = _fitting_shape(model, inputs, analytic, base)
     single = (1, *fitted[1:])
     if fitted[0] != 1:
         try:
-            result = trace(model, single)
+            result = trace(model, inputs.with_shape(single))
             fitted = single
         except (ShapeError, ModelRunError):
             pass
+    inputs = inputs.with_shape(fitted)
     if fitted != shape:
         shape = fitted
         analytic = field_of_trace(result, include_statistics=include_statistics)
@@ -577,18 +620,26 @@ def empirical_receptive_field(
             f"rely on the analytic field (receptive_field), pass max_memory= to allow more, "
             f"or measure a truncated model (its first stages)."
         )
-    work = _linearise(model, shape)
+    work = _linearise(model, inputs)
     x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+    args, kwargs = inputs.build(torch.float64, "cpu", primary=x)
     with (
         forward_failures(model, "the measured field", torch.float64, "cpu"),
         torch.random.fork_rng(devices=[]),
         _Linearised(include_statistics),
     ):
-        out = _first_tensor(work(x))
+        out = _first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     out_shape = tuple(out.shape)
     spatial_out = len(out_shape) - 2
+    notes: list[str] = []
+    if spatial_out >= 1 and spatial_out != spatial:
+        notes.append(
+            f"the output ({'×'.join(map(str, out_shape))}) has not the input's {spatial} "
+            f"spatial axes: the whole output was measured"
+        )
+        spatial_out = 0
     if spatial_out < 1:
         # no spatial output (a classifier): every output depends on the whole input
         chosen: list[tuple[int, ...]] = [()]
@@ -627,7 +678,8 @@ def empirical_receptive_field(
             f"without a linear stand-in cancels it).\n  fix: rely on the analytic field "
             f"(receptive_field), and report the model so that the op gets a stand-in."
         )
-    return _summarise(model, shape, analytic, measured, hole_map, clipped, spatial_out)
+    found = _summarise(model, shape, analytic, measured, hole_map, clipped, spatial_out)
+    return replace(found, notes=(*found.notes, *notes)) if notes else found
 
 
 def _summarise(
@@ -735,20 +787,24 @@ class EffectiveField:
 
 def effective_receptive_field(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
     samples: int = 8,
     weights: str = "current",
     fractions: Sequence[float] = (0.2, 0.5, 0.99),
     seed: int = 0,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> EffectiveField:
     """Mean gradient magnitude of the centre output position over ``samples``
     random normal inputs (Luo et al., NeurIPS 2016), on a CPU copy of the model
     with its ``"current"`` weights or re-initialised ones (``"init"``)."""
     if weights not in ("current", "init"):
         raise ValueError(f"weights must be 'current' or 'init', got {weights!r}")
-    shape = tuple(int(s) for s in input_shape)
-    work = materialized_copy(model, "cpu", (1, *shape[1:])).float().eval()
+    inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
+    shape = inputs.shape
+    single = inputs.with_batch(1)
+    work = materialized_copy(model, "cpu", single).float().eval()
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)  # CPU only: inside fork_rng(devices=[])
         if weights == "init":
@@ -759,10 +815,11 @@ def effective_receptive_field(
         spatial = len(shape) - 2
         total = torch.zeros(shape[-spatial:])
         centre: tuple[int, ...] = ()
-        for _ in range(samples):
+        for sample in range(samples):
             x = torch.randn((1, *shape[1:]), requires_grad=True)
+            args, kwargs = single.build(torch.float32, "cpu", seed=seed + sample, primary=x)
             with forward_failures(model, "the effective field", torch.float32, "cpu"):
-                out = _first_tensor(work(x))
+                out = _first_tensor(work(*args, **kwargs))
             if out is None or out.dim() < 3:
                 raise ValueError(
                     f"{type(model).__name__}: the effective receptive field needs a spatial "
@@ -774,7 +831,7 @@ def effective_receptive_field(
             total += grad.abs().sum(dim=(0, 1))
     grad_map = total / samples
     # centre the squares on the middle of the centre output's (analytic) field
-    field = field_of_trace(trace(model, (1, *shape[1:])))
+    field = field_of_trace(trace(model, single))
     middle = []
     for axis, found in enumerate(field.positions(centre)):
         middle.append((found[0] + found[-1]) // 2 if found else grad_map.shape[axis] // 2)

@@ -68,13 +68,17 @@ class ConvReport:
     checkerboard: dict[str, Any]
     sharing: dict[str, Any]
     notes: tuple[str, ...] = ()
+    inputs: str | None = None  # several inputs: all of them; input_shape is the primary's
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as plain JSON types, in a fixed key order."""
+        """The report as plain JSON types, in a fixed key order (``inputs`` only for a
+        forward with more than one plain float input)."""
+        extra = {"inputs": self.inputs} if self.inputs else {}
         return {
             "schema": SCHEMA,
             "model": self.model,
             "input_shape": list(self.input_shape),
+            **extra,
             "output_shape": _jsonable(self.output_shape),
             "parameters": self.parameters,
             "naive_parameters": self.naive_parameters,
@@ -115,7 +119,8 @@ class ConvReport:
     def __str__(self) -> str:
         shared = self.sharing
         lines = [
-            f"{self.model} on input {_fmt(self.input_shape)} → {_fmt(self.output_shape)}",
+            f"{self.model} on input {self.inputs or _fmt(self.input_shape)} → "
+            f"{_fmt(self.output_shape)}",
             f"  parameters {self.parameters:,} (per registered name {self.naive_parameters:,}), "
             f"FLOPs {self.flops:,}",
             f"  receptive field {self.field_text}; checkerboard {self.checkerboard_text}",
@@ -290,7 +295,7 @@ def report_from_trace(
         result.model,
         result.input_shape,
         result.output_shape,
-        _layer_rows(result, with_sizes(model, result.input_shape), node_flops),
+        _layer_rows(result, with_sizes(model, result.inputs or result.input_shape), node_flops),
         shared.unique_parameters,
         shared.naive_parameters,
         shared.flops,
@@ -298,14 +303,21 @@ def report_from_trace(
         checker,
         sharing_dict,
         tuple(dict.fromkeys(notes)),
+        None if result.inputs is None or result.inputs.single else result.inputs.describe(),
     )
 
 
 def report(
-    model: nn.Module, input_shape: Sequence[int], *, sharing_allow: Sequence[str] = ()
+    model: nn.Module,
+    input_shape: Any = None,
+    *,
+    sharing_allow: Sequence[str] = (),
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> ConvReport:
     """Trace ``model`` once on meta on an input of ``input_shape`` (batch and channel
     dims included) and report its shapes, receptive field, structural checkerboard
     verdict, weight sharing, parameters and FLOPs. The model is not changed."""
     with gc_paused():
-        return report_from_trace(trace(model, input_shape), model, sharing_allow=sharing_allow)
+        result = trace(model, input_shape, example_inputs=example_inputs, input=input)
+        return report_from_trace(result, model, sharing_allow=sharing_allow)

@@ -11,6 +11,7 @@ from torch import nn
 from pytest_convcheck import (
     MeasurementRefused,
     assert_receptive_field,
+    checkerboard,
     empirical_receptive_field,
     receptive_field,
     report,
@@ -205,3 +206,60 @@ def test_eca_report_shows_a_field() -> None:
 
     data = report(ECA(), (2, 3, 16, 16)).to_dict()["receptive_field"]
     assert "error" not in data and data["whole"] == [True, True]
+
+
+# ---------------------------------------------------------------- found by the library sweep
+
+
+def test_global_pool_after_a_dropped_border_row_is_not_the_whole_input() -> None:
+    # timm's inception_v3: an unpadded stride-2 conv never reads the last row
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.AdaptiveAvgPool2d(1)).eval()
+    field = receptive_field(model, (1, 1, 8, 8))
+    assert field.size == (7, 7) and field.whole == (False, False)
+    assert empirical_receptive_field(model, (1, 1, 8, 8)).size == (7, 7)
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).flatten(2).chunk(3, dim=1)
+        scores = (q.transpose(1, 2) @ k).softmax(-1)
+        return x + (v @ scores.transpose(1, 2)).view(b, c, h, w)
+
+
+class FusedAttention(Attention):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).flatten(2).chunk(3, dim=1))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+@pytest.mark.parametrize("block", [Attention, FusedAttention])
+def test_stacked_attention_is_measured_not_overflowed(block: type[nn.Module]) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), *[block(8) for _ in range(8)]).eval()
+    assert empirical_receptive_field(model, (1, 1, 16, 16)).size == (16, 16)
+
+
+def test_checkerboard_of_a_model_whose_layers_have_another_rank() -> None:
+    class Spectrogram(nn.Module):  # a 1-D signal made 2-D (HDemucs)
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x.unsqueeze(1)).flatten(1, 2)
+
+    assert not checkerboard(Spectrogram().eval(), (1, 4, 32)).structural
+    assert report(Spectrogram().eval(), (1, 4, 32)).to_dict()["checkerboard"]["structural"] is False
+
+
+def test_measurement_of_an_output_with_fewer_spatial_axes() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(2)).eval()
+    measured = empirical_receptive_field(model, (1, 1, 8, 8))
+    assert measured.size == (7, 7)
+    assert any("whole output was measured" in note for note in measured.notes)
