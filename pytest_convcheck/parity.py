@@ -48,16 +48,24 @@ that fails to build.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import _leaves_with_paths, forward_failures, materialized_copy, trace
+from pytest_convcheck.inputs import Input, Inputs, as_inputs, missing_parameters
+from pytest_convcheck.tracing import (
+    ModelRunError,
+    forward_failures,
+    materialized_copy,
+    missing_inputs_message,
+    trace,
+)
 
 __all__ = [
     "ParityReport",
@@ -192,13 +200,13 @@ _RANDOM_OPS = frozenset(
 )
 
 
-def _random_draws(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
+def _random_draws(model: nn.Module, description: Any) -> list[str]:
     """The ops of ``model``'s forward (in its current mode) that draw random numbers,
     as ``"op in module"``; dropout modules that their own mode switches off are left
     out, functional dropout (which ignores ``eval()``) is kept."""
     modules = dict(model.named_modules())
     found = []
-    for node in trace(model, shape).nodes:
+    for node in trace(model, description).nodes:
         if node.op not in _RANDOM_OPS:
             continue
         owner = modules.get(node.module or "")
@@ -211,14 +219,158 @@ def _random_draws(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
 
 Outputs = dict[str, torch.Tensor]
 """Every output tensor of a forward, by its place: ``output`` for a lone tensor,
-``output[0]``, ``output['logits']`` … for nested tuples, lists and dicts."""
+``output[0]``, ``output['logits']``, ``output.logits`` … for nested tuples, lists,
+dicts and dataclass-like outputs (``ModelOutput``)."""
+
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+"""The built positional and keyword arguments of one forward."""
+
+
+def _output_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors of a forward's result with their places: tensors, tuples and lists,
+    dicts (``transformers``' ``ModelOutput`` is one), dataclasses, and other objects
+    with ``to_tuple()``."""
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _output_leaves(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _output_leaves(item, f"{path}[{i}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for spec in dataclasses.fields(value):
+            yield from _output_leaves(getattr(value, spec.name, None), f"{path}.{spec.name}")
+    elif callable(getattr(value, "to_tuple", None)):
+        yield from _output_leaves(tuple(value.to_tuple()), path)
 
 
 def _outputs(value: Any) -> Outputs:
-    return {
-        "output" if path == "output" else f"output{path}": tensor
-        for path, tensor in _leaves_with_paths(value)
-    }
+    return {f"output{path}": tensor for path, tensor in _output_leaves(value)}
+
+
+def _as_call(x: torch.Tensor | Call) -> Call:
+    """A lone input tensor as the call ``model(x)``."""
+    if isinstance(x, torch.Tensor):
+        return (x,), {}
+    return x
+
+
+def _map_value(value: Any, fn: Callable[[str, torch.Tensor], Any], path: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(path, value)
+    if isinstance(value, tuple):
+        return tuple(_map_value(v, fn, f"{path}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, list):
+        return [_map_value(v, fn, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _map_value(v, fn, f"{path}[{k!r}]") for k, v in value.items()}
+    return value
+
+
+def _map_call(call: Call, fn: Callable[[str, torch.Tensor], Any]) -> Call:
+    """``call`` with every input tensor ``t`` (nested in tuples, lists and dicts too)
+    replaced by ``fn(label, t)``; labels as :func:`_input_labels` gives them."""
+    args, kwargs = call
+    single = _single(call)
+    new_args = tuple(
+        _map_value(v, fn, "input" if single else f"input[{i}]") for i, v in enumerate(args)
+    )
+    new_kwargs = {k: _map_value(v, fn, f"input[{k!r}]") for k, v in kwargs.items()}
+    return new_args, new_kwargs
+
+
+def _single(call: Call) -> bool:
+    args, kwargs = call
+    return len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
+
+
+def _call_tensors(call: Call) -> list[tuple[str, torch.Tensor]]:
+    """The input tensors of ``call`` by label: ``input`` for a lone tensor, else
+    ``input[0]``, ``input['mask']``, ``input[1][0]`` … (positional indices, keyword
+    names, places inside lists and dicts), in the order the inputs were built."""
+    found: list[tuple[str, torch.Tensor]] = []
+
+    def collect(path: str, tensor: torch.Tensor) -> torch.Tensor:
+        found.append((path, tensor))
+        return tensor
+
+    _map_call(call, collect)
+    return found
+
+
+def _cast(call: Call, device: str | torch.device, dtype: torch.dtype) -> Call:
+    """``call`` on ``device``, its floating inputs in ``dtype``; integer and boolean
+    inputs keep their values and dtype."""
+
+    def move(_: str, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.is_floating_point():
+            return tensor.to(device=device, dtype=dtype)
+        return tensor.to(device)
+
+    return _map_call(call, move)
+
+
+def _fresh(call: Call, *, grad: bool = False) -> Call:
+    """Copies of every input tensor (a forward that writes into its input leaves ours
+    alone); with ``grad``, the floating ones require a gradient."""
+
+    def copy(_: str, tensor: torch.Tensor) -> torch.Tensor:
+        new = tensor.detach().clone()
+        return new.requires_grad_(True) if grad and new.is_floating_point() else new
+
+    return _map_call(call, copy)
+
+
+def _described_leaves(value: Any) -> Iterator[Input]:
+    if isinstance(value, Input):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _described_leaves(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _described_leaves(item)
+
+
+def _build(inputs: Inputs, seed: int = 0) -> tuple[Call, torch.Generator]:
+    """``inputs`` built on CPU, floating ones in float64 (``Inputs.build``, ``seed``),
+    and a generator
+    that continues the random stream they were drawn from (for the output weights:
+    for one input of a shape, ``x`` and the weights are the draws they always were)."""
+    call = _cast(inputs.build(torch.float64, "cpu", seed=seed), "cpu", torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    for _, value in inputs.items():
+        for item in _described_leaves(value):
+            item.tensor(torch.float64, "cpu", generator)
+    return call, generator
+
+
+def _require_inputs(model: nn.Module, inputs: Inputs) -> None:
+    """Fail with the missing parameters' names (and the config that gives them) when
+    ``forward`` needs more inputs than described."""
+    missing = missing_parameters(model.forward, inputs)
+    if missing:
+        raise ModelRunError(missing_inputs_message(model, inputs, missing))
+
+
+def _call(model: nn.Module, call: Call) -> Any:
+    args, kwargs = call
+    return model(*args, **kwargs)
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-d parameters and buffers channels-last, its 5-d ones
+    channels-last-3d (``Module.to(memory_format=)`` converts one rank only)."""
+
+    def convert(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dim() == 4:
+            return tensor.contiguous(memory_format=torch.channels_last)
+        if tensor.dim() == 5:
+            return tensor.contiguous(memory_format=torch.channels_last_3d)
+        return tensor
+
+    return model._apply(convert)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -234,16 +386,22 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.equal(a, b))
 
 
-def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> Outputs:
-    """Every output tensor of ``model`` (eval mode, a copy) on ``x`` under seed 0;
+def _assert_repeatable(
+    model: nn.Module, x: torch.Tensor | Call, label: str, description: Any = None
+) -> Outputs:
+    """Every output tensor of ``model`` (eval mode, a copy) on ``x`` (a tensor, or
+    built ``(args, kwargs)`` of the inputs ``description`` says) under seed 0;
     fails when forward changes the model's own parameters or buffers (each call
     then sees other weights), or when a run under seed 1 differs: a forward that
     draws random numbers cannot be compared across devices, dtypes or layouts,
     since each draws other numbers."""
+    call = _as_call(x)
+    if description is None:
+        description = tuple(call[0][0].shape)
     before = _state(model)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        first = _outputs(model(x))
+        first = _outputs(_call(model, _fresh(call)))
         after = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
         changed = [n for n, t in before.items() if n in after and not _same(after[n], t)]
         if changed:
@@ -256,7 +414,7 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> Outputs
                 f"only when self.training is true."
             )
         torch.random.default_generator.manual_seed(1)  # CPU only: inside fork_rng(devices=[])
-        second = _outputs(model(x))
+        second = _outputs(_call(model, _fresh(call)))
     delta = 0.0
     for name, value in first.items():
         other = second.get(name)
@@ -265,7 +423,7 @@ def _assert_repeatable(model: nn.Module, x: torch.Tensor, label: str) -> Outputs
         delta = max(delta, _max_difference(value.double(), other.double()))
     if not delta:
         return first
-    draws = _random_draws(model, tuple(x.shape))
+    draws = _random_draws(model, description)
     functional = [d for d in draws if d.startswith(("dropout", "alpha_dropout", "feature_"))]
     raise AssertionError(
         f"{label}: forward gives different outputs for different random seeds even in "
@@ -293,18 +451,20 @@ def _output_weights(sample: Outputs, generator: torch.Generator) -> Outputs:
     }
 
 
-def _run(model: nn.Module, x: torch.Tensor, weights: Outputs) -> dict[str, torch.Tensor]:
-    """Every output, the input gradient and the parameter gradients of one
-    weighted-sum backward through all floating-point outputs on ``model`` (a copy of
-    ours). The parameters' ``.grad`` is cleared first, so each run returns fresh
-    tensors and a second run of the same copy does not add into the first one's."""
+def _run(model: nn.Module, x: torch.Tensor | Call, weights: Outputs) -> dict[str, torch.Tensor]:
+    """Every output, the gradient of every floating input (``input grad`` for a lone
+    tensor, else ``input[0] grad``, ``input['mask'] grad`` …) and the parameter
+    gradients of one weighted-sum backward through all floating-point outputs on
+    ``model`` (a copy of ours) called on ``x`` (a tensor or built ``(args, kwargs)``).
+    The parameters' ``.grad`` is cleared first, so each run returns fresh tensors and
+    a second run of the same copy does not add into the first one's."""
     owner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the same names
     for param in owner.parameters():
         param.grad = None
-    x = x.clone().requires_grad_(True)
+    call = _fresh(_as_call(x), grad=True)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        outputs = _outputs(model(x))
+        outputs = _outputs(_call(model, call))
     if not outputs:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     terms = [
@@ -315,8 +475,9 @@ def _run(model: nn.Module, x: torch.Tensor, weights: Outputs) -> dict[str, torch
     if terms:
         torch.stack(terms).sum().backward()
     found = {name: out.detach() for name, out in outputs.items()}
-    if x.grad is not None:
-        found["input grad"] = x.grad
+    for name, tensor in _call_tensors(call):
+        if tensor.grad is not None:
+            found[f"{name}{_GRAD}"] = tensor.grad
     for name, param in owner.named_parameters():
         if param.grad is not None:
             found[f"{name} grad"] = param.grad
@@ -340,6 +501,12 @@ _GRAD = " grad"
 _INPUT_GRAD = "input grad"
 
 
+def _is_input_grad(name: str) -> bool:
+    """Whether ``name`` is the gradient of an input (``input grad``, ``input[1] grad``,
+    ``input['mask'] grad``), not of a parameter."""
+    return name == _INPUT_GRAD or (name.startswith("input[") and name.endswith(_GRAD))
+
+
 def _natural_scales(expected: dict[str, torch.Tensor]) -> dict[str, float]:
     """Per tensor of a ``_run``, the magnitude its rounding errors scale with:
     ``max|expected|`` for outputs and the input gradient; for the gradient of
@@ -356,12 +523,12 @@ def _natural_scales(expected: dict[str, torch.Tensor]) -> dict[str, float]:
     }
     groups: dict[str, float] = {}
     for name, value in own.items():
-        if name.endswith(_GRAD) and name != _INPUT_GRAD:
+        if name.endswith(_GRAD) and not _is_input_grad(name):
             module = name.removesuffix(_GRAD).rpartition(".")[0]
             groups[module] = max(groups.get(module, 0.0), value)
     scales = {}
     for name, value in own.items():
-        if name.endswith(_GRAD) and name != _INPUT_GRAD:
+        if name.endswith(_GRAD) and not _is_input_grad(name):
             value = max(value, groups[name.removesuffix(_GRAD).rpartition(".")[0]])
         scales[name] = value
     return scales
@@ -416,7 +583,7 @@ def _max_difference(found: torch.Tensor, expected: torch.Tensor) -> float:
 
 def _noise_floor(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | Call,
     weights: Outputs,
     expected: dict[str, torch.Tensor],
     roundoff: float,
@@ -459,30 +626,38 @@ def _noise_floor(
 
 def assert_device_parity(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     devices: Sequence[str] | None = None,
     *,
     dtype: torch.dtype = torch.float32,
     strict: bool = False,
     deterministic: bool = False,
+    example_inputs: Callable[[], Any] | None = None,
 ) -> ParityReport:
     """Compare forward outputs and gradients on each device (default: every
     available one) in ``dtype`` with a float64 CPU reference of the same model.
+
+    ``input_shape`` is any input description (a shape, shapes of positional or
+    keyword inputs, :class:`~pytest_convcheck.inputs.Input`; or ``example_inputs=``,
+    see :mod:`pytest_convcheck.inputs`): every device gets the same values, integer
+    inputs identical, floating ones cast to its dtype. Every output tensor (nested
+    tuples, dicts, ``ModelOutput``) is compared, and the gradients of every floating
+    input and every parameter.
 
     ``strict`` turns TF32 off on CUDA (otherwise its tolerance is TF32-aware);
     ``deterministic`` runs under ``torch.use_deterministic_algorithms(True)`` and
     reports ops without a deterministic implementation instead of crashing. The
     model runs in eval mode on copies; the user's model is not touched.
     """
-    shape = tuple(int(s) for s in input_shape)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    _require_inputs(model, inputs)
     wanted = list(devices) if devices is not None else available_devices()
     usable = available_devices()
     skipped = [d for d in wanted if d.split(":")[0] not in usable]
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
-    reference_model = materialized_copy(model, "cpu", shape).double().eval()
+    x, generator = _build(inputs)
+    reference_model = materialized_copy(model, "cpu", inputs).double().eval()
     with forward_failures(model, "the float64 reference", torch.float64, "cpu"):
-        sample = _assert_repeatable(reference_model, x, type(model).__name__)
+        sample = _assert_repeatable(reference_model, x, type(model).__name__, inputs)
     if not sample:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weights = _output_weights(sample, generator)
@@ -498,11 +673,11 @@ def assert_device_parity(
             and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
         )
         rtol, atol = _tolerance(dtype, fan, tf32=bool(tf32))
-        work = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
+        work = materialized_copy(model, "cpu", inputs).to(device=device, dtype=dtype).eval()
         guard = _deterministic() if deterministic else contextlib.nullcontext()
         try:
             with _tf32(not strict), guard, forward_failures(model, "device parity", dtype, device):
-                got = _run(work, x.to(device=device, dtype=dtype), weights)
+                got = _run(work, _cast(x, device, dtype), weights)
         except RuntimeError as error:
             if deterministic and "deterministic" in str(error):
                 failures.append(f"{device}: no deterministic implementation: {error}")
@@ -534,10 +709,10 @@ def assert_device_parity(
     return ParityReport(tuple(results), tuple(skipped))
 
 
-def _attempt(model: nn.Module, x: torch.Tensor) -> Outputs | str:
+def _attempt(model: nn.Module, call: Call) -> Outputs | str:
     """The model's output tensors, or the error it raised, as text."""
     try:
-        return _outputs(model(x))
+        return _outputs(_call(model, call))
     except RuntimeError as error:
         return f"forward raises RuntimeError: {str(error).splitlines()[0]}"
 
@@ -552,29 +727,75 @@ def _deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(before)
 
 
+def _layout_variants(call: Call) -> tuple[Call | None, list[str], Call | None, list[str]]:
+    """The channels-last variant of ``call`` (every floating 4-d input channels-last,
+    every 5-d one channels-last-3d; ``None`` without such inputs) and the strided
+    one (every floating input of rank ≥ 1 a non-contiguous view of the same values;
+    ``None`` without floating inputs), each with the labels of the inputs changed.
+    Integer and boolean inputs stay as they are."""
+    last: list[str] = []
+    strided: list[str] = []
+
+    def channels_last(label: str, tensor: torch.Tensor) -> torch.Tensor:
+        if not tensor.is_floating_point() or tensor.dim() not in (4, 5):
+            return tensor
+        last.append(label)
+        fmt = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
+        return tensor.contiguous(memory_format=fmt)
+
+    def view(label: str, tensor: torch.Tensor) -> torch.Tensor:
+        if not tensor.is_floating_point() or tensor.dim() < 1:
+            return tensor
+        strided.append(label)
+        wide = torch.zeros((*tensor.shape[:-1], tensor.shape[-1] * 2), dtype=tensor.dtype)
+        wide[..., ::2] = tensor
+        return wide[..., ::2]
+
+    cl, sv = _map_call(call, channels_last), _map_call(call, view)
+    return (cl if last else None), last, (sv if strided else None), strided
+
+
+def _changed(what: str, labels: list[str], single: bool) -> str:
+    if single:
+        return what
+    return f"{what}s ({', '.join(labels)})"
+
+
 def assert_layout_parity(
-    model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dtype = torch.float64
+    model: nn.Module,
+    input_shape: Any = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    example_inputs: Callable[[], Any] | None = None,
 ) -> None:
-    """The output does not depend on memory layout: channels-last weights and input
-    (4-D and 5-D inputs) and a non-contiguous input view give the contiguous result."""
-    shape = tuple(int(s) for s in input_shape)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=dtype)
-    base = materialized_copy(model, "cpu", shape).to(dtype).eval()
+    """The outputs do not depend on memory layout: channels-last weights and inputs
+    (every floating 4-d and 5-d input) and non-contiguous views of every floating
+    input give the contiguous result, for every output tensor.
+
+    ``input_shape`` is any input description (or ``example_inputs=``, see
+    :mod:`pytest_convcheck.inputs`); integer and boolean inputs keep their layout."""
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    _require_inputs(model, inputs)
+    built, _ = _build(inputs)
+    x = _cast(built, "cpu", dtype)
+    single = _single(x)
+    base = materialized_copy(model, "cpu", inputs).to(dtype).eval()
     with forward_failures(model, "the contiguous run of the layout check", dtype, "cpu"):
-        expected = _assert_repeatable(base, x, type(model).__name__)
+        expected = _assert_repeatable(base, x, type(model).__name__, inputs)
+    last, last_labels, strided, strided_labels = _layout_variants(x)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         variants: dict[str, Outputs | str] = {}
-        if len(shape) in (4, 5):
-            fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
-            cl = materialized_copy(model, "cpu", shape).to(dtype).eval()
-            cl = cl.to(memory_format=fmt)  # type: ignore[call-overload]
-            variants["channels-last weights and input"] = _attempt(
-                cl, x.contiguous(memory_format=fmt)
+        if last is not None:
+            cl = _channels_last(materialized_copy(model, "cpu", inputs).to(dtype).eval())
+            label = "channels-last weights and " + _changed("input", last_labels, single)
+            variants[label] = _attempt(cl, last)
+        if strided is not None:
+            label = (
+                "non-contiguous input (a strided view)"
+                if single
+                else f"non-contiguous inputs (strided views of {', '.join(strided_labels)})"
             )
-        wide = torch.zeros((*shape[:-1], shape[-1] * 2), dtype=dtype)
-        wide[..., ::2] = x
-        variants["non-contiguous input (a strided view)"] = _attempt(base, wide[..., ::2])
+            variants[label] = _attempt(base, strided)
     if not expected:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     _, atol = _DEFAULT_TOLERANCE.get(dtype, (1e-3, 1e-5))
@@ -599,8 +820,9 @@ def assert_layout_parity(
             if not error <= atol * max(1.0, float(want.abs().max()) if want.numel() else 1.0):
                 problems.append(f"{where}: max |Δ| = {error:.3g}")
     if problems:
+        whose = "input's" if single else "inputs'"
         raise AssertionError(
-            f"{type(model).__name__}: the output depends on the input's memory layout:\n  "
+            f"{type(model).__name__}: the output depends on the {whose} memory layout:\n  "
             + "\n  ".join(problems)
             + "\n  fix: do not read tensor strides or data pointers in forward; use "
             "x.contiguous() before view(), or reshape() instead of view()."
@@ -628,16 +850,19 @@ def _compile_unavailable() -> str | None:
 
 def assert_compile_parity(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
     backend: str | Callable[..., Any] = "inductor",
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     backward: bool = True,
+    example_inputs: Callable[[], Any] | None = None,
 ) -> ParityResult:
-    """``torch.compile(model, backend=backend)`` gives eager mode's output and (with
-    ``backward``) its input and parameter gradients, within the dtype's
-    ``torch.testing.assert_close`` tolerance grown by √(terms per output).
+    """``torch.compile(model, backend=backend)`` gives eager mode's outputs (every
+    output tensor) and (with ``backward``) the gradients of its floating inputs and
+    parameters, within the dtype's ``torch.testing.assert_close`` tolerance grown by
+    √(terms per output). ``input_shape`` is any input description (or
+    ``example_inputs=``, see :mod:`pytest_convcheck.inputs`).
 
     Both run in eval mode on copies of the model on ``device``. Where the compiler
     cannot run (dynamo unsupported on this Python, no C++ compiler for inductor on
@@ -648,12 +873,13 @@ def assert_compile_parity(
     reason = _compile_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    shape = tuple(int(s) for s in input_shape)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
-    eager = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
-    compiled_model = materialized_copy(model, "cpu", shape).to(device=device, dtype=dtype).eval()
-    sample = _assert_repeatable(eager, x, type(model).__name__)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    _require_inputs(model, inputs)
+    built, generator = _build(inputs)
+    x = _cast(built, device, dtype)
+    eager = materialized_copy(model, "cpu", inputs).to(device=device, dtype=dtype).eval()
+    compiled_model = materialized_copy(model, "cpu", inputs).to(device=device, dtype=dtype).eval()
+    sample = _assert_repeatable(eager, x, type(model).__name__, inputs)
     if not sample:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weights = _output_weights(sample, generator)
@@ -664,7 +890,7 @@ def assert_compile_parity(
             got = _run(compiled, x, weights)  # type: ignore[arg-type]
         else:
             with torch.no_grad():
-                got = _outputs(compiled(x))
+                got = _outputs(_call(compiled, x))  # type: ignore[arg-type]
     except Exception as error:  # the compiler's own failures are many types
         text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if any(name in text or name in repr(error) for name in _COMPILER_MISSING):
