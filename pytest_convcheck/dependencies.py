@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pytest_convcheck.axis_maps import AxisMap, merge_intervals
 from pytest_convcheck.dims import (
@@ -81,6 +81,7 @@ class Layout:
 
     dims: Dims
     maps: tuple[AxisMap, ...]
+    last: tuple[int, ...] = ()  # per axis, the last input position read for real
 
     @staticmethod
     def of_input(shape: Shape, spatial: int) -> Layout:
@@ -92,7 +93,11 @@ class Layout:
                 dims.append(((axis, size, 1),) if size > 1 else ())
             else:
                 dims.append(_other(size))
-        return Layout(tuple(dims), tuple(AxisMap.identity() for _ in range(spatial)))
+        return Layout(
+            tuple(dims),
+            tuple(AxisMap.identity() for _ in range(spatial)),
+            tuple(shape[rank - spatial :]) and tuple(s - 1 for s in shape[rank - spatial :]),
+        )
 
     def shape(self) -> Shape:
         return tuple(_size(d) for d in self.dims)
@@ -128,19 +133,28 @@ class Propagation:
 
     extents: tuple[int, ...]
     include_statistics: bool = False
+    _last: list[int] = field(default_factory=list)  # of the op being applied
     notes: list[str] = field(default_factory=list)
     statistics: list[str] = field(default_factory=list)
     boundaries: dict[int, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ digits
     def _whole_if_covering(self, maps: list[AxisMap], dims: list[list[Digit]], axis: int) -> None:
-        """An axis left without digits whose one field covers the input is whole."""
+        """An axis left without digits (one field for every element): whole when that
+        field covers the input; else the field clipped to the input positions read
+        for real (periodic maps carry a layer's padding on past the input's end,
+        where an unpadded strided layer dropped border rows)."""
         if maps[axis].whole or any(d[0] == axis for digits in dims for d in digits):
             return
         reached = maps[axis].at(0)
         extent = self.extents[axis]
-        if reached and reached[0][0] <= 0 and reached[-1][1] >= extent - 1 and len(reached) == 1:
+        last = min(self._last[axis], extent - 1) if axis < len(self._last) else extent - 1
+        covers = reached and reached[0][0] <= 0 and reached[-1][1] >= last and len(reached) == 1
+        if covers and last >= extent - 1:
             maps[axis] = AxisMap.everything()
+            return
+        clipped = tuple((max(lo, 0), min(hi, last)) for lo, hi in reached if hi >= 0 and lo <= last)
+        maps[axis] = AxisMap(1, 1, (clipped,))
 
     def _remove(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int, index: int) -> None:
         """Mix one spatial digit away: the union over its values (exact)."""
@@ -231,6 +245,21 @@ class Propagation:
         among the op's tensor arguments."""
         if not sources or isinstance(effect, Constant):
             return None
+        lasts = [s.last for s in sources if s.last]
+        self._last = [max(v) for v in zip(*lasts, strict=True)] if lasts else []
+        result = self._apply(effect, sources, out_shape, label, positions)
+        if result is not None and self._last:
+            result = replace(result, last=tuple(self._last))
+        return result
+
+    def _apply(
+        self,
+        effect: Effect,
+        sources: Sequence[Layout],
+        out_shape: Shape,
+        label: str,
+        positions: Sequence[int],
+    ) -> Layout | None:
         if isinstance(effect, Unknown):
             where = f" in {label}" if label != effect.op else ""
             self.notes.append(
@@ -307,6 +336,15 @@ class Propagation:
                 if axis is None:
                     dims[d] = list(_other(size))
                     continue
+                if axis < len(self._last) and not maps[axis].whole:
+                    # the last coordinate the output really reads, and what it reaches
+                    n_in = _size(dims[d])
+                    read = layer.at(max(size - 1, 0))
+                    if read:
+                        coordinate = min(n_in - 1, read[-1][1])
+                        reached = maps[axis].at(coordinate)
+                        if reached and coordinate >= 0:
+                            self._last[axis] = min(self._last[axis], reached[-1][1])
                 maps[axis] = _then(maps[axis], layer)
                 if effect.boundary != "zeros":
                     self._boundary(axis, effect.boundary)
