@@ -27,7 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_convcheck.tracing import Trace, _first_tensor, materialized_copy, trace, with_sizes
+from pytest_convcheck.inputs import as_inputs
+from pytest_convcheck.parity import Call, _as_call, _build, _call, _fresh, _outputs
+from pytest_convcheck.tracing import Trace, materialized_copy, trace, with_sizes
 
 __all__ = [
     "SharingReport",
@@ -196,13 +198,19 @@ class SharingReport:
 
 
 def sharing(
-    model: nn.Module, input_shape: Sequence[int], *, allow: Sequence[str] = ()
+    model: nn.Module,
+    input_shape: Any = None,
+    *,
+    allow: Sequence[str] = (),
+    example_inputs: Callable[[], Any] | None = None,
 ) -> SharingReport:
-    """The sharing report of ``model`` on an input of ``input_shape`` (one meta trace).
+    """The sharing report of ``model`` on inputs of ``input_shape`` (one meta trace):
+    any input description, or ``example_inputs=`` (see :mod:`pytest_convcheck.inputs`).
 
     ``allow`` lists module names whose aliasing is intended (not suspicious).
     """
-    return sharing_from_trace(trace(model, input_shape), model, allow=allow)
+    result = trace(model, input_shape, example_inputs=example_inputs)
+    return sharing_from_trace(result, model, allow=allow)
 
 
 def sharing_from_trace(
@@ -214,7 +222,7 @@ def sharing_from_trace(
 ) -> SharingReport:
     """The sharing report from a trace of ``model`` (see :func:`sharing`);
     ``node_flops``: each node's FLOPs when the caller has them already."""
-    input_shape = result.input_shape
+    described = result.inputs if result.inputs is not None else result.input_shape
     aliases = _module_aliases(model)
     allowed = set(allow)
     # aliasing a module without parameters or buffers (one ReLU or Identity under two
@@ -224,7 +232,7 @@ def sharing_from_trace(
         for group in aliases
         if not allowed.intersection(group) and _holds_state(model.get_submodule(group[0]))
     )
-    counted = with_sizes(model, input_shape)
+    counted = with_sizes(model, described)
     lazy = counted is not model
     named = list(counted.named_parameters(remove_duplicate=False))  # one walk for all counts
     groups, unique = _tensor_groups(named)
@@ -259,12 +267,17 @@ def sharing_from_trace(
 
 
 def assert_no_accidental_sharing(
-    model: nn.Module, input_shape: Sequence[int], *, allow: Sequence[str] = ()
+    model: nn.Module,
+    input_shape: Any = None,
+    *,
+    allow: Sequence[str] = (),
+    example_inputs: Callable[[], Any] | None = None,
 ) -> SharingReport:
     """Fail when one module instance is registered under several names (``[block] * n``,
     ``ModuleList([m] * n)``, one block on two attributes), unless a name of the
-    group is in ``allow``. Calling one module twice in ``forward`` is fine."""
-    report = sharing(model, input_shape, allow=allow)
+    group is in ``allow``. Calling one module twice in ``forward`` is fine.
+    ``input_shape``: any input description (see :func:`sharing`)."""
+    report = sharing(model, input_shape, allow=allow, example_inputs=example_inputs)
     if report.suspicious:
         lines = [f"{report.model}: accidental weight sharing:"]
         lines += [f"  {s}" for s in report.suspicious]
@@ -459,26 +472,32 @@ def assert_weights_shared(model: nn.Module, *names: str) -> TieCheck:
 
 
 def assert_gradients_accumulate(
-    model: nn.Module, input_shape: Sequence[int], name: str | None = None, *, atol: float = 1e-9
+    model: nn.Module,
+    input_shape: Any = None,
+    name: str | None = None,
+    *,
+    atol: float = 1e-9,
+    example_inputs: Callable[[], Any] | None = None,
 ) -> None:
     """Check that the gradient of a reused module's parameters equals the sum of the
     gradients of each use (computed with one untied copy per call), on CPU float64
-    copies. ``name`` picks the module; by default every module called more than once."""
-    shape = tuple(int(s) for s in input_shape)
-    calls = trace(model, shape).calls
+    copies, through every floating output. ``name`` picks the module; by default every
+    module called more than once. ``input_shape``: any input description, or
+    ``example_inputs=`` (see :mod:`pytest_convcheck.inputs`)."""
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    calls = trace(model, inputs).calls
     targets = [name] if name is not None else [n for n, c in calls.items() if c > 1 and n]
     if not targets:
         raise AssertionError(f"{type(model).__name__}: no module is called more than once")
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    x, _ = _build(inputs)
     for target in targets:
         count = calls.get(target, 0)
         if count < 2:
             raise AssertionError(f"{target!r} is called {count}× in forward, not reused")
-        tied = materialized_copy(model, "cpu", shape).double()
+        tied = materialized_copy(model, "cpu", inputs).double()
         _backward(tied, x)
         tied_grads = {k: p.grad for k, p in tied.get_submodule(target).named_parameters()}
-        untied = materialized_copy(model, "cpu", shape).double()
+        untied = materialized_copy(model, "cpu", inputs).double()
         module = untied.get_submodule(target)
         clones = [copy.deepcopy(module) for _ in range(count)]
         object.__setattr__(module, "forward", _route_calls(clones))
@@ -503,14 +522,26 @@ def _route_calls(clones: list[nn.Module]) -> Callable[..., Any]:
     return forward
 
 
-def _backward(model: nn.Module, x: torch.Tensor) -> None:
+def _backward(model: nn.Module, x: torch.Tensor | Call) -> None:
+    """One backward of a fixed weighted sum of every floating output of ``model`` on
+    copies of the inputs ``x`` (a tensor or built ``(args, kwargs)``)."""
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        out = _first_tensor(model(x.clone()))
-    if out is None:
+        outputs = _outputs(_call(model, _fresh(_as_call(x))))
+    if not outputs:
         raise ValueError(f"{type(model).__name__} returned no tensor")
-    weights = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
-    (out * weights).sum().backward()
+    terms = [
+        (out * torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)).sum()
+        for out in outputs.values()
+        if out.is_floating_point() and out.requires_grad
+    ]
+    if not terms:
+        raise ValueError(
+            f"{type(model).__name__}: no output depends on a parameter that requires grad, "
+            f"so there are no gradients to compare.\n  fix: check a model whose reused "
+            f"modules have trainable parameters (requires_grad=True)."
+        )
+    torch.stack(terms).sum().backward()
 
 
 def assert_ties_preserved(model: nn.Module) -> None:
