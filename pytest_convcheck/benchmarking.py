@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,9 @@ import torch
 from torch import nn
 
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.tracing import _tensors, materialized_copy, trace
+from pytest_convcheck.inputs import Inputs, as_inputs
+from pytest_convcheck.parity import _call_tensors, _map_call, _outputs
+from pytest_convcheck.tracing import materialized_copy, trace
 
 __all__ = [
     "ConvBenchmark",
@@ -143,15 +145,28 @@ def environment(device: str) -> str:
     return target.type
 
 
-def benchmark_flops(model: nn.Module, input_shape: Sequence[int], *, backward: bool = False) -> int:
+def _described(inputs: Inputs) -> str:
+    """The inputs as messages name them: ``(2, 3, 8, 8)`` for one shape."""
+    return str(tuple(inputs.shape)) if inputs.single else inputs.describe()
+
+
+def benchmark_flops(
+    model: nn.Module,
+    input_shape: Any = None,
+    *,
+    backward: bool = False,
+    example_inputs: Callable[[], Any] | None = None,
+) -> int:
     """FLOPs of one forward (``backward=True``: forward + backward) pass of ``model``
-    on ``input_shape``, from the rule table over one meta trace (see the module
-    docstring for what is counted). Raises :class:`~pytest_convcheck.ShapeError`
+    on ``input_shape`` (any input description, or ``example_inputs=``: see
+    :mod:`pytest_convcheck.inputs`), from the rule table over one meta trace (see the
+    module docstring for what is counted). Raises :class:`~pytest_convcheck.ShapeError`
     when the model rejects the shape."""
-    result = trace(model, input_shape)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    result = trace(model, inputs)
     if result.disagreements:
         raise ShapeError(
-            f"{type(model).__name__} on input {tuple(input_shape)}: the rule table and torch's "
+            f"{type(model).__name__} on input {_described(inputs)}: the rule table and torch's "
             f"meta kernels disagree, so neither the FLOPs nor the run can be trusted:\n  "
             + "\n  ".join(result.disagreements)
         )
@@ -182,25 +197,66 @@ def _memory_format(channels_last: bool, rank: int, label: str) -> torch.memory_f
     )
 
 
+def _check_channels_last(inputs: Inputs, label: str) -> None:
+    """``channels_last`` needs a floating input of rank 4 or 5 to lay out."""
+    if inputs.single:
+        _memory_format(True, len(inputs.shape), label)
+        return
+    ranks = [len(item.shape) for _, item in inputs.tensors() if item.floating and len(item.shape)]
+    if not any(rank in (4, 5) for rank in ranks):
+        raise ValueError(
+            f"{label}: channels_last needs a floating 4-d (N, C, H, W) or 5-d (N, C, D, H, W) "
+            f"input, and {inputs.describe()} has none.\n  fix: drop channels_last=True for "
+            f"these inputs (1-d convs have no channels-last layout in torch)."
+        )
+
+
+def _channels_last_model(model: nn.Module) -> nn.Module:
+    """4-d parameters and buffers channels-last, 5-d ones channels-last-3d."""
+
+    def convert(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dim() in (4, 5):
+            return tensor.contiguous(memory_format=_memory_format(True, tensor.dim(), ""))
+        return tensor
+
+    return model._apply(convert)
+
+
+def _laid_out(label: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A floating 4-d or 5-d input channels-last(-3d); any other input as it is."""
+    if tensor.is_floating_point() and tensor.dim() in (4, 5):
+        return tensor.contiguous(memory_format=_memory_format(True, tensor.dim(), label))
+    return tensor
+
+
 def prepare_step(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
     backward: bool = False,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     seed: int = 0,
+    example_inputs: Callable[[], Any] | None = None,
 ) -> Callable[[], None]:
     """The call to time: one forward (under ``no_grad``) or one forward + backward
-    of a copy of ``model`` on ``device``, on a fixed random input; synchronised on
-    CUDA. The user's model is not touched."""
+    of a copy of ``model`` on ``device``, on fixed random inputs built from
+    ``input_shape`` (any input description, or ``example_inputs=``: see
+    :mod:`pytest_convcheck.inputs`; floating inputs in ``dtype`` unless described
+    with their own, integer ones as described); synchronised on CUDA. With
+    ``channels_last``, the weights and every floating 4-d and 5-d input are
+    channels-last. Forward + backward takes the gradients of every floating input and
+    every parameter that requires one, through every floating output. The user's
+    model is not touched."""
     label = type(model).__name__
     target = torch.device(device)
-    layout = _memory_format(channels_last, len(input_shape), label)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    if channels_last:
+        _check_channels_last(inputs, label)
     dtype = _dtype(model, dtype)
     try:
-        net = materialized_copy(model, str(target), input_shape, dtype)
+        net = materialized_copy(model, str(target), inputs, dtype)
     except ValueError:
         raise
     except Exception as error:
@@ -211,23 +267,30 @@ def prepare_step(
         ) from error
     net = net.to(dtype=dtype)
     if channels_last:
-        net = net.to(memory_format=layout)  # type: ignore[call-overload]  # documented, not in the stubs
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(tuple(input_shape), generator=generator, dtype=dtype)
-    x = x.to(target).contiguous(memory_format=layout)
+        net = _channels_last_model(net)
+    call = inputs.build(dtype, target, seed=seed)
+    if channels_last:
+        call = _map_call(call, _laid_out)
+    args, kwargs = call
 
     if not backward:
 
         def forward() -> None:
             with torch.no_grad():
-                net(x)
+                net(*args, **kwargs)
             _sync(target)
 
         return forward
 
-    x.requires_grad_(True)
-    leaves = [x, *(p for p in net.parameters() if p.requires_grad)]
-    outputs = [t for t in _tensors(net(x)) if t.requires_grad]
+    for _, tensor in _call_tensors(call):
+        if tensor.is_floating_point():
+            tensor.requires_grad_(True)
+    generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+    leaves = [
+        *(t for _, t in _call_tensors(call) if t.requires_grad),
+        *(p for p in net.parameters() if p.requires_grad),
+    ]
+    outputs = _differentiable(net(*args, **kwargs))
     if not outputs:
         raise ValueError(
             f"{label}: no output of forward depends on the input or a parameter that "
@@ -237,11 +300,16 @@ def prepare_step(
     grads = [torch.randn(o.shape, generator=generator).to(o) for o in outputs]
 
     def forward_backward() -> None:
-        outs = [t for t in _tensors(net(x)) if t.requires_grad]
+        outs = _differentiable(net(*args, **kwargs))
         torch.autograd.grad(outs, leaves, grads, allow_unused=True)
         _sync(target)
 
     return forward_backward
+
+
+def _differentiable(value: Any) -> list[torch.Tensor]:
+    """The output tensors that a backward can start from."""
+    return [t for t in _outputs(value).values() if t.requires_grad]
 
 
 def _own_random_streams(target: torch.device) -> Any:
@@ -254,19 +322,22 @@ def _own_random_streams(target: torch.device) -> Any:
 def run_conv_benchmark(
     benchmark: Any,
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any = None,
     *,
     backward: bool = False,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     warmup: float = 0.2,
+    example_inputs: Callable[[], Any] | None = None,
 ) -> ConvBenchmark:
     """Time ``model`` (an ``nn.Module``, one layer or a whole model) on
-    ``input_shape`` with pytest-benchmark's ``benchmark`` fixture and record in its
-    ``extra_info``: ``flops``, ``gflops``, ``roofline``, ``peak_gflops``,
-    ``environment``, ``device``, ``dtype``, ``layout``, ``backward``, ``torch``,
-    ``threads`` (intra-op threads).
+    ``input_shape`` (any input description, or ``example_inputs=``: see
+    :mod:`pytest_convcheck.inputs`) with pytest-benchmark's ``benchmark`` fixture and
+    record in its ``extra_info``: ``input_shape`` (the primary input's), ``inputs``
+    (for a forward with several: every input described), ``flops``, ``gflops``,
+    ``roofline``, ``peak_gflops``, ``environment``, ``device``, ``dtype``, ``layout``,
+    ``backward``, ``torch``, ``threads`` (intra-op threads).
 
     Before timing, the call runs for ``warmup`` seconds, at least 3 times: first
     calls build kernels and caches (oneDNN primitives, allocator pools, cuDNN
@@ -278,16 +349,21 @@ def run_conv_benchmark(
             f"{type(model).__name__}.\n  fix: wrap a function in an nn.Module whose forward "
             f"calls it."
         )
-    shape = tuple(int(s) for s in input_shape)
-    flops = benchmark_flops(model, shape, backward=backward)
+    inputs = as_inputs(input_shape, example_inputs=example_inputs)
+    flops = benchmark_flops(model, inputs, backward=backward)
     target = torch.device(device)
     with _own_random_streams(target):
         step = prepare_step(
-            model, shape, backward=backward, device=device, dtype=dtype, channels_last=channels_last
+            model,
+            inputs,
+            backward=backward,
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
         )
     used_dtype = _dtype(model, dtype)
-    info = {
-        "input_shape": list(shape),
+    info: dict[str, Any] = {
+        "input_shape": list(inputs.shape),
         "flops": flops,
         "backward": backward,
         "device": str(target),
@@ -297,6 +373,8 @@ def run_conv_benchmark(
         "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
     }
+    if not inputs.single:
+        info["inputs"] = inputs.describe()
     with _own_random_streams(target):
         if getattr(benchmark, "enabled", True):
             calls, start = 0, time.perf_counter()
