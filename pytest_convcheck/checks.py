@@ -28,6 +28,7 @@ from pytest_convcheck.checkerboards import (
 from pytest_convcheck.config import ModelConfig
 from pytest_convcheck.errors import ConvcheckConfigError, ShapeError
 from pytest_convcheck.fields import assert_receptive_field
+from pytest_convcheck.inputs import Inputs, as_inputs
 from pytest_convcheck.parity import assert_device_parity, assert_layout_parity
 from pytest_convcheck.reports import report
 from pytest_convcheck.shapes import (
@@ -80,6 +81,7 @@ def _model_key(config: ModelConfig) -> tuple[str, str, str]:
 def forget_models() -> None:
     """Drop the built models (a new session in the same process starts afresh)."""
     _MODELS.clear()
+    _INPUTS.clear()
 
 
 def cached_model(config: ModelConfig) -> nn.Module:
@@ -147,6 +149,48 @@ def _signature(factory: Any, name: str) -> str:
         return f"{name}{inspect.signature(factory)}"
     except (TypeError, ValueError):
         return name
+
+
+_INPUTS: dict[Any, Any] = {}
+
+
+def model_inputs(config: ModelConfig) -> Inputs:
+    """The model's inputs as the checks take them (:mod:`pytest_convcheck.inputs`):
+    its ``input`` description, or what its ``example_inputs`` function returns."""
+    key = _model_key(config)
+    if key not in _INPUTS:
+        example = _import_function(config, config.example_inputs) if config.example_inputs else None
+        try:
+            _INPUTS[key] = as_inputs(
+                None
+                if example is not None and config.inputs is None and not config.input_shape
+                else config.description,
+                example_inputs=example,
+            )
+        except (TypeError, ValueError) as error:
+            raise ConvcheckConfigError(f"model {config.name!r}: {error}") from None
+    return _INPUTS[key]
+
+
+def _import_function(config: ModelConfig, path: str) -> Callable[..., Any]:
+    """``module:function`` (``example_inputs``), imported with the factory's errors."""
+    module_name, _, attr = path.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: cannot import example_inputs {path!r} ({error}).\n  fix: "
+            f"point example_inputs at a function returning (args, kwargs) that the project "
+            f"can import."
+        ) from None
+    if not callable(found):
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: example_inputs {path!r} is not callable.\n  fix: point "
+            f"it at a function returning (args, kwargs)."
+        )
+    return found
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -251,11 +295,16 @@ def user_error(error: Exception, config: ModelConfig) -> str | None:
     text = str(error)
     if isinstance(error, RuntimeError) and any(w in text.lower() for w in _OUT_OF_MEMORY):
         return (
-            f"model {config.name!r}: out of memory with input {list(config.input_shape)} "
+            f"model {config.name!r}: out of memory with input {config.input_text()} "
             f"({text.splitlines()[0] if text else type(error).__name__}).\n  fix: use a "
             f"smaller input (the checks run the model on the CPU)."
         )
-    if len(config.input_shape) < 2 and isinstance(error, (ValueError, TypeError, IndexError)):
+    if (
+        config.inputs is None
+        and config.input_shape
+        and len(config.input_shape) < 2
+        and isinstance(error, (ValueError, TypeError, IndexError))
+    ):
         return (
             f"model {config.name!r}: input {list(config.input_shape)} has "
             f"{len(config.input_shape)} axis; the checks need at least a batch and a channel "
@@ -283,11 +332,11 @@ def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> 
     rule table and torch agree on every layer."""
     try:
         if config.expect_output is not None:
-            result = assert_output_shape(model, config.input_shape, config.expect_output)
+            result = assert_output_shape(model, model_inputs(config), config.expect_output)
         else:
-            result = trace(model, config.input_shape)
+            result = trace(model, model_inputs(config))
     except ShapeError as error:
-        raise ShapeError(f"{error}{nearby_hint(model, config.input_shape)}") from None
+        raise ShapeError(f"{error}{nearby_hint(model, model_inputs(config))}") from None
     except AssertionError as error:
         text = str(error)
         if "fix" not in text:
@@ -310,7 +359,7 @@ def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> 
 
 def check_batch(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """No sample of a batch influences another, and the batch size is kept."""
-    assert_batch_independent(model, config.input_shape)
+    assert_batch_independent(model, model_inputs(config))
 
 
 def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
@@ -323,12 +372,12 @@ def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunCon
     def erf_picture(path: Path) -> object:
         from pytest_convcheck.measured_fields import effective_receptive_field
 
-        return effective_receptive_field(model, config.input_shape).save_png(path)
+        return effective_receptive_field(model, model_inputs(config)).save_png(path)
 
     try:
         field = assert_receptive_field(
             model,
-            config.input_shape,
+            model_inputs(config),
             min_size=options.get("receptive_field_min"),
             max_size=options.get("receptive_field_max"),
             exact=options.get("receptive_field_exact"),
@@ -352,7 +401,7 @@ def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContex
     """No checkerboard of the configured kinds (``checkerboard_kinds``; default
     ``["structural"]``: uneven kernel overlap). With artifacts, a failure saves the
     overlap tiles (structural, weights) or the spectrum (output, gradient)."""
-    shape = config.input_shape
+    shape = model_inputs(config)
     for kind in config.options.get("checkerboard_kinds", ("structural",)):
         try:
             assert_no_checkerboard(model, shape, kind=kind)
@@ -371,19 +420,19 @@ def check_parity(model: nn.Module, config: ModelConfig, context: RunContext) -> 
     """Forward outputs and gradients in float32 on the CPU (and on ``--convcheck-device``
     when given) match a float64 CPU reference of the same model."""
     devices = ["cpu"] if context.device in (None, "cpu") else ["cpu", str(context.device)]
-    assert_device_parity(model, config.input_shape, devices)
+    assert_device_parity(model, model_inputs(config), devices)
 
 
 def check_layout(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """The output does not depend on memory layout (channels-last, strided views)."""
-    assert_layout_parity(model, config.input_shape)
+    assert_layout_parity(model, model_inputs(config))
 
 
 def check_snapshot(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """The model's report equals its snapshot ``__snapshots__/convcheck/NAME.json``
     (written by ``--snapshot-update``)."""
     text = snapshot_text(
-        report(model, config.input_shape, sharing_allow=sharing_allow(model, config))
+        report(model, model_inputs(config), sharing_allow=sharing_allow(model, config))
     )
     path = inside(context.snapshots, f"{config.name}.json")
     status, problem = update_or_compare(path, text, update=context.update_snapshots)
@@ -396,7 +445,9 @@ def check_sharing(model: nn.Module, config: ModelConfig, context: RunContext) ->
     """No accidental module aliasing (``[block] * n``); names in ``sharing_allow``
     are intended."""
     try:
-        assert_no_accidental_sharing(model, config.input_shape, allow=sharing_allow(model, config))
+        assert_no_accidental_sharing(
+            model, model_inputs(config), allow=sharing_allow(model, config)
+        )
     except AssertionError as error:
         text = str(error).replace(
             "(intended? pass allow=[...] with one of the names)",

@@ -11,6 +11,15 @@ or the command line. Importing this module never imports torch.
     allow = ["batch"]                  # optional: report these, don't fail
 
 Command line: ``--convcheck-model mypkg.models:Decoder --convcheck-input 2,1,28,28``.
+
+A forward with several inputs (see :mod:`pytest_convcheck.inputs`)::
+
+    input = [[2, 3, 32, 32], [2, 1, 32, 32]]                       # positional
+    input = { sample = [2, 4, 32, 32], timestep = { shape = [2], dtype = "int64" } }
+    example_inputs = "mypkg.models:example_inputs"                  # anything else
+
+and on one line (ini, ``--convcheck-input``): ``2,3,32,32;2,1,32,32`` (positional),
+``sample=2,4,32,32;timestep=2:int64`` (by name, ``:dtype`` for non-float inputs).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ AVAILABLE_CHECKS: tuple[str, ...] = (
 _KEYS = {
     "factory",
     "input",
+    "example_inputs",
     "expect_output",
     "checks",
     "allow",
@@ -59,12 +69,27 @@ class ModelConfig:
 
     name: str
     factory: str
-    input_shape: tuple[int, ...]
-    expect_output: tuple[Any, ...] | None = None  # a shape, or one per output
+    input_shape: tuple[int, ...]  # the primary input's shape (() with example_inputs)
+    expect_output: Any = None  # a shape, one per output, or a table of them by name
     checks: tuple[str, ...] = AVAILABLE_CHECKS
     allow: frozenset[str] = field(default_factory=frozenset)
     options: dict[str, Any] = field(default_factory=dict)
     source: str = "pyproject.toml"
+    inputs: Any = None  # several inputs: a list (positional) or a dict (by name)
+    example_inputs: str | None = None  # "module:function" returning (args, kwargs)
+
+    @property
+    def description(self) -> Any:
+        """What the checks take as ``input_shape`` (example_inputs aside)."""
+        return self.inputs if self.inputs is not None else self.input_shape
+
+    def input_text(self) -> str:
+        """The input in messages: ``[2, 1, 28, 28]``, or every input."""
+        if self.example_inputs and not self.input_shape:
+            return f"example_inputs {self.example_inputs}"
+        if self.inputs is None:
+            return str(list(self.input_shape))
+        return str(_plain(self.inputs))
 
 
 def _size(value: Any) -> int:
@@ -103,11 +128,130 @@ def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
     return shape
 
 
-def _expected(value: Any, where: str) -> tuple[Any, ...]:
-    """One shape, or one shape per output (a list of lists)."""
-    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-        return tuple(_shape(v, where, "expect_output") for v in value)
+def _expected(value: Any, where: str) -> Any:
+    """One shape, one shape per output (a list of lists), or a table of them by the
+    output's key (a model returning a dict); nested as the output is."""
+    if isinstance(value, dict):
+        return {str(k): _expected(v, where) for k, v in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, (list, dict)) for v in value):
+        return tuple(_expected(v, where) for v in value)
     return _shape(value, where, "expect_output")
+
+
+DTYPE_NAMES = frozenset(
+    {
+        *("float", "float32", "float64", "double", "float16", "half", "bfloat16"),
+        *("int", "int64", "long", "int32", "int16", "int8", "uint8", "bool"),
+    }
+)
+"""The dtype names an input may give (``pytest_convcheck.inputs`` maps them)."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _one_input(value: Any, where: str, key: str) -> Any:
+    """A shape, or a table ``{ shape = [...], dtype = "int64", low = 0, high = 1000 }``."""
+    if isinstance(value, str) and ":" in value:  # 2:int64 (one-line forms)
+        shape, _, dtype = value.partition(":")
+        value = {"shape": shape, "dtype": dtype}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"shape", "dtype", "low", "high"})
+        if unknown or "shape" not in value:
+            raise ConvcheckConfigError(
+                f"{where}: {key} must be a shape or a table with shape (and dtype, low, "
+                f"high), got {value!r}.\n  fix: e.g. {key} = {{ shape = [2], dtype = "
+                f'"int64", high = 1000 }}.'
+            )
+        table: dict[str, Any] = {"shape": _shape(value["shape"], where, f"{key}.shape")}
+        if "dtype" in value:
+            dtype = str(value["dtype"]).removeprefix("torch.")
+            if dtype not in DTYPE_NAMES:
+                raise ConvcheckConfigError(
+                    f"{where}: {key}.dtype {value['dtype']!r} is not a dtype.\n  fix: one of "
+                    f"{', '.join(sorted(DTYPE_NAMES))}."
+                )
+            table["dtype"] = dtype
+        for bound in ("low", "high"):
+            if bound in value:
+                number = value[bound]
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    raise ConvcheckConfigError(
+                        f"{where}: {key}.{bound} must be a number, got {number!r}.\n  fix: "
+                        f"e.g. high = 1000 (integer inputs draw from low ≤ x < high)."
+                    )
+                table[bound] = number
+        return table
+    return _shape(value, where, key)
+
+
+def _inputs(value: Any, where: str) -> tuple[tuple[int, ...], Any]:
+    """``input`` as (the primary input's shape, the description of several inputs or
+    ``None`` for one plain shape): a shape, a list of shapes or tables (positional),
+    a table of them by name (keyword), or the one-line forms ``a;b`` and
+    ``name=shape:dtype;…``."""
+    if isinstance(value, str) and (";" in value or "=" in value or ":" in value):
+        parts = [p.strip() for p in value.split(";") if p.strip()]
+        named = ["=" in p for p in parts]
+        if any(named) and not all(named):
+            raise ConvcheckConfigError(
+                f"{where}: input {value!r} mixes named and positional inputs.\n  fix: name "
+                f"every input (sample=2,4,32,32;timestep=2:int64) or none (2,3,32,32;2,1,32,32)."
+            )
+        if all(named):
+            value = {p.partition("=")[0].strip(): p.partition("=")[2].strip() for p in parts}
+        elif len(parts) > 1 or ":" in value:
+            value = parts
+        else:
+            value = parts[0]
+    if isinstance(value, dict):
+        if not value:
+            raise ConvcheckConfigError(
+                f"{where}: input is an empty table.\n  fix: name each input with its shape, "
+                f"e.g. input = {{ sample = [2, 4, 32, 32] }}."
+            )
+        described: Any = {str(k): _one_input(v, where, f"input.{k}") for k, v in value.items()}
+    elif isinstance(value, list) and value and all(isinstance(v, (list, dict, str)) for v in value):
+        described = [_one_input(v, where, f"input[{i}]") for i, v in enumerate(value)]
+    else:
+        return _shape(value, where, "input"), None
+    return _primary_shape(described), described
+
+
+def _primary_shape(described: Any) -> tuple[int, ...]:
+    """The shape of the input that shape-based analyses read: the first floating one
+    with spatial dims (N, C, ...), else the first floating, else the first (the rule
+    of ``pytest_convcheck.inputs``, without importing torch)."""
+    entries = list(described.values()) if isinstance(described, dict) else list(described)
+    shapes = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            floating = entry.get("dtype", "float") in (
+                "float",
+                "float32",
+                "float64",
+                "double",
+                "float16",
+                "half",
+                "bfloat16",
+            )
+            shapes.append((tuple(entry["shape"]), floating))
+        else:
+            shapes.append((tuple(entry), True))
+    for shape, floating in shapes:
+        if floating and len(shape) >= 3:
+            return shape
+    for shape, floating in shapes:
+        if floating:
+            return shape
+    return shapes[0][0]
 
 
 def _names(value: Any, where: str, key: str) -> tuple[str, ...]:
@@ -170,6 +314,8 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
             f"{', '.join(sorted(_KEYS))}.\n  fix: correct the spelling or remove the key."
         )
     for key in ("factory", "input"):
+        if key == "input" and "example_inputs" in table:
+            continue
         if key not in table:
             raise ConvcheckConfigError(
                 f"{where}: missing {key!r}.\n  fix: give both, e.g.\n"
@@ -239,10 +385,20 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                 f"kwargs.num_classes=10)."
             )
         options["kwargs"] = dict(kwargs)
-    input_shape = _shape(table["input"], where, "input")
+    example = table.get("example_inputs")
+    if example is not None and (not isinstance(example, str) or ":" not in example):
+        raise ConvcheckConfigError(
+            f"{where}: example_inputs must be 'module.path:function', got {example!r}.\n  fix: "
+            f"point it at a function returning (args, kwargs), e.g. example_inputs = "
+            f'"mypkg.models:example_inputs".'
+        )
+    if "input" in table:
+        input_shape, described = _inputs(table["input"], where)
+    else:
+        input_shape, described = (), None
     for key in ("receptive_field_min", "receptive_field_max", "receptive_field_exact"):
         value = options.get(key)
-        if isinstance(value, list) and len(value) != len(input_shape) - 2:
+        if isinstance(value, list) and input_shape and len(value) != len(input_shape) - 2:
             raise ConvcheckConfigError(
                 f"{where}: {key} = {value} has {len(value)} entries, but input "
                 f"{list(input_shape)} has {max(0, len(input_shape) - 2)} spatial axes.\n  fix: "
@@ -266,6 +422,8 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
         frozenset(allow),
         options,
         source,
+        described,
+        example,
     )
 
 

@@ -440,7 +440,7 @@ class ConvcheckItem(_GeneratedItem):
         self.user_properties.append((_PROPERTY, facts))
         header = (
             f"[convcheck] model {config.name!r} ({config.factory}, input "
-            f"{list(config.input_shape)}), check {self.check!r}:\n"
+            f"{config.input_text()}), check {self.check!r}:\n"
         )
         seconds, limit = _timeout(self, config)
         try:  # a model that cannot be built is never allowed away
@@ -511,7 +511,7 @@ def _failure_text(
         )
     if isinstance(error, MemoryError):
         return (
-            f"model {config.name!r}: out of memory with input {list(config.input_shape)}.\n"
+            f"model {config.name!r}: out of memory with input {config.input_text()}.\n"
             f"  fix: use a smaller input (the checks run the model on the CPU)."
         )
     text = str(error)
@@ -528,11 +528,12 @@ def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:
     """The model's report as a dict, computed once per process (``None`` when the
     model cannot be traced: its checks say why)."""
     if config.name not in _REPORTS:
-        from pytest_convcheck.checks import sharing_allow
+        from pytest_convcheck.checks import model_inputs, sharing_allow
         from pytest_convcheck.reports import report
 
         try:
-            value = report(model, config.input_shape, sharing_allow=sharing_allow(model, config))
+            inputs = model_inputs(config)
+            value = report(model, inputs, sharing_allow=sharing_allow(model, config))
             _REPORTS[config.name] = value.to_dict()
         except (Exception, SystemExit):  # the checks report the failure with context
             _REPORTS[config.name] = None

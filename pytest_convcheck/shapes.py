@@ -52,19 +52,68 @@ def _matches(expected: Sequence[int | None], got: Shape) -> bool:
     )
 
 
+def _expected_leaves(expected: Any, path: str = "") -> list[tuple[str, Any]]:
+    """``(path, shape)`` per output of a nested expectation, with the paths of
+    :attr:`Trace.outputs` (``[0]``, ``['logits']``, ``[1]['mask']``)."""
+    if isinstance(expected, Mapping):
+        found = []
+        for key, value in expected.items():
+            found += _expected_leaves(value, f"{path}[{key!r}]")
+        return found
+    if isinstance(expected, (list, tuple)) and expected and not isinstance(expected[0], int):
+        found = []
+        for i, value in enumerate(expected):
+            if value is None or (
+                isinstance(value, (list, tuple))
+                and value
+                and isinstance(value[0], (int, type(None)))
+            ):
+                found.append((f"{path}[{i}]", value))
+            else:
+                found += _expected_leaves(value, f"{path}[{i}]")
+        return found
+    return [(path or "output", expected)]
+
+
 def assert_output_shape(
-    model: nn.Module, input_shape: Sequence[int], expected: Sequence[Any]
+    model: nn.Module,
+    input_shape: Any,
+    expected: Any,
+    *,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> Trace:
-    """Assert that ``model`` maps ``input_shape`` to ``expected`` (``None`` or ``-1``
-    in ``expected`` match any size; for a model with several outputs, a sequence of
-    shapes, one per output in order). Returns the trace.
+    """Assert that ``model`` maps ``input_shape`` (any input description, see
+    :mod:`pytest_convcheck.inputs`) to ``expected`` (``None`` or ``-1`` in
+    ``expected`` match any size; for a model with several outputs, a sequence of
+    shapes, one per output in order, or shapes nested as the output is — a dict of
+    them for a dict output). Returns the trace.
 
     On failure the ``AssertionError`` shows the per-layer trace (name, kind,
     in → out) and the layers that last changed the spatial size, with their
     formula and numbers.
     """
-    result = trace(model, input_shape)
+    result = trace(model, input_shape, example_inputs=example_inputs, input=input)
     got = result.output_shape
+    model_name = type(model).__name__
+    nested = isinstance(expected, Mapping) or (
+        isinstance(expected, (list, tuple)) and any(isinstance(e, Mapping) for e in expected)
+    )
+    if nested:
+        wanted = _expected_leaves(expected)
+        outputs = dict(result.outputs)
+        if set(outputs) == {p for p, _ in wanted} and all(
+            _matches(tuple(e), outputs[p]) for p, e in wanted
+        ):
+            return result
+        got_text = ", ".join(f"{p} {_fmt(s)}" for p, s in result.outputs) or "no tensor"
+        want_text = ", ".join(f"{p} {_fmt(tuple(e))}" for p, e in wanted)
+        raise AssertionError(
+            f"{model_name}: expected outputs {want_text} for input "
+            f"{_describe_inputs(result)}, got {got_text}.\n  fix: expect one shape per output, "
+            f"nested as forward returns them, e.g. expect_output = "
+            f"{_example_expectation(result)}.\n{result.table()}"
+        )
     expected_t = tuple(expected)
     single = isinstance(got, tuple) and bool(got) and isinstance(got[0], int)
     model_name = type(model).__name__
@@ -108,7 +157,7 @@ def assert_output_shape(
     if all(isinstance(e, int) and e >= 0 for e in expected_t) and (
         expected_t[2:] == tuple(result.input_shape[2:]) and len(expected_t) > 2
     ):
-        hint = nearby_hint(model, result.input_shape, same_spatial_size)
+        hint = nearby_hint(model, result.inputs or result.input_shape, same_spatial_size)
         if hint:
             lines.append(hint.lstrip("\n"))
     lines.append("Per-layer trace:")
@@ -206,15 +255,31 @@ def _batch_kept(result: Trace, batch: int) -> bool:
     return bool(shapes) and all(len(s) >= 1 and s[0] == batch for s in shapes)
 
 
+def _describe_inputs(result: Trace) -> str:
+    return result.inputs.describe() if result.inputs is not None else _fmt(result.input_shape)
+
+
+def _example_expectation(result: Trace) -> str:
+    """The outputs the model gave, written as an ``expect_output`` value."""
+    if len(result.outputs) == 1 and result.outputs[0][0] == "output":
+        return str(list(result.outputs[0][1]))
+    return "; ".join(f"{path} = {list(shape)}" for path, shape in result.outputs)
+
+
 def valid_input_sizes(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any,
     dim: int = -1,
     sizes: Iterable[int] = range(1, 257),
+    *,
+    example_inputs: Any = None,
+    input: int | str | None = None,
 ) -> list[int]:
-    """Sorted sizes along ``dim`` (other dims as in ``input_shape``) at which the
-    model runs *and* its output keeps the input's batch size."""
-    base = list(int(s) for s in input_shape)
+    """Sorted sizes along ``dim`` of the primary input (other dims and inputs as
+    described, see :mod:`pytest_convcheck.inputs`) at which the model runs *and* its
+    output keeps the input's batch size."""
+    inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
+    base = list(inputs.shape)
     if not -len(base) <= dim < len(base):
         raise ValueError(f"dim {dim} is out of range for input_shape {tuple(base)}")
     if dim % len(base) == 0:
@@ -224,7 +289,7 @@ def valid_input_sizes(
         shape = list(base)
         shape[dim] = size
         try:
-            result = trace(model, shape)
+            result = trace(model, inputs.with_shape(shape))
         except (ShapeError, ModelRunError):
             continue
         if _batch_kept(result, base[0]):
@@ -234,7 +299,7 @@ def valid_input_sizes(
 
 def nearby_inputs(
     model: nn.Module,
-    input_shape: Sequence[int],
+    input_shape: Any,
     accept: Callable[[Trace], bool] | None = None,
     *,
     radius: int = 16,
@@ -249,7 +314,8 @@ def nearby_inputs(
     a model that needs all sizes divisible by 2^stages finds them in one search. The
     search stops after ``budget_s`` seconds (a model that cannot run on meta is
     traced on CPU, for real)."""
-    base = tuple(int(s) for s in input_shape)
+    inputs = as_inputs(input_shape)
+    base = inputs.shape
     found: list[Shape] = []
     offsets = sorted(range(-radius, radius + 1), key=lambda d: (abs(d), d))
     deadline = time.perf_counter() + budget_s
@@ -261,7 +327,7 @@ def nearby_inputs(
             continue
         shape = (*base[:2], *spatial)
         try:
-            result = trace(model, shape)
+            result = trace(model, inputs.with_shape(shape))
         except (ShapeError, ModelRunError):
             continue
         if _batch_kept(result, base[0]) and (accept is None or accept(result)):
@@ -272,7 +338,7 @@ def nearby_inputs(
 
 
 def nearby_hint(
-    model: nn.Module, input_shape: Sequence[int], accept: Callable[[Trace], bool] | None = None
+    model: nn.Module, input_shape: Any, accept: Callable[[Trace], bool] | None = None
 ) -> str:
     """A message line naming the nearest inputs at which the model runs (with
     ``accept``: at which it gives its own size back), or ``""`` when none is near."""
@@ -285,7 +351,8 @@ def nearby_hint(
     what = "gives an output of the input's size" if accept is not None else "runs"
     listed = ", ".join("×".join(map(str, shape)) for shape in shapes)
     return (
-        f"\n  inputs near {'×'.join(map(str, input_shape))} at which the model {what}: "
+        f"\n  inputs near {'×'.join(map(str, as_inputs(input_shape).shape))} at which the "
+        f"model {what}: "
         f"{listed}.\n  fix: feed such a size (pad or crop the data), or make the model take "
         f"any size (padding, output_size= or F.interpolate to the skip's size)."
     )

@@ -233,7 +233,7 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "table_input": (
         'factory = "mymodels:Good"\ninput = { n = 1 }',
-        "*input must be a list of ints such as [1, 1, 28, 28]*",
+        "*input.n must be a list of ints such as [1, 1, 28, 28]*",
     ),
     "allowed_import_error": (
         'factory = "nowhere.models:Net"\nallow = ["shapes"]',
