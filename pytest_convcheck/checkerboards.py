@@ -207,7 +207,7 @@ def _layer_taps(node: TraceNode, spatial: int) -> PhaseTaps | None:
 def phase_counts(result: Trace) -> dict[int, tuple[PhaseCounts, ...] | None]:
     """Per node, the composed per-axis phase counts from the model input; ``None``
     once the spatial structure has ended."""
-    spatial = len(result.input_shape) - 2
+    spatial = result.spatial
     flat = tuple(PhaseCounts.flat() for _ in range(spatial))
     counts: dict[int, tuple[PhaseCounts, ...] | None] = {MODEL_INPUT: flat}
     for node in result.nodes:
@@ -533,7 +533,7 @@ def checkerboard(
 
 def report_from_trace(result: Trace, model: nn.Module | None = None) -> CheckerboardReport:
     """The checkerboard report of a traced model (weights read from ``model``)."""
-    spatial = len(result.input_shape) - 2
+    spatial = result.spatial
     counts = phase_counts(result)
     modules = dict(model.named_modules()) if model is not None else {}
     rows = {i: layer for layer in result.layers for i in layer.nodes}

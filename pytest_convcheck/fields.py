@@ -279,11 +279,12 @@ def node_layouts(
     """The :class:`~pytest_convcheck.dependencies.Layout` of every node's output
     (``None``: it reads no input position), and the propagation with its notes
     and the normalisation layers whose statistics span spatial axes."""
-    spatial = len(result.input_shape) - 2
+    spatial = result.spatial
     if spatial < 1:
         raise ValueError(
-            "receptive fields need an input with spatial dims (N, C, ...), got "
-            f"{result.input_shape}"
+            "receptive fields need an input with spatial dims (N, C, ...) — or integer ids "
+            f"(N, L) —, got {result.input_shape}.\n  fix: describe the model's input with its "
+            f"spatial dims, or pick another input with input=."
         )
     propagation = Propagation(tuple(result.input_shape[-spatial:]), include_statistics)
     layouts: dict[int, Layout | None] = {
@@ -336,7 +337,7 @@ def field_of_trace(
     (``rows=False``: without them, for callers that need only the totals);
     ``include_statistics`` counts normalisation statistics (see the module doc)."""
     layouts, propagation = node_layouts(result, include_statistics=include_statistics)
-    spatial = len(result.input_shape) - 2
+    spatial = result.spatial
     extents = result.input_shape[-spatial:]
     numbers: dict[int, tuple[Any, Any, Any]] = {}  # id of a node's layout → its numbers
 

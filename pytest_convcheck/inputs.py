@@ -150,22 +150,57 @@ def _map(value: Any, fn: Callable[[Input], Any]) -> Any:
     return value
 
 
+Path = tuple[Key, ...]
+
+
+def _walk(value: Any, path: Path) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
+def _placed(value: Any, path: Path, new: Any) -> Any:
+    """``value`` with the item at ``path`` replaced by ``new`` (containers copied)."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {k: _placed(v, rest, new) if k == head else v for k, v in value.items()}
+    items = [_placed(v, rest, new) if i == head else v for i, v in enumerate(value)]
+    return tuple(items) if isinstance(value, tuple) else items
+
+
+def _leaf_paths(value: Any, path: Path) -> Iterator[tuple[Path, Input]]:
+    if isinstance(value, Input):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _leaf_paths(item, (*path, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaf_paths(item, (*path, key))
+
+
 @dataclass(frozen=True)
 class Inputs:
     """A normalised input description: positional and keyword arguments whose
     tensors are :class:`Input` placeholders (anything else is passed as it is),
-    and the key of the primary input (an index into ``args`` or a name)."""
+    and the path of the primary input: an index into ``args`` or a keyword name,
+    then keys into nested containers (``(0, "image")`` for ``forward(batch)`` with
+    ``batch["image"]``)."""
 
     args: tuple[Any, ...]
     kwargs: tuple[tuple[str, Any], ...] = ()
-    primary: Key = 0
+    primary: Path = (0,)
     source: str = field(default="shape", compare=False)
 
     # ------------------------------------------------------------------ reading
-    def get(self, key: Key) -> Any:
-        if isinstance(key, int):
-            return self.args[key]
-        return dict(self.kwargs)[key]
+    def _root(self) -> dict[Key, Any]:
+        return {**dict(enumerate(self.args)), **dict(self.kwargs)}
+
+    def get(self, path: Key | Path) -> Any:
+        path = path if isinstance(path, tuple) else (path,)
+        return _walk(self._root()[path[0]], path[1:])
 
     @property
     def main(self) -> Input:
@@ -177,6 +212,13 @@ class Inputs:
     def shape(self) -> Shape:
         """The primary input's shape (what shape-based analyses read)."""
         return self.main.shape
+
+    @property
+    def spatial(self) -> int:
+        """Spatial axes of the primary input: all but batch and channels for a
+        floating input (N, C, ...), all but batch for integer ids (N, L)."""
+        rank = len(self.shape)
+        return max(0, rank - 2) if self.main.floating else max(0, rank - 1)
 
     @property
     def single(self) -> bool:
@@ -193,14 +235,17 @@ class Inputs:
     def items(self) -> list[tuple[Key, Any]]:
         return [*enumerate(self.args), *self.kwargs]
 
-    def tensors(self) -> list[tuple[Key, Input]]:
-        """The top-level tensor inputs, with their keys."""
-        return [(k, v) for k, v in self.items() if isinstance(v, Input)]
+    def tensors(self) -> list[tuple[Path, Input]]:
+        """Every tensor input (nested ones too), with its path."""
+        found: list[tuple[Path, Input]] = []
+        for key, value in self.items():
+            found += list(_leaf_paths(value, (key,)))
+        return found
 
     def primary_name(self) -> str:
-        if isinstance(self.primary, str):
-            return self.primary
-        return f"input {self.primary}"
+        head, *rest = self.primary
+        text = head if isinstance(head, str) else f"input {head}"
+        return text + "".join(f"[{part!r}]" for part in rest)
 
     def describe(self) -> str:
         if self.single:
@@ -210,18 +255,22 @@ class Inputs:
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ changing
-    def _replace_key(self, key: Key, value: Any) -> Inputs:
-        if isinstance(key, int):
+    def _replace_path(self, path: Path, value: Any) -> Inputs:
+        head, rest = path[0], path[1:]
+        if isinstance(head, int):
             args = list(self.args)
-            args[key] = value
+            args[head] = _placed(args[head], rest, value)
             return replace(self, args=tuple(args))
-        return replace(self, kwargs=tuple((k, value if k == key else v) for k, v in self.kwargs))
+        return replace(
+            self,
+            kwargs=tuple((k, _placed(v, rest, value) if k == head else v) for k, v in self.kwargs),
+        )
 
     def with_shape(self, shape: Sequence[int]) -> Inputs:
         """The primary input resized to ``shape``; other inputs that share its batch
         size follow a change of batch."""
         new = tuple(int(s) for s in shape)
-        result = self._replace_key(self.primary, replace(self.main, shape=new))
+        result = self._replace_path(self.primary, replace(self.main, shape=new))
         if new and self.shape and new[0] != self.shape[0]:
             result = result._rebatch(self.shape[0], new[0], skip=self.primary)
         return result
@@ -230,16 +279,11 @@ class Inputs:
         """Every input whose first dim is the primary's batch size, resized to ``batch``."""
         return self.with_shape((batch, *self.shape[1:]))
 
-    def _rebatch(self, old: int, new: int, skip: Key) -> Inputs:
-        def resize(item: Input) -> Input:
-            if item.shape and item.shape[0] == old:
-                return replace(item, shape=(new, *item.shape[1:]))
-            return item
-
+    def _rebatch(self, old: int, new: int, skip: Path) -> Inputs:
         result = self
-        for key, value in self.items():
-            if key != skip:
-                result = result._replace_key(key, _map(value, resize))
+        for path, item in self.tensors():
+            if path != skip and item.shape and item.shape[0] == old:
+                result = result._replace_path(path, replace(item, shape=(new, *item.shape[1:])))
         return result
 
     # ------------------------------------------------------------------ building
@@ -269,41 +313,59 @@ class Inputs:
     def _assemble(
         self, make: Callable[[Input], torch.Tensor], primary: torch.Tensor | None
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        args = []
-        for i, value in enumerate(self.args):
-            if primary is not None and i == self.primary:
-                args.append(primary)
-            else:
-                args.append(_map(value, make))
-        kwargs = {}
-        for name, value in self.kwargs:
-            if primary is not None and name == self.primary:
-                kwargs[name] = primary
-            else:
-                kwargs[name] = _map(value, make)
-        return tuple(args), kwargs
+        source = self if primary is None else self._replace_path(self.primary, _Given(primary))
 
-    def select(self, key: Key | None) -> Inputs:
-        """The same inputs with ``key`` (an index or a name) as the primary one."""
+        def build(item: Any) -> Any:
+            return item.tensor_value if isinstance(item, _Given) else make(item)
+
+        args = tuple(_map(value, build) for value in source.args)
+        kwargs = {name: _map(value, build) for name, value in source.kwargs}
+        return args, kwargs
+
+    def primary_tensor(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """The primary input's tensor among built ``(args, kwargs)``."""
+        head, rest = self.primary[0], self.primary[1:]
+        found = _walk(args[head] if isinstance(head, int) else kwargs[head], rest)
+        assert isinstance(found, torch.Tensor)
+        return found
+
+    def select(self, key: Key | Path | None) -> Inputs:
+        """The same inputs with ``key`` (an index, a name, or a path into nested
+        containers) as the primary one."""
         if key is None:
             return self
-        found = self._find(key)
-        return replace(self, primary=found)
-
-    def _find(self, key: Key) -> Key:
-        if isinstance(key, int) and not isinstance(key, bool):
-            if 0 <= key < len(self.args) and isinstance(self.args[key], Input):
-                return key
-        elif isinstance(key, str):
-            names = dict(self.kwargs)
-            if isinstance(names.get(key), Input):
-                return key
-        choices = [repr(k) for k, _ in self.tensors()]
+        path = key if isinstance(key, tuple) else (key,)
+        try:
+            found = self.get(path)
+        except (KeyError, IndexError, TypeError):
+            found = None
+        if isinstance(found, Input) and not isinstance(path[0], bool):
+            return replace(self, primary=path)
+        choices = [_path_text(p) for p, _ in self.tensors()]
         raise ValueError(
             f"input={key!r} names no tensor input; the tensor inputs are "
             f"{', '.join(choices) or 'none'}.\n  fix: pass input= one of them (an index of a "
-            f"positional input, or a keyword name)."
+            f"positional input, a keyword name, or a path such as (0, 'image'))."
         )
+
+
+@dataclass(frozen=True)
+class _Given(Input):
+    """A placeholder carrying a ready tensor (the primary input of a build)."""
+
+    tensor_value: Any = None
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        object.__setattr__(self, "shape", tuple(tensor.shape))
+        object.__setattr__(self, "dtype", None)
+        object.__setattr__(self, "low", None)
+        object.__setattr__(self, "high", None)
+        object.__setattr__(self, "tensor_value", tensor)
+
+
+def _path_text(path: Path) -> str:
+    head, *rest = path
+    return repr(head) + "".join(f"[{part!r}]" for part in rest)
 
 
 def _describe(value: Any) -> str:
@@ -364,19 +426,19 @@ def _from_example(value: Any) -> Any:
     return value
 
 
-def _default_primary(inputs: Inputs) -> Key:
+def _default_primary(inputs: Inputs) -> Path:
     tensors = inputs.tensors()
     if not tensors:
         raise ValueError(
             "the input description holds no tensor input.\n  fix: give at least one shape "
             "(or Input) among the arguments."
         )
-    for key, item in tensors:
+    for path, item in tensors:
         if item.floating and len(item.shape) >= 3:
-            return key
-    for key, item in tensors:
+            return path
+    for path, item in tensors:
         if item.floating:
-            return key
+            return path
     return tensors[0][0]
 
 

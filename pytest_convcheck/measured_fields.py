@@ -440,7 +440,7 @@ def _alignment(result: Trace) -> list[int]:
     inside the model: sizes that are multiples of it go through every
     downsampling stage alike (a U-Net at 576, not 570)."""
     maps, _ = node_maps(result)
-    spatial = len(result.input_shape) - 2
+    spatial = result.spatial
     found = [1] * spatial
     for axes in maps.values():
         for axis, axis_map in enumerate(axes):
@@ -505,6 +505,17 @@ def _fitting_shape(
             if not m.whole:
                 wanted[-spatial + axis] += step[axis]
     return input_shape, True, [0] * spatial, base
+
+
+def _need_floating(model: nn.Module, inputs: Inputs) -> None:
+    """Gradients reach floating inputs only."""
+    if not inputs.main.floating:
+        raise MeasurementRefused(
+            f"{type(model).__name__}: the primary input ({inputs.primary_name()}, "
+            f"{inputs.main.describe()}) holds integers — no gradient reaches it, so a "
+            f"gradient cannot measure its field.\n  fix: rely on the analytic field "
+            f"(receptive_field), or pick a floating input with input=."
+        )
 
 
 _BYTES = 8  # float64
@@ -593,6 +604,7 @@ def empirical_receptive_field(
     :class:`~pytest_convcheck.errors.MeasurementRefused`.
     """
     inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
+    _need_floating(model, inputs)
     shape = inputs.shape
     base = trace(model, inputs)
     analytic = field_of_trace(base, include_statistics=include_statistics)
@@ -802,6 +814,7 @@ def effective_receptive_field(
     if weights not in ("current", "init"):
         raise ValueError(f"weights must be 'current' or 'init', got {weights!r}")
     inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
+    _need_floating(model, inputs)
     shape = inputs.shape
     single = inputs.with_batch(1)
     work = materialized_copy(model, "cpu", single).float().eval()

@@ -250,7 +250,7 @@ def report_from_trace(
     if result.fallback:
         notes.append(f"traced on CPU, not meta: {result.fallback}")
     notes += result.disagreements
-    if len(result.input_shape) > 2:
+    if result.spatial >= 1:
         try:
             field = field_of_trace(result, rows=False)
             receptive: dict[str, Any] = {

@@ -129,6 +129,14 @@ class Trace:
     inputs: Inputs | None = None
 
     @property
+    def spatial(self) -> int:
+        """Spatial axes of the primary input: (N, C, *spatial) for a floating input,
+        (N, *positions) for integer ids (tokens)."""
+        if self.inputs is not None:
+            return self.inputs.spatial
+        return max(0, len(self.input_shape) - 2)
+
+    @property
     def device(self) -> str:
         """``"meta"``, or ``"cpu"`` when the model could not run on meta."""
         return "cpu" if self.fallback else "meta"
@@ -1256,10 +1264,7 @@ def _run(
 
 def inputs_primary(inputs: Inputs, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
     """The primary input's tensor among built ``(args, kwargs)``."""
-    key = inputs.primary
-    found = args[key] if isinstance(key, int) else kwargs[key]
-    assert isinstance(found, torch.Tensor)
-    return found
+    return inputs.primary_tensor(args, kwargs)
 
 
 def missing_inputs_message(model: nn.Module, inputs: Inputs, missing: Sequence[str]) -> str:
