@@ -270,7 +270,7 @@ def _map_value(value: Any, fn: Callable[[str, torch.Tensor], Any], path: str) ->
 
 def _map_call(call: Call, fn: Callable[[str, torch.Tensor], Any]) -> Call:
     """``call`` with every input tensor ``t`` (nested in tuples, lists and dicts too)
-    replaced by ``fn(label, t)``; labels as :func:`_input_labels` gives them."""
+    replaced by ``fn(label, t)``; labels as :func:`_call_tensors` gives them."""
     args, kwargs = call
     single = _single(call)
     new_args = tuple(
@@ -323,6 +323,8 @@ def _fresh(call: Call, *, grad: bool = False) -> Call:
 
 
 def _described_leaves(value: Any) -> Iterator[Input]:
+    """The :class:`Input` placeholders in ``value``, in the order ``Inputs.build``
+    draws them."""
     if isinstance(value, Input):
         yield value
     elif isinstance(value, (list, tuple)):
@@ -335,9 +337,9 @@ def _described_leaves(value: Any) -> Iterator[Input]:
 
 def _build(inputs: Inputs, seed: int = 0) -> tuple[Call, torch.Generator]:
     """``inputs`` built on CPU, floating ones in float64 (``Inputs.build``, ``seed``),
-    and a generator
-    that continues the random stream they were drawn from (for the output weights:
-    for one input of a shape, ``x`` and the weights are the draws they always were)."""
+    and a generator that continues the random stream they were drawn from (for the
+    output weights: for one input of a shape, ``x`` and the weights are the draws
+    they always were)."""
     call = _cast(inputs.build(torch.float64, "cpu", seed=seed), "cpu", torch.float64)
     generator = torch.Generator().manual_seed(seed)
     for _, value in inputs.items():
