@@ -554,7 +554,7 @@ def _gradient_cross_talk(
             if grad is None:
                 continue
             leak = _leak(grad, sample)
-            if leak <= atol:
+            if leak <= atol:  # a NaN gradient is a dependency too
                 continue
             culprit, leak = _leaking_output(leaves, label, dict(floating), sample, atol, leak)
             subject = _subject(culprit, leaves)
@@ -571,12 +571,10 @@ def _gradient_cross_talk(
 
 
 def _leak(grad: torch.Tensor, sample: int) -> float:
-    """The largest gradient (or value change) outside ``sample``; NaN counts as a leak."""
+    """The largest gradient outside ``sample`` (NaN where one is NaN: a dependency too,
+    so compare with ``not leak <= atol``)."""
     others = torch.cat([grad[:sample], grad[sample + 1 :]])
-    if not others.numel():
-        return 0.0
-    value = others.abs().max().item()
-    return math.inf if math.isnan(value) else value
+    return others.abs().max().item() if others.numel() else 0.0
 
 
 def _leaking_output(
@@ -594,7 +592,7 @@ def _leaking_output(
         (grad,) = torch.autograd.grad(
             t[sample].sum(), inputs[label], retain_graph=True, allow_unused=True
         )
-        if grad is not None and (leak := _leak(grad, sample)) > atol:
+        if grad is not None and not (leak := _leak(grad, sample)) <= atol:
             return key, leak
     return "the outputs", total_leak
 
