@@ -1231,8 +1231,10 @@ def _run(
         missing = missing_parameters(model.forward, inputs)
         if missing:
             raise ModelRunError(missing_inputs_message(model, inputs, missing)) from error
-        if meta:
+        if meta and _is_meta_limitation(error):
             raise _MetaUnsupported(f"{type(error).__name__}: {error}") from error
+        # the model's own code refused the input (a size assertion): a CPU run would
+        # refuse it alike, so it is not re-run there
         raise ModelRunError(
             f"{type(model).__name__}.forward failed on input {inputs.describe()} "
             f"({type(error).__name__}: {error})"
