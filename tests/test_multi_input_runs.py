@@ -277,13 +277,7 @@ def test_a_forward_missing_an_input_is_named() -> None:
     assert "timestep" in str(info.value) and "fix:" in str(info.value)
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=False,
-    reason="inputs.as_inputs needs a top-level tensor input for the primary one",
-)
 def test_a_forward_taking_only_a_dict() -> None:
-    # passes once the primary input may sit inside a container (inputs.py)
     assert_batch_independent(DictBatch(), example_inputs=dict_batch_inputs)
     assert_layout_parity(DictBatch(), example_inputs=dict_batch_inputs)
     report = assert_device_parity(DictBatch(), example_inputs=dict_batch_inputs, devices=["cpu"])
