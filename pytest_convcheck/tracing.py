@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gc
 import inspect
 import itertools
@@ -1300,6 +1301,8 @@ def missing_inputs_message(model: nn.Module, inputs: Inputs, missing: Sequence[s
 
 
 def _leaves_with_paths(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of an output, with its path: nested tuples, lists, dicts,
+    dataclasses (by field) and objects with ``to_tuple()``."""
     if isinstance(value, torch.Tensor):
         yield path or "output", value
     elif isinstance(value, dict):
@@ -1308,6 +1311,11 @@ def _leaves_with_paths(value: Any, path: str = "") -> Iterator[tuple[str, torch.
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             yield from _leaves_with_paths(item, f"{path}[{i}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from _leaves_with_paths(getattr(value, item.name), f"{path}.{item.name}")
+    elif callable(getattr(value, "to_tuple", None)):
+        yield from _leaves_with_paths(value.to_tuple(), path)
 
 
 __all__ = ["MODEL_INPUT", "ModelRunError", "Trace", "TraceLayer", "TraceNode", "trace"]

@@ -466,11 +466,5 @@ def test_dataclass_and_to_tuple_outputs_are_compared_field_by_field(kind: str, s
         assert_layout_parity(ReturnsObjects(kind, layout_bug=True), (2, 3, 8, 8))
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="tracing._leaves_with_paths does not descend into dataclass outputs yet, so "
-    "the meta batch-size check sees no output tensor",
-)
 def test_batch_check_on_a_dataclass_output() -> None:
     assert_batch_independent(ReturnsObjects("dataclass"), (2, 3, 8, 8))
