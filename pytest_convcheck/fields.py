@@ -394,11 +394,22 @@ def field_of_trace(
         tuple(m.whole for m in axes),
         tuple(table),
         axes,
-        tuple(dict.fromkeys(propagation.notes)),
+        tuple(dict.fromkeys([*_primary_note(result), *propagation.notes])),
         tuple(dict.fromkeys(propagation.statistics)),
         include_statistics,
         tuple(propagation.boundaries.get(axis, "zeros") for axis in range(spatial)),
     )
+
+
+def _primary_note(result: Trace) -> list[str]:
+    """Which input the field is of, for a forward with several."""
+    inputs = result.inputs
+    if inputs is None or inputs.single or len(inputs.tensors()) < 2:
+        return []
+    return [
+        f"the field counts the positions of {inputs.primary_name()} "
+        f"({inputs.main.describe()}); the other inputs are held fixed (input= picks another)"
+    ]
 
 
 def receptive_field(
