@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "TraceLayer": "pytest_convcheck.tracing",
     "assert_output_shape": "pytest_convcheck.shapes",
     "valid_input_sizes": "pytest_convcheck.shapes",
+    "input_size_rule": "pytest_convcheck.input_sizes",
+    "SizeRule": "pytest_convcheck.input_sizes",
     "assert_batch_independent": "pytest_convcheck.shapes",
     "receptive_field": "pytest_convcheck.fields",
     "assert_receptive_field": "pytest_convcheck.fields",
@@ -70,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads l
         assert_receptive_field,
         receptive_field,
     )
+    from pytest_convcheck.input_sizes import SizeRule, input_size_rule  # noqa: F401
     from pytest_convcheck.inputs import Input, Inputs  # noqa: F401
     from pytest_convcheck.layers import Geometry, output_shape  # noqa: F401
     from pytest_convcheck.measured_fields import (  # noqa: F401

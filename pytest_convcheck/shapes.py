@@ -346,8 +346,9 @@ def nearby_hint(
         shapes = nearby_inputs(model, input_shape, accept)
     except Exception:  # a hint must never hide the failure it explains
         return ""
+    rules = _size_rules(model, input_shape)
     if not shapes:
-        return ""
+        return rules
     what = "gives an output of the input's size" if accept is not None else "runs"
     listed = ", ".join("×".join(map(str, shape)) for shape in shapes)
     return (
@@ -355,7 +356,19 @@ def nearby_hint(
         f"model {what}: "
         f"{listed}.\n  fix: feed such a size (pad or crop the data), or make the model take "
         f"any size (padding, output_size= or F.interpolate to the skip's size)."
-    )
+    ) + rules
+
+
+def _size_rules(model: nn.Module, input_shape: Any) -> str:
+    """The sizes the model takes along each spatial axis, as rules (see
+    :func:`~pytest_convcheck.input_sizes.input_size_rule`), or ``""``."""
+    from pytest_convcheck.input_sizes import describe_sizes
+
+    try:
+        lines = describe_sizes(model, as_inputs(input_shape))
+    except Exception:  # a hint must never hide the failure it explains
+        return ""
+    return "".join(f"\n  sizes it takes along {line}" for line in lines)
 
 
 def same_spatial_size(result: Trace) -> bool:

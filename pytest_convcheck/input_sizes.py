@@ -1,0 +1,250 @@
+"""Which input sizes a model takes, stated as a rule: ``n ≡ 0 (mod 32), n ≥ 32``.
+
+Every layer maps a size ``n`` to ``⌊(n + a)/s⌋ + b`` (conv, pooling) or ``s·n + b``
+(transposed conv, upsampling by a factor): composed along a path, the output size
+depends on ``n mod L`` and grows linearly in ``n`` once every layer has at least
+one output position, where ``L`` is the least common multiple of the strides the
+input meets. A merge (a U-Net's skip concatenation) holds exactly when its paths'
+sizes agree, which then depends on ``n mod L`` only; a flatten feeding a linear
+layer holds for one ``n`` or a short window. So the set of valid sizes is a
+finite set below a threshold ``T``, and beyond it periodic with period ``L``:
+
+    valid(n) = valid(n + L)   for n ≥ T
+
+:func:`input_size_rule` traces (on meta) the sizes below ``T + 2L`` to find the
+threshold and the residues, checks the period twice over, and states the rule
+with the output size as a formula of the input size. Sizes past what it traced
+follow from the period; :meth:`SizeRule.valid` answers any range without
+running the model. A model whose own code makes a size-dependent choice (an
+``if`` on the width) may break the period: the rule says up to which size it
+was checked.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.inputs import Inputs, as_inputs
+from pytest_convcheck.tracing import ModelRunError, Trace, trace
+
+__all__ = ["SizeRule", "input_size_rule"]
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """The valid sizes of one input dim: ``exceptions`` (valid sizes below
+    ``threshold``) and, from ``threshold`` on, the sizes whose remainder modulo
+    ``period`` is in ``residues`` (none: a finite set). ``outputs``: the output's
+    size along the same axis as a formula of ``n`` (``""`` when the output has
+    another rank); ``checked_to``: the largest size traced."""
+
+    model: str
+    dim: int
+    period: int
+    threshold: int
+    residues: tuple[int, ...]
+    exceptions: tuple[int, ...]
+    outputs: str
+    checked_to: int
+
+    def is_valid(self, n: int) -> bool:
+        if n < self.threshold:
+            return n in self.exceptions
+        return n % self.period in self.residues
+
+    def valid(self, sizes: Iterable[int]) -> list[int]:
+        """The valid sizes among ``sizes``, without running the model."""
+        return sorted({n for n in sizes if n >= 1 and self.is_valid(n)})
+
+    def describe(self) -> str:
+        """The rule in words: ``widths 28–31``, ``multiples of 8 from 8``,
+        ``n ≡ 1, 5 (mod 8), n ≥ 9``; with the output size as a formula."""
+        parts = []
+        if self.exceptions:
+            parts.append(_ranges(self.exceptions))
+        if self.residues:
+            first = self.threshold + min((r - self.threshold) % self.period for r in self.residues)
+            if self.period == 1:
+                parts.append(f"every size from {first}")
+            elif self.residues == (0,):
+                parts.append(f"multiples of {self.period} from {first}")
+            else:
+                residues = ", ".join(map(str, self.residues))
+                parts.append(f"n ≡ {residues} (mod {self.period}), n ≥ {first}")
+        text = " and ".join(parts) if parts else "no size"
+        if self.outputs:
+            text += f"; output {self.outputs}"
+        if not self.residues and self.threshold > self.checked_to:
+            text += f" (no period found up to {self.checked_to})"
+        return text
+
+
+def _ranges(values: Iterable[int]) -> str:
+    ordered = sorted(values)
+    runs: list[list[int]] = []
+    for v in ordered:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs)
+
+
+def _period(result: Trace, axis: int) -> int:
+    """The least common multiple of the integer strides that input axis ``axis``
+    meets in the trace (1 when it meets none)."""
+    from pytest_convcheck.fields import node_maps
+
+    maps, _ = node_maps(result)
+    found = 1
+    for axes in maps.values():
+        if axis >= len(axes):
+            continue
+        m = axes[axis]
+        if m.whole or m.advance <= 0 or m.period != 1:
+            continue  # downsampling chains only (an upsampled path's ratio is no stride)
+        step = m.advance // math.gcd(m.advance, m.period)
+        if step <= 4096:
+            found = math.lcm(found, step)
+    return found
+
+
+def _out_size(result: Trace, axis_from_end: int) -> int | None:
+    """The (first) output's size along the input's axis, when it keeps the input's rank."""
+    first = result.outputs[0][1] if result.outputs else None
+    if not first or len(first) != len(result.input_shape):
+        return None
+    return first[-axis_from_end]
+
+
+def input_size_rule(
+    model: nn.Module,
+    input_shape: Any = None,
+    dim: int = -1,
+    *,
+    example_inputs: Any = None,
+    input: int | str | None = None,
+    limit: int = 4096,
+) -> SizeRule:
+    """The sizes along ``dim`` of the primary input (other dims and inputs as
+    described, see :mod:`pytest_convcheck.inputs`) at which the model runs and
+    keeps its batch, as a :class:`SizeRule`; ``limit`` bounds the sizes traced."""
+    inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
+    base = list(inputs.shape)
+    if not -len(base) <= dim < len(base) or dim % len(base) == 0:
+        raise ValueError(
+            f"dim {dim} is not a spatial dim of input {tuple(base)}.\n  fix: pick a spatial dim "
+            f"such as -1."
+        )
+    rank = len(base)
+    axis = (dim % rank) - (rank - inputs.spatial)
+    cache: dict[int, Trace | None] = {}
+
+    def run(n: int) -> Trace | None:
+        if n not in cache:
+            shape = list(base)
+            shape[dim] = n
+            try:
+                result: Trace | None = trace(model, inputs.with_shape(shape))
+            except (ShapeError, ModelRunError):
+                result = None
+            if result is not None and not _batch_kept(result, base[0]):
+                result = None
+            cache[n] = result
+        return cache[n]
+
+    reference = run(base[dim])
+    period = _period(reference, axis) if reference is not None and axis >= 0 else 1
+    # a threshold past which validity repeats with the period, checked twice over
+    n_max = min(limit, max(base[dim], period) + 4 * period + 8)
+    while True:
+        valid = {n: run(n) is not None for n in range(1, n_max + 1)}
+        threshold = next(
+            (
+                t
+                for t in range(1, n_max - 2 * period + 1)
+                if all(valid[n] == valid[n + period] for n in range(t, n_max - period + 1))
+            ),
+            None,
+        )
+        if threshold is not None or n_max >= limit:
+            break
+        n_max = min(limit, n_max * 2)
+    name = type(model).__name__
+    if threshold is None:  # no period below the limit: list what was seen
+        seen = tuple(n for n in range(1, n_max + 1) if valid[n])
+        return SizeRule(name, dim, period, n_max + 1, (), seen, "", n_max)
+    residues = tuple(sorted({n % period for n in range(threshold, threshold + period) if valid[n]}))
+    outputs = _fit_output(run, threshold, period, residues, rank - (dim % rank))
+    # the smallest period the residues repeat with (every size: period 1)
+    for smaller in (d for d in range(1, period + 1) if period % d == 0):
+        reduced = {r % smaller for r in residues}
+        if len(reduced) * (period // smaller) == len(residues):
+            residues, period = tuple(sorted(reduced)), smaller
+            break
+    # sizes just below the threshold that continue the periodic part belong to it
+    while threshold > 1 and valid[threshold - 1] == ((threshold - 1) % period in residues):
+        threshold -= 1
+    exceptions = tuple(n for n in range(1, threshold) if valid[n])
+    return SizeRule(name, dim, period, threshold, residues, exceptions, outputs, n_max)
+
+
+def _fit_output(run: Any, threshold: int, period: int, residues: tuple[int, ...], back: int) -> str:
+    """The output's size along the axis as ``k·⌊(n + c)/L⌋ + d`` (``k·n + d`` for
+    ``L = 1``), fitted to one size of each residue class and the next period's;
+    ``""`` when the output has another rank or fits no such formula."""
+    samples = []
+    for r in residues:
+        n = threshold + (r - threshold) % period
+        a, b = run(n), run(n + period)
+        ya = _out_size(a, back) if a is not None else None
+        yb = _out_size(b, back) if b is not None else None
+        if ya is None or yb is None:
+            return ""
+        samples.append((n, ya, yb))
+    steps = {yb - ya for _, ya, yb in samples}
+    if not samples or len(steps) != 1:
+        return ""
+    (k,) = steps
+    if k == 0:
+        values = {ya for _, ya, _ in samples}
+        return str(values.pop()) if len(values) == 1 else ""
+    slope = Fraction(k, period)
+    linear = {ya - slope * n for n, ya, _ in samples}
+    if len(linear) == 1:  # exact on the valid sizes: no floor needed
+        d = linear.pop()
+        core = "n" if slope == 1 else f"{slope}·n" if slope.denominator == 1 else f"n·{slope}"
+        return core if d == 0 else f"{core} {'+' if d > 0 else '−'} {abs(d)}"
+    for c in range(period):
+        offsets = {ya - k * ((n + c) // period) for n, ya, _ in samples}
+        if len(offsets) != 1:
+            continue
+        d = offsets.pop()
+        core = "n" if period == 1 else f"⌊(n + {c})/{period}⌋" if c else f"⌊n/{period}⌋"
+        core = core if k == 1 else f"{k}·{core}"
+        return core if d == 0 else f"{core} {'+' if d > 0 else '−'} {abs(d)}"
+    return ""
+
+
+def _batch_kept(result: Trace, batch: int) -> bool:
+    shapes = [s for _, s in result.outputs]
+    return bool(shapes) and all(len(s) >= 1 and s[0] == batch for s in shapes)
+
+
+def describe_sizes(model: nn.Module, inputs: Inputs, limit: int = 256) -> list[str]:
+    """Per spatial axis of the primary input, its rule in words (for messages)."""
+    rank = len(inputs.shape)
+    names = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+    labels = names.get(inputs.spatial, tuple(f"dim {d}" for d in range(inputs.spatial)))
+    lines = []
+    for label, dim in zip(labels, range(rank - inputs.spatial, rank), strict=True):
+        rule = input_size_rule(model, inputs, dim, limit=limit)
+        lines.append(f"{label} (dim {dim}): {rule.describe()}")
+    return lines
