@@ -23,9 +23,9 @@ was checked.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from torch import nn
