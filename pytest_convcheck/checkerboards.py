@@ -757,6 +757,7 @@ def assert_no_checkerboard(
     ``"structural"`` (uneven kernel overlap), ``"weights"`` (current weights respond
     unevenly per phase), ``"output"`` (stride-frequency energy in the output on a
     smooth input), ``"gradient"`` (the same in the input gradient)."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     name = type(model).__name__
     if input_shape is not None or example_inputs is not None:
         input_shape = as_inputs(input_shape, example_inputs=example_inputs, input=input)

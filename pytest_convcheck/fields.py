@@ -507,6 +507,7 @@ def assert_receptive_field(
     grow the field most cheaply, and which normalisation layers' statistics span
     the input (counted with ``include_statistics``).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line
     field = receptive_field(
         model,
         input_shape,

@@ -651,6 +651,7 @@ def assert_device_parity(
     reports ops without a deterministic implementation instead of crashing. The
     model runs in eval mode on copies; the user's model is not touched.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line
     inputs = as_inputs(input_shape, example_inputs=example_inputs)
     _require_inputs(model, inputs)
     wanted = list(devices) if devices is not None else available_devices()
@@ -776,6 +777,7 @@ def assert_layout_parity(
 
     ``input_shape`` is any input description (or ``example_inputs=``, see
     :mod:`pytest_convcheck.inputs`); integer and boolean inputs keep their layout."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     inputs = as_inputs(input_shape, example_inputs=example_inputs)
     _require_inputs(model, inputs)
     built, _ = _build(inputs)
@@ -870,6 +872,7 @@ def assert_compile_parity(
     cannot run (dynamo unsupported on this Python, no C++ compiler for inductor on
     CPU, a backend that fails to build), this calls ``pytest.skip`` with the reason.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line
     import pytest
 
     reason = _compile_unavailable()

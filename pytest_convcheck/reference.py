@@ -261,6 +261,7 @@ def assert_conv_matches_reference(
     """A conv or transposed-conv layer (any dims, groups, dilation, padding mode) run
     on ``device`` in float64 agrees with the float64 CPU reference on a random input
     (largest difference ≤ 1e-9)."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     generator = torch.Generator().manual_seed(seed)
     work = _layer_copy(layer)
     x = torch.randn(tuple(input_shape), generator=generator, dtype=torch.float64)
@@ -321,6 +322,7 @@ def assert_transpose_is_adjoint(
     float64 reference conv and convᵀ torch's transposed conv on ``device`` sharing
     ``conv``'s weight, and convᵀ(y) equal to the gradient of ⟨conv(x), y⟩ with respect
     to x. Returns the relative adjoint error."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     generator = torch.Generator().manual_seed(seed)
     w = conv.weight.detach().double()
     stride, padding, dilation = _ints(conv)

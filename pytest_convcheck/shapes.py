@@ -93,6 +93,7 @@ def assert_output_shape(
     in → out) and the layers that last changed the spatial size, with their
     formula and numbers.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line
     result = trace(model, input_shape, example_inputs=example_inputs, input=input)
     got = result.output_shape
     model_name = type(model).__name__
@@ -431,6 +432,7 @@ def assert_batch_independent(
     changes the other samples' values of each of those and compares the outputs.
     Every output tensor is checked.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line
     inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
     shape = inputs.shape
     if len(shape) < 2:

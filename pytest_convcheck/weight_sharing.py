@@ -277,6 +277,7 @@ def assert_no_accidental_sharing(
     ``ModuleList([m] * n)``, one block on two attributes), unless a name of the
     group is in ``allow``. Calling one module twice in ``forward`` is fine.
     ``input_shape``: any input description (see :func:`sharing`)."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     report = sharing(model, input_shape, allow=allow, example_inputs=example_inputs)
     if report.suspicious:
         lines = [f"{report.model}: accidental weight sharing:"]
@@ -433,6 +434,7 @@ def assert_weights_shared(model: nn.Module, *names: str) -> TieCheck:
     the transposed conv tied to it, 8 vs 1 values; or a parameter without a
     namesake) are notes in the returned :class:`TieCheck`, not failures. A failure
     names each untied pair and the assignment that ties it."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     if len(names) < 2:
         raise ValueError("assert_weights_shared needs at least two module or parameter names")
     resolved = [_resolve(model, name) for name in names]
@@ -484,6 +486,7 @@ def assert_gradients_accumulate(
     copies, through every floating output. ``name`` picks the module; by default every
     module called more than once. ``input_shape``: any input description, or
     ``example_inputs=`` (see :mod:`pytest_convcheck.inputs`)."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     inputs = as_inputs(input_shape, example_inputs=example_inputs)
     calls = trace(model, inputs).calls
     targets = [name] if name is not None else [n for n, c in calls.items() if c > 1 and n]
@@ -548,6 +551,7 @@ def assert_ties_preserved(model: nn.Module) -> None:
     """Check that the model's tied parameters stay tied through ``copy.deepcopy``, a
     ``state_dict`` save/load round-trip (``torch.load(weights_only=True)``),
     ``.to(torch.float64)`` and one optimizer step (on copies)."""
+    __tracebackhide__ = True  # pytest shows the caller's line
     groups = parameter_groups(model)
     name = type(model).__name__
     if not groups:
