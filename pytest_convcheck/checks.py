@@ -6,7 +6,6 @@ the run's :class:`RunContext`, and raises ``AssertionError`` (or
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import random
 import sys
@@ -25,7 +24,7 @@ from pytest_convcheck.checkerboards import (
     gradient_score,
     output_score,
 )
-from pytest_convcheck.config import ModelConfig
+from pytest_convcheck.config import ModelConfig, import_factory, import_object, user_frames
 from pytest_convcheck.errors import ConvcheckConfigError, ShapeError
 from pytest_convcheck.fields import assert_receptive_field
 from pytest_convcheck.inputs import Inputs, as_inputs
@@ -51,7 +50,15 @@ class RunContext:
     artifacts: Path | None = None
     snapshots: Path = Path("__snapshots__") / "convcheck"
     update_snapshots: bool = False
+    snapshot_strict: bool = False  # a missing snapshot fails (else: skipped)
+    pictures_in_memory: bool = False  # draw pictures for the HTML report (pytest-html)
     notes: dict[str, Any] = field(default_factory=dict)  # facts for the summary
+    attachments: list[tuple[str, bytes | str]] = field(default_factory=list)  # (name, PNG/text)
+
+
+class CheckSkipped(Exception):
+    """A check that cannot say anything yet (a model without a snapshot): the item is
+    skipped with this message."""
 
 
 def _picture(context: RunContext, name: str, draw: Callable[[Path], object]) -> str:
@@ -133,15 +140,7 @@ def _seeded_call(factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
             numpy.random.set_state(numpy_state)
 
 
-def _user_frames(error: BaseException, limit: int = 3) -> str:
-    """The last frames of ``error``'s traceback outside pytest-convcheck."""
-    here = str(Path(__file__).parent)
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if here not in f.filename]
-    lines = [
-        f"    {f.filename}:{f.lineno} in {f.name}" + (f": {f.line.strip()}" if f.line else "")
-        for f in frames[-limit:]
-    ]
-    return ("\n  where:\n" + "\n".join(lines)) if lines else ""
+_user_frames = user_frames
 
 
 def _signature(factory: Any, name: str) -> str:
@@ -173,65 +172,17 @@ def model_inputs(config: ModelConfig) -> Inputs:
 
 
 def _import_function(config: ModelConfig, path: str) -> Callable[..., Any]:
-    """``module:function`` (``example_inputs``), imported with the factory's errors."""
-    module_name, _, attr = path.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError) as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: cannot import example_inputs {path!r} ({error}).\n  fix: "
-            f"point example_inputs at a function returning (args, kwargs) that the project "
-            f"can import."
-        ) from None
-    if not callable(found):
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: example_inputs {path!r} is not callable.\n  fix: point "
-            f"it at a function returning (args, kwargs)."
-        )
-    return found
+    """``module:function`` (``example_inputs``), imported as factories are."""
+    return import_object(config, path, "example_inputs")  # type: ignore[no-any-return]
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """Import ``config.factory`` and call it (with a fixed seed, see
-    :func:`_seeded_call`); the result must be an ``nn.Module``."""
-    module_name, _, attr = config.factory.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: cannot import {module_name!r} for factory "
-            f"{config.factory!r} ({error}).\n  fix: install the package (pip install -e .) or "
-            f"add its folder to pytest's 'pythonpath' ini option."
-        ) from None
-    except SystemExit as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: importing {module_name!r} (factory {config.factory!r}) "
-            f"called sys.exit({error.code!r}).\n  fix: keep script code under "
-            f'`if __name__ == "__main__":` so that importing the module runs none of it.'
-        ) from None
-    except Exception as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: importing {module_name!r} (factory {config.factory!r}) "
-            f"raised {type(error).__name__}: {error}{_user_frames(error)}\n  fix: make the "
-            f"module importable on its own."
-        ) from None
-    factory = module
-    for part in attr.split("."):
-        try:
-            factory = getattr(factory, part)
-        except AttributeError:
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: {module_name!r} has no attribute {attr!r} "
-                f"(factory {config.factory!r}).\n  fix: point factory at a class or function "
-                f"that {module_name!r} defines (check the spelling after the colon)."
-            ) from None
-    if not callable(factory):
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: factory {config.factory!r} is not callable.\n  fix: point "
-            f"factory at a class or a function that returns the model."
-        )
+    """Import ``config.factory`` (:func:`~pytest_convcheck.config.import_factory`:
+    project-relative paths resolve against the project's folder) and call it with a
+    fixed seed (see :func:`_seeded_call`); the result must be an ``nn.Module``. With
+    ``weights = "path.pt"`` the checkpoint is loaded into it (``weights_only=True``)."""
+    factory = import_factory(config)
+    attr = config.factory.partition(":")[2]
     kwargs = config.options.get("kwargs", {})
     short = attr.rsplit(".", 1)[-1]
     called = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
@@ -271,7 +222,58 @@ def build_model(config: ModelConfig) -> nn.Module:
             f"{type(model).__name__}, not an nn.Module.\n  fix: return the model itself from the "
             f"factory (not its output, a state dict or a wrapper)."
         )
+    if config.weights is not None:
+        load_weights(model, config)
     return model
+
+
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+
+
+def load_weights(model: nn.Module, config: ModelConfig) -> None:
+    """Load ``config.weights`` (a state dict saved with ``torch.save``, or a checkpoint
+    dict holding one under ``state_dict``, ``model_state_dict``, ``model``, …) into
+    ``model``, strictly, with ``torch.load(..., weights_only=True)``: a checkpoint
+    never runs code."""
+    path = config.weights
+    assert path is not None
+    given = config.options.get("weights")
+    if not path.is_file():
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: weights = {given!r}: no file at {path}.\n  fix: give the "
+            f"path of a checkpoint relative to {config.root or 'the working folder'}, or remove "
+            f"the weights key to check the factory's random initial weights."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: cannot load weights {path} with weights_only=True "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).\n"
+            f"  fix: save a plain state dict, torch.save(model.state_dict(), {given!r}); "
+            f"pickled modules and custom classes are refused (they would run code)."
+        ) from None
+    if isinstance(state, dict):
+        for key in _CHECKPOINT_KEYS:
+            if isinstance(state.get(key), dict) and not isinstance(state.get(key), torch.Tensor):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: {path} holds {type(state).__name__}, not a state dict "
+            f"(a dict of parameter names to tensors).\n  fix: save it with "
+            f"torch.save(model.state_dict(), {given!r})."
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: the weights in {path} do not fit {config.factory!r}:\n  "
+            + "\n  ".join(lines[:6])
+            + "\n  fix: save the checkpoint from this model class (same layers, same sizes, "
+            "kwargs included), or point factory at the class the checkpoint belongs to."
+        ) from None
 
 
 def require_tensor_output(config: ModelConfig, data: dict[str, Any] | None) -> None:
@@ -428,6 +430,14 @@ def check_layout(model: nn.Module, config: ModelConfig, context: RunContext) -> 
     assert_layout_parity(model, model_inputs(config))
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def check_snapshot(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """The model's report equals its snapshot ``__snapshots__/convcheck/NAME.json``
     (written by ``--snapshot-update``)."""
@@ -437,6 +447,11 @@ def check_snapshot(model: nn.Module, config: ModelConfig, context: RunContext) -
     path = inside(context.snapshots, f"{config.name}.json")
     status, problem = update_or_compare(path, text, update=context.update_snapshots)
     context.notes["snapshot"] = status
+    if status == "missing" and not context.snapshot_strict:
+        raise CheckSkipped(
+            f"model {config.name!r}: no snapshot yet ({_shown(path)}): run pytest --convcheck "
+            f"--snapshot-update to start pinning (--convcheck-snapshot-strict fails instead)"
+        )
     if problem is not None:
         raise AssertionError(f"model {config.name!r}: {problem}")
 

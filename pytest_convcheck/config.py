@@ -59,6 +59,7 @@ _KEYS = {
     "sharing_allow",
     "kwargs",
     "timeout",
+    "weights",
 }
 CHECKERBOARD_KINDS = ("structural", "weights", "output", "gradient")
 
@@ -77,6 +78,16 @@ class ModelConfig:
     source: str = "pyproject.toml"
     inputs: Any = None  # several inputs: a list (positional) or a dict (by name)
     example_inputs: str | None = None  # "module:function" returning (args, kwargs)
+    root: Path | None = None  # where factories and weights resolve (the project's folder)
+
+    @property
+    def weights(self) -> Path | None:
+        """The checkpoint of ``weights = "path.pt"``, resolved against :attr:`root`."""
+        value = self.options.get("weights")
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() or self.root is None else self.root / path
 
     @property
     def description(self) -> Any:
@@ -297,8 +308,9 @@ def check_name(name: Any, source: str) -> str:
     return name
 
 
-def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
-    """Validate one ``[tool.convcheck.models.NAME]`` table."""
+def model_from_table(name: str, table: Any, source: str, root: Path | None = None) -> ModelConfig:
+    """Validate one ``[tool.convcheck.models.NAME]`` table (``root``: the folder that
+    factories and ``weights`` paths are relative to)."""
     where = f"[tool.convcheck.models.{name}] in {source}"
     check_name(name, source)
     if not isinstance(table, dict):
@@ -413,6 +425,15 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
                 f"default 300 s)."
             )
         options["timeout"] = float(timeout)
+    if "weights" in table:
+        weights = table["weights"]
+        if not isinstance(weights, str) or not weights.strip():
+            raise ConvcheckConfigError(
+                f"{where}: weights must be the path of a checkpoint (a state dict saved with "
+                f'torch.save), got {weights!r}.\n  fix: e.g. weights = "checkpoints/decoder.pt" '
+                f"(relative to the folder of pyproject.toml; loaded with weights_only=True)."
+            )
+        options["weights"] = weights.strip()
     return ModelConfig(
         name,
         factory,
@@ -424,6 +445,7 @@ def model_from_table(name: str, table: Any, source: str) -> ModelConfig:
         source,
         described,
         example,
+        root,
     )
 
 
@@ -555,6 +577,7 @@ def load_models(
     cli_models: list[str],
     cli_input: str | list[str] | None,
     ini_lines: list[str] | None = None,
+    root: Path | None = None,
 ) -> tuple[list[ModelConfig], dict[str, str]]:
     """All configured models — the ``pyproject.toml`` tables, the ``convcheck_models``
     ini lines, then the command line —
@@ -562,7 +585,9 @@ def load_models(
     load). A file that is not valid TOML or a malformed ``[tool.convcheck]``
     section raises :class:`ConvcheckConfigError`. A name given twice (a table and an
     ini line, or two ini lines) is an error naming both sources; command-line models
-    get distinct names (:func:`_cli_names`)."""
+    get distinct names (:func:`_cli_names`). Factories and ``weights`` paths resolve
+    against the folder of ``pyproject.toml`` for its tables, and against ``root``
+    (pytest's rootdir) for ini lines and the command line."""
     found: list[tuple[str, ModelConfig | str, str]] = []  # name, model or error, source
     if pyproject is not None and pyproject.is_file():
         import tomllib  # only with --convcheck: plain pytest runs never pay for it
@@ -583,7 +608,9 @@ def load_models(
         for name, table in tables.items():
             source = f"[tool.convcheck.models.{name}] in {pyproject}"
             try:
-                found.append((name, model_from_table(name, table, str(pyproject)), source))
+                found.append(
+                    (name, model_from_table(name, table, str(pyproject), pyproject.parent), source)
+                )
             except ConvcheckConfigError as error:
                 found.append((name, str(error), source))
     for number, line in enumerate(ini_lines or (), 1):
@@ -592,7 +619,11 @@ def load_models(
         try:
             name, table = table_from_ini_line(line)
             found.append(
-                (name, model_from_table(name, table, "ini option convcheck_models"), source)
+                (
+                    name,
+                    model_from_table(name, table, "ini option convcheck_models", root),
+                    source,
+                )
             )
         except ConvcheckConfigError as error:
             found.append((name, str(error), source))
@@ -604,7 +635,7 @@ def load_models(
             source = f"--convcheck-model {factory}"
             table = {"factory": factory, "input": shape}
             try:
-                found.append((name, model_from_table(name, table, "command line"), source))
+                found.append((name, model_from_table(name, table, "command line", root), source))
             except ConvcheckConfigError as error:
                 found.append((name, str(error), source))
     models: list[ModelConfig] = []
@@ -625,3 +656,205 @@ def load_models(
         else:
             models.append(value)
     return models, errors
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _project_folders(root: Path | None) -> list[Path]:
+    """Where a project keeps its importable code: the root and, in a src layout,
+    ``root/src``."""
+    if root is None:
+        return []
+    folders = [root]
+    if (root / "src").is_dir():
+        folders.append(root / "src")
+    return folders
+
+
+def _defines(folder: Path, top: str) -> bool:
+    return (
+        (folder / f"{top}.py").is_file()
+        or (folder / top / "__init__.py").is_file()
+        or ((folder / top).is_dir() and any((folder / top).glob("*.py")))
+    )
+
+
+def _importable_names(folders: list[Path]) -> list[str]:
+    """Top-level modules and packages in the project's folders."""
+    names: set[str] = set()
+    for folder in folders:
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if path.suffix == ".py" and path.stem.isidentifier():
+                names.add(path.stem)
+            elif path.is_dir() and path.name.isidentifier() and any(path.glob("*.py")):
+                names.add(path.name)
+    return sorted(names - {"conftest", "setup", "noxfile"})
+
+
+def _close(word: str, candidates: list[str]) -> str:
+    """`` Did you mean 'X'?`` when ``word`` is a likely typo of a candidate."""
+    import difflib
+
+    lowered = {c.lower(): c for c in candidates}
+    found = [lowered[word.lower()]] if word.lower() in lowered else []
+    found = found or difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" Did you mean {found[0]!r}?" if found else ""
+
+
+def _submodules(module: Any) -> list[str]:
+    import pkgutil
+
+    return [info.name for info in pkgutil.iter_modules(getattr(module, "__path__", None) or [])]
+
+
+def _import_error(
+    config: ModelConfig,
+    module_name: str,
+    error: ImportError,
+    folders: list[Path],
+    what: str = "factory",
+    target: str = "",
+) -> ConvcheckConfigError:
+    """Why ``module_name`` does not import, what was searched, and the likely fix."""
+    import importlib
+
+    missing = getattr(error, "name", None) or module_name
+    own = module_name == missing or module_name.startswith(f"{missing}.")
+    searched = ", ".join(str(f) for f in folders) or "sys.path"
+    if not own:  # the module exists and imports something that is missing
+        return ConvcheckConfigError(
+            f"model {config.name!r}: importing {module_name!r} ({what} {target!r}) "
+            f"failed: {error}.\n  fix: install {missing!r} in this environment (pip install "
+            f"{missing.split('.')[0]}), or make {module_name!r} importable without it."
+        )
+    parent, _, leaf = missing.rpartition(".")
+    hint = ""
+    if parent:
+        try:
+            hint = _close(leaf, _submodules(importlib.import_module(parent)))
+        except Exception:
+            hint = ""
+    else:
+        hint = _close(missing, _importable_names(folders))
+    where = (
+        "the command line"
+        if config.source == "command line"
+        else "the ini option convcheck_models"
+        if config.source.startswith("ini")
+        else config.source
+    )
+    if config.source == "command line":
+        fix = (
+            f"run pytest from the folder that holds {missing.split('.')[0]!r} (its .py file or "
+            f"package folder), or install the project (pip install -e .), or name the module "
+            f"as Python imports it"
+        )
+    else:
+        fix = (
+            f"put {missing.replace('.', '/')}.py (or the package folder) under {searched}, "
+            f"install the project (pip install -e .), or correct the {what} path in {where}"
+        )
+    return ConvcheckConfigError(
+        f"model {config.name!r}: cannot import {module_name!r} for {what} {target!r}: no "
+        f"module named {missing!r} in the project folder ({searched}) or the installed "
+        f"packages.{hint}\n  fix: {fix}."
+    )
+
+
+def user_frames(error: BaseException, limit: int = 3) -> str:
+    """The last frames of ``error``'s traceback outside pytest-convcheck."""
+    import traceback
+
+    here = str(Path(__file__).parent)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if here not in f.filename]
+    lines = [
+        f"    {f.filename}:{f.lineno} in {f.name}" + (f": {f.line.strip()}" if f.line else "")
+        for f in frames[-limit:]
+    ]
+    return ("\n  where:\n" + "\n".join(lines)) if lines else ""
+
+
+def _import(config: ModelConfig, module_name: str, what: str = "factory", target: str = "") -> Any:
+    """``import module_name``; an ``ImportError`` passes through, anything else the
+    module's own code raises (or ``sys.exit``) is a :class:`ConvcheckConfigError`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module_name)
+    except ImportError:
+        raise
+    except SystemExit as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: importing {module_name!r} ({what} {target!r}) "
+            f"called sys.exit({error.code!r}).\n  fix: keep script code under "
+            f'`if __name__ == "__main__":` so that importing the module runs none of it.'
+        ) from None
+    except Exception as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: importing {module_name!r} ({what} {target!r}) "
+            f"raised {type(error).__name__}: {error}{user_frames(error)}\n  fix: make the "
+            f"module importable on its own."
+        ) from None
+
+
+def import_factory(config: ModelConfig) -> Any:
+    """The callable that ``config.factory`` names (see :func:`import_object`)."""
+    return import_object(config, config.factory, "factory")
+
+
+def import_object(config: ModelConfig, target: str, what: str) -> Any:
+    """The callable that ``target`` (``module:name``) names, imported the way the user expects of
+    a project-relative path: from the installed packages, else from the project's
+    folder (:attr:`ModelConfig.root`, and ``root/src``), which is then added to the
+    end of ``sys.path`` (so later imports inside the module find their siblings).
+    Raises :class:`ConvcheckConfigError` with what was searched and, for a typo, the
+    nearest name ("did you mean 'SmallClassifier'?")."""
+    import importlib
+    import sys
+
+    module_name, _, attr = target.partition(":")
+    folders = _project_folders(config.root)
+    top = module_name.split(".")[0]
+    try:
+        module = _import(config, module_name, what, target)
+    except ImportError as error:
+        home = next((f for f in folders if _defines(f, top)), None)
+        if home is None or str(home) in sys.path or getattr(error, "name", None) != top:
+            raise _import_error(config, module_name, error, folders, what, target) from None
+        sys.path.append(str(home))
+        importlib.invalidate_caches()
+        try:
+            module = _import(config, module_name, what, target)
+        except ImportError as again:
+            raise _import_error(config, module_name, again, folders, what, target) from None
+    found: Any = module
+    for depth, part in enumerate(attr.split(".")):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            owner = ".".join([module_name, *attr.split(".")[:depth]])
+            names = [n for n in dir(found) if not n.startswith("_")]
+            defined = [
+                n
+                for n in names
+                if callable(getattr(found, n, None))
+                and getattr(getattr(found, n, None), "__module__", None) == module_name
+            ]
+            hint = _close(part, names)
+            listing = f" It defines: {', '.join(defined[:8])}." if defined and not hint else ""
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: {owner!r} has no attribute {part!r} ({what} "
+                f"{target!r}).{hint}{listing}\n  fix: point {what} at a class or function "
+                f"that {owner!r} defines (check the spelling after the colon)."
+            ) from None
+    if not callable(found):
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: {what} {target!r} is not callable.\n  fix: point {what} at "
+            + (
+                "a class or a function that returns the model."
+                if what == "factory"
+                else "a function returning (args, kwargs)."
+            )
+        )
+    return found

@@ -110,6 +110,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "receptive fields) into DIR; needs the plots extra (matplotlib).",
     )
 
+    group.addoption(
+        "--convcheck-snapshot-strict",
+        action="store_true",
+        default=None,
+        help="fail, instead of skip, the snapshot check of a model that has no snapshot yet "
+        "(for CI, once the snapshots are committed); also the ini option "
+        "convcheck_snapshot_strict = true.",
+    )
+    group.addoption(
+        "--convcheck-legend",
+        action="store_true",
+        default=False,
+        help="print the full legend of the convcheck summary table (by default only the "
+        "words the table uses are explained).",
+    )
+
+    parser.addini(
+        "convcheck_snapshot_strict",
+        type="bool",
+        default=False,
+        help="fail the snapshot check of a model without a snapshot (default: skip it with "
+        "'run pytest --convcheck --snapshot-update to start pinning').",
+    )
     parser.addini(
         "convcheck_models",
         type="linelist",
@@ -229,15 +252,38 @@ def pytest_collection_modifyitems(
         )
 
 
+def _load(config: pytest.Config) -> tuple[list[ModelConfig], dict[str, str]]:
+    """The configured models; factories resolve against the project's folder."""
+    return load_models(
+        _pyproject(config),
+        config.getoption("convcheck_model"),
+        config.getoption("convcheck_input"),
+        list(config.getini("convcheck_models")),
+        root=config.rootpath,
+    )
+
+
+def _import_problem(config: pytest.Config, model: ModelConfig) -> str | None:
+    """Why the model's factory (or ``example_inputs``) cannot be imported, found at
+    collection (``None``: it imports). Importing is deterministic, so every xdist
+    worker collects the same items."""
+    from pytest_convcheck.config import import_factory, import_object
+
+    # no time limit here: interrupting an import (torch's, say) midway would leave a
+    # half-initialised module behind; pytest does not time-limit importing tests either
+    try:
+        import_factory(model)
+        if model.example_inputs:
+            import_object(model, model.example_inputs, "example_inputs")
+    except ConvcheckConfigError as error:
+        return str(error)
+    return None
+
+
 def _model_items(session: pytest.Session, config: pytest.Config) -> list[pytest.Item]:
     collector = ConvcheckCollector.from_parent(session, name="convcheck", nodeid="convcheck")
     try:
-        models, errors = load_models(
-            _pyproject(config),
-            config.getoption("convcheck_model"),
-            config.getoption("convcheck_input"),
-            list(config.getini("convcheck_models")),
-        )
+        models, errors = _load(config)
     except ConvcheckConfigError as error:
         return [ConvcheckItem.from_parent(collector, name="config", error=str(error))]
     if not models and not errors:
@@ -250,13 +296,28 @@ def _model_items(session: pytest.Session, config: pytest.Config) -> list[pytest.
                 "pass --convcheck-model pkg.module:Net --convcheck-input 1,1,28,28.",
             )
         ]
-    items: list[pytest.Item] = [
-        ConvcheckItem.from_parent(
-            collector, name=f"{model.name}::{check}", model=model, check=check
-        )
-        for model in models
-        for check in model.checks
-    ]
+    items: list[pytest.Item] = []
+    for model in models:
+        problem = _import_problem(config, model)
+        blocked = None
+        if problem is not None:  # reported once, by the model's config item
+            blocked = f"convcheck::{model.name}::config"
+            items.append(
+                ConvcheckItem.from_parent(
+                    collector, name=f"{model.name}::config", model=model, error=problem
+                )
+            )
+        items += [
+            ConvcheckItem.from_parent(
+                collector,
+                name=f"{model.name}::{check}",
+                model=model,
+                check=check,
+                blocked=blocked,
+                blocked_reason=problem.splitlines()[0] if problem else "",
+            )
+            for check in model.checks
+        ]
     items += [
         ConvcheckItem.from_parent(collector, name=f"{name}::config", error=error)
         for name, error in errors.items()
@@ -273,12 +334,30 @@ def _conformance_items(session: pytest.Session) -> list[pytest.Item]:
     return [ConformanceItem.from_parent(collector, name=name) for name in CONFORMANCE]
 
 
+_FIRST_ITEM: dict[str, str] = {}
+"""Per process: model name → node id of its first selected check item (the one that
+reports a model that cannot be built)."""
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _FIRST_ITEM.clear()
+    for item in session.items:
+        if isinstance(item, ConvcheckItem) and item.model is not None:
+            _FIRST_ITEM.setdefault(item.model.name, item.nodeid)
+
+
 class ConvcheckCollector(pytest.Collector):
     """The parent of the generated items (node id ``convcheck`` or
     ``convcheck-conformance``)."""
 
     def collect(self) -> list[pytest.Item]:  # items are created in modifyitems
         return []
+
+
+def _skip(reason: str) -> None:
+    """Skip a generated item (:func:`pytest_runtest_makereport` reports it at the
+    item, ``SKIPPED [1] convcheck::NAME::CHECK: …``, not at a line of this plugin)."""
+    pytest.skip(reason)
 
 
 class ConvcheckFailure(Exception):
@@ -320,12 +399,22 @@ def _context(config: pytest.Config, check: str) -> Any:
 
     artifacts = config.getoption("convcheck_artifacts")
     update = bool(getattr(config.option, "update_snapshots", False))
+    strict = config.getoption("convcheck_snapshot_strict")
+    if strict is None:
+        strict = bool(config.getini("convcheck_snapshot_strict"))
     return RunContext(
         device=_device_or_skip(config, None) if check == "parity" else None,
         artifacts=_as_given(config, str(artifacts)) if artifacts else None,
         snapshots=config.rootpath / "__snapshots__" / "convcheck",
         update_snapshots=update,
+        snapshot_strict=bool(strict),
+        pictures_in_memory=_html_report_wanted(config),
     )
+
+
+def _html_report_wanted(config: pytest.Config) -> bool:
+    """pytest-html is active and writes a report: failed checks attach their pictures."""
+    return bool(getattr(config.option, "htmlpath", None)) and config.pluginmanager.hasplugin("html")
 
 
 class _Timeout(BaseException):
@@ -419,19 +508,43 @@ class ConvcheckItem(_GeneratedItem):
         model: ModelConfig | None = None,
         check: str = "",
         error: str | None = None,
+        blocked: str | None = None,
+        blocked_reason: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model = model
         self.check = check
         self.error = error
+        self.blocked = blocked
+        self.blocked_reason = blocked_reason
+        self.attachments: list[tuple[str, bytes | str]] = []  # for pytest-html
         self.add_marker("convcheck")
+
+    def _cannot_build(self, header: str, message: str) -> None:
+        """A model that cannot be built fails once: the first selected item of the
+        model (the same in every xdist worker) fails with the message; the others
+        skip, pointing at it. ``allow`` never turns this into a pass."""
+        first = _FIRST_ITEM.get(self.model.name if self.model else "", self.nodeid)
+        if first == self.nodeid:
+            raise ConvcheckFailure(
+                f"{header}{message}\n  (the model's other checks are skipped: they need the model)"
+            )
+        _skip(
+            f"model {self.model.name if self.model else ''!r} could not be built: see {first} "
+            f"({message.splitlines()[0]})"
+        )
 
     def runtest(self) -> None:
         if self.error is not None:
             raise ConvcheckFailure(self.error)
         config = self.model
         assert config is not None
+        if self.blocked is not None:
+            _skip(
+                f"model {config.name!r} has a configuration error, reported once by "
+                f"{self.blocked}: {self.blocked_reason}"
+            )
         from pytest_convcheck import checks  # imports torch: only when a check runs
         from pytest_convcheck.errors import ModelStateError, ShapeError
         from pytest_convcheck.tracing import ModelRunError
@@ -447,7 +560,8 @@ class ConvcheckItem(_GeneratedItem):
             with _time_limit(seconds):
                 model = checks.cached_model(config)
         except ConvcheckConfigError as error:
-            raise ConvcheckFailure(f"{header}{error}") from None
+            self._cannot_build(header, str(error))
+            return
         except _Timeout:
             checks.remember_failure(
                 config,
@@ -455,7 +569,8 @@ class ConvcheckItem(_GeneratedItem):
                 f"{seconds:g} s ({limit}).\n  fix: make the factory faster (no downloads or "
                 f"training in it), or raise the limit.",
             )
-            raise ConvcheckFailure(f"{header}{checks.cached_failure(config)}") from None
+            self._cannot_build(header, checks.cached_failure(config))
+            return
         context = _context(self.config, self.check)
         try:
             with _time_limit(seconds):
@@ -472,11 +587,15 @@ class ConvcheckItem(_GeneratedItem):
             MemoryError,
         ) as error:
             text = f"{header}{_failure_text(error, config, self.check, seconds, limit)}"
+            if context.pictures_in_memory:
+                context.attachments.append(("trace table", _trace_table(config, model)))
             if self.check in config.allow:
                 pytest.xfail(f"allowed in config (reported, not failed): {text}")
             raise ConvcheckFailure(text) from None
         except ConvcheckConfigError as error:
             raise ConvcheckFailure(f"{header}{error}") from None
+        except checks.CheckSkipped as skipped:
+            _skip(str(skipped))
         except Exception as error:  # an analysis that cannot handle this model
             user = checks.user_error(error, config)
             if user is not None:
@@ -493,6 +612,7 @@ class ConvcheckItem(_GeneratedItem):
         finally:
             if context.notes:
                 facts.update(context.notes)
+            self.attachments = list(context.attachments)
 
 
 def _failure_text(
@@ -522,6 +642,17 @@ def _failure_text(
             "to see its traceback)."
         )
     return text
+
+
+def _trace_table(config: ModelConfig, model: Any) -> str:
+    """The model's report as text (the per-layer trace table) for the HTML report."""
+    from pytest_convcheck.checks import model_inputs, sharing_allow
+    from pytest_convcheck.reports import report
+
+    try:
+        return str(report(model, model_inputs(config), sharing_allow=sharing_allow(model, config)))
+    except Exception as error:  # the failure text already says why the model cannot run
+        return f"no trace table: {type(error).__name__}: {error}"
 
 
 def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:
@@ -568,6 +699,74 @@ def _torch_version() -> str:
     import torch
 
     return str(torch.__version__)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A finding of this plugin's API in a user's test shows the user's line and the
+    message, not the plugin's own frames (as ``__tracebackhide__`` does, for every
+    frame of the package; ``--fulltrace`` shows them). Generated items: a skip is
+    reported at the item's node id; a failure carries the check's pictures and trace
+    table to pytest-html (``extras``) when it runs."""
+    if call.excinfo is not None and not item.config.getoption("fulltrace", False):
+        _hide_plugin_frames(call.excinfo)
+    report = yield
+    if not isinstance(item, ConvcheckItem):
+        return report
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        report.longrepr = (item.nodeid, None, report.longrepr[2])
+    if report.when == "call" and (report.failed or hasattr(report, "wasxfail")):
+        _attach_to_html(item, report)
+    return report
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+_FINDINGS = ("ModelRunError", "ModelStateError", "MeasurementRefused", "ShapeError")
+
+
+def _hide_plugin_frames(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Unlink the traceback entries inside pytest_convcheck from a finding (an
+    ``AssertionError`` or one of this plugin's errors) raised through its API, so
+    that pytest shows the user's line and the message. Frames outside the package
+    (the user's test, the user's forward) stay; a crash of the plugin itself (any
+    other exception) keeps every frame, to be reported."""
+    error = excinfo.value
+    if not isinstance(error, AssertionError) and type(error).__name__ not in _FINDINGS:
+        return
+    head = excinfo.tb
+    if not head.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        previous, node = head, head.tb_next
+        while node is not None:
+            following = node.tb_next
+            if node.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+                previous.tb_next = following  # skip this frame
+            else:
+                previous = node
+            node = following
+        excinfo.traceback = pytest.ExceptionInfo.from_exc_info((type(error), error, head)).traceback
+
+
+def _attach_to_html(item: ConvcheckItem, report: pytest.TestReport) -> None:
+    """Add the failed check's pictures (PNG) and the model's trace table (text) to
+    pytest-html's ``extras`` of the report (nothing without pytest-html)."""
+    if not item.attachments or not item.config.pluginmanager.hasplugin("html"):
+        return
+    try:
+        import pytest_html
+    except ImportError:
+        return
+    import base64
+
+    extras = list(getattr(report, "extras", []))
+    for name, content in item.attachments:
+        if isinstance(content, bytes):
+            extras.append(pytest_html.extras.png(base64.b64encode(content).decode(), name))
+        else:
+            extras.append(pytest_html.extras.text(content, name))
+    report.extras = extras
 
 
 # --------------------------------------------------------------------------- GPU marker
@@ -825,12 +1024,7 @@ class ConvcheckSummary:
         return [m.name for m in models] + sorted(errors)
 
     def _load(self) -> tuple[list[ModelConfig], dict[str, str]]:
-        return load_models(
-            _pyproject(self.config),
-            self.config.getoption("convcheck_model"),
-            self.config.getoption("convcheck_input"),
-            list(self.config.getini("convcheck_models")),
-        )
+        return _load(self.config)
 
     def rows(self) -> list[tuple[str, ...]]:
         from pytest_convcheck.reports import checkerboard_text, field_text
@@ -902,6 +1096,12 @@ class ConvcheckSummary:
             count = self.snapshots.get(status, 0)
             if count:
                 parts.append(f"{count} convcheck snapshot{'s' if count != 1 else ''} {status}.")
+        missing = self.snapshots.get("missing", 0)
+        if missing:
+            parts.append(
+                f"{missing} convcheck snapshot{'s' if missing != 1 else ''} missing (skipped): "
+                f"run pytest --convcheck --snapshot-update to start pinning."
+            )
         if self.deleted:
             count = len(self.deleted)
             parts.append(

@@ -86,8 +86,9 @@ def _read(path: Path) -> tuple[str | None, str | None]:
 
 def update_or_compare(path: Path, text: str, *, update: bool) -> tuple[str, str | None]:
     """Compare ``text`` with the snapshot at ``path`` (with ``update``: write it).
-    Returns the status — ``"passed"``, ``"written"`` (new), ``"updated"`` or
-    ``"failed"`` — and the failure message (``None`` unless failed)."""
+    Returns the status — ``"passed"``, ``"written"`` (new), ``"updated"``,
+    ``"missing"`` (no snapshot yet, not updating) or ``"failed"`` — and the message
+    (``None`` unless missing or failed)."""
     exists = path.exists()
     stored, problem = _read(path) if exists else (None, None)
     if update:
@@ -104,9 +105,9 @@ def update_or_compare(path: Path, text: str, *, update: bool) -> tuple[str, str 
     if problem is not None:
         return "failed", problem
     if not exists:
-        return "failed", (
-            f"no snapshot at {path}.\n  fix: run pytest --convcheck --snapshot-update once, "
-            f"review the new file and commit it."
+        return "missing", (
+            f"no snapshot at {path} yet.\n  fix: run pytest --convcheck --snapshot-update to "
+            f"start pinning (it writes the file; review it and commit it)."
         )
     if stored == text:
         return "passed", None

@@ -37,11 +37,24 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
             "convcheck::good::snapshot",
         ]
     )
-    result = pytester.runpytest_subprocess("--convcheck")
-    result.assert_outcomes(passed=7, failed=1)
+    # first run: green, the snapshot item skipped with how to start pinning
+    result = pytester.runpytest_subprocess("--convcheck", "-rs")
+    result.assert_outcomes(passed=7, skipped=1)
     result.stdout.fnmatch_lines(
-        ["*no snapshot at*good.json*", "*run pytest --convcheck --snapshot-update*"]
+        ["1 convcheck snapshot missing (skipped): run pytest --convcheck --snapshot-update*"]
     )
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1] convcheck::good::snapshot: model 'good': no snapshot yet*good.json*"
+            "run pytest --convcheck --snapshot-update to start pinning*"
+        ]
+    )
+    # CI opts into strictness
+    result = pytester.runpytest_subprocess("--convcheck", "--convcheck-snapshot-strict")
+    result.assert_outcomes(passed=7, failed=1)
+    result.stdout.fnmatch_lines(["*no snapshot at*good.json*", "*--snapshot-update*"])
+    result = pytester.runpytest_subprocess("--convcheck", "-o", "convcheck_snapshot_strict=true")
+    result.assert_outcomes(passed=7, failed=1)
     result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
     result.assert_outcomes(passed=8)
     snapshot = pytester.path / "__snapshots__" / "convcheck" / "good.json"
