@@ -55,7 +55,6 @@ from pytest_convcheck.layers import (
     PoolSpec,
     Spec,
 )
-from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import (
     MODEL_INPUT,
     Trace,
@@ -335,25 +334,17 @@ class SpectralScore:
     period: tuple[int, ...]
     spectrum: torch.Tensor | None = None
 
-    def save_png(self, path: str | Path) -> Path:
-        """The (log) power spectrum, stride frequencies marked (needs the ``plots``
-        extra: matplotlib). 1-D spectra are drawn as a curve, 3-D ones summed to 2-D."""
-        if self.spectrum is None:
-            raise ValueError("no spectrum to draw: the signal has no stride frequencies")
-        plt = pyplot()
-        data = torch.fft.fftshift(self.spectrum).log1p()
-        while data.dim() > 2:
-            data = data.sum(0)
-        figure, axes = plt.subplots(figsize=(4, 4))
-        if data.dim() == 1:
-            axes.plot(data.numpy())
-        else:
-            axes.imshow(data.numpy(), cmap="magma")
-        axes.set_title(f"stride-frequency energy {self.score:.1%} (P = {self.period})", fontsize=8)
-        target = Path(path)
-        figure.savefig(target, dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        return target
+    def save_png(self, path: str | Path, signal: torch.Tensor | None = None) -> Path:
+        """The log power spectrum with the stride frequencies marked ×, next to
+        ``signal`` when given (the output or gradient it was measured on), with
+        colour bars, axis labels and a caption holding the score (needs the
+        ``plots`` extra: matplotlib; see :func:`pytest_convcheck.pictures.spectrum_picture`)."""
+        from pytest_convcheck.pictures import spectrum_picture
+
+        picture = spectrum_picture(
+            signal, self, kind="output", model="the model", threshold=SPECTRAL_THRESHOLD
+        )
+        return picture.save(path)
 
 
 @dataclass(frozen=True)
@@ -421,21 +412,16 @@ class CheckerboardReport:
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
-    def save_png(self, path: str | Path) -> Path:
-        """The overlap tiles as a picture (needs the ``plots`` extra: matplotlib)."""
-        plt = pyplot()
-        count = max(1, len(self.layers))
-        figure, axes = plt.subplots(1, count, figsize=(3 * count, 3), squeeze=False)
-        for ax, tile in zip(axes[0], self.layers, strict=False):
-            data = tile.tile if isinstance(tile.tile[0], list) else [tile.tile]
-            ax.imshow(data, cmap="viridis")
-            ax.set_title(f"{tile.name}\nratio {tile.ratio:.3g}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        target = Path(path)
-        figure.savefig(target, dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        return target
+    def save_png(self, path: str | Path, kind: str = "structural") -> Path:
+        """The overlap tiles (``kind="structural"``) or the per-phase gains of the
+        weights (``kind="weights"``) as a picture with colour bars, axis labels and a
+        caption holding the figure (needs the ``plots`` extra: matplotlib; see
+        :mod:`pytest_convcheck.pictures`)."""
+        from pytest_convcheck.pictures import phase_gains_picture, tiles_picture
+
+        if kind == "weights":
+            return phase_gains_picture(self, threshold=WEIGHT_THRESHOLD).save(path)
+        return tiles_picture(self).save(path)
 
 
 def _interpolating(node: TraceNode, spatial: int) -> bool:

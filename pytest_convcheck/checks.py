@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,8 +21,6 @@ from torch import nn
 from pytest_convcheck.checkerboards import (
     assert_no_checkerboard,
     checkerboard,
-    gradient_score,
-    output_score,
 )
 from pytest_convcheck.config import ModelConfig, import_factory, import_object, user_frames
 from pytest_convcheck.errors import ConvcheckConfigError, ShapeError
@@ -36,6 +34,9 @@ from pytest_convcheck.shapes import (
     nearby_hint,
 )
 from pytest_convcheck.snapshots import inside, snapshot_text, update_or_compare
+
+if TYPE_CHECKING:
+    from pytest_convcheck.pictures import Picture
 from pytest_convcheck.tracing import trace
 from pytest_convcheck.weight_sharing import assert_no_accidental_sharing
 
@@ -61,20 +62,27 @@ class CheckSkipped(Exception):
     skipped with this message."""
 
 
-def _picture(context: RunContext, name: str, draw: Callable[[Path], object]) -> str:
-    """Save a picture of a failed check into ``--convcheck-artifacts``; the line to
-    append to the failure message. A picture that cannot be saved never hides the
-    finding: the message says why and the check fails (or is allowed) for its own
-    reason."""
-    if context.artifacts is None:
+def _picture(context: RunContext, name: str, draw: Callable[[], Picture]) -> str:
+    """Draw the picture of a failed check (``draw`` makes a
+    :class:`~pytest_convcheck.pictures.Picture`) and save it into
+    ``--convcheck-artifacts`` and/or keep it for the HTML report (pytest-html); the
+    line to append to the failure message. A picture that cannot be drawn never
+    hides the finding: the message says why and the check fails (or is allowed)
+    for its own reason."""
+    if context.artifacts is None and not context.pictures_in_memory:
         return ""
     try:
-        target = inside(context.artifacts, f"{name}.png")
-        context.artifacts.mkdir(parents=True, exist_ok=True)
-        draw(target)
-    except (ImportError, ValueError, RuntimeError, OSError) as error:  # no matplotlib, …
+        target = inside(context.artifacts, f"{name}.png") if context.artifacts else None
+        picture = draw()
+        data = picture.png()
+        if target is not None and context.artifacts is not None:
+            context.artifacts.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if context.pictures_in_memory:
+            context.attachments.append((f"{name}.png: {picture.caption}", data))
+    except (ImportError, ValueError, RuntimeError, OSError, TypeError) as error:  # matplotlib?
         return f"\n  picture not saved: {error}"
-    return f"\n  picture: {target}"
+    return f"\n  picture: {target}" if target is not None else ""
 
 
 _MODELS: dict[tuple[str, str, str], nn.Module | str] = {}
@@ -329,9 +337,14 @@ def sharing_allow(model: nn.Module, config: ModelConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """The model runs on its input; the output has ``expect_output`` when given; the
-    rule table and torch agree on every layer."""
+    rule table and torch agree on every layer. A wrong output size draws the shape
+    trace (sizes along depth, the expected size marked)."""
     try:
         if config.expect_output is not None:
             result = assert_output_shape(model, model_inputs(config), config.expect_output)
@@ -346,7 +359,22 @@ def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> 
                 "\n  fix: if the model is right, set expect_output to the shape it gives; "
                 "otherwise change the layers above that set the wrong size."
             )
-        raise AssertionError(text) from None
+        finding = _first_line(error)
+
+        def draw() -> Picture:
+            from pytest_convcheck.pictures import shape_trace_picture
+
+            expected = config.expect_output
+            single = isinstance(expected, tuple) and all(isinstance(s, int) for s in expected)
+            return shape_trace_picture(
+                trace(model, model_inputs(config)).layers,
+                model=config.name,
+                expected=expected if single else None,
+                finding=finding,
+            )
+
+        picture = _picture(context, f"{config.name}-shapes", draw)
+        raise AssertionError(f"{text}{picture}") from None
     if result.output_shape is None:
         raise AssertionError(
             f"model {config.name!r}: forward returned no tensor (got None or no tensors).\n"
@@ -359,22 +387,87 @@ def check_shapes(model: nn.Module, config: ModelConfig, context: RunContext) -> 
         )
 
 
+def batch_influence(model: nn.Module, config: ModelConfig, samples: int = 8) -> list[list[float]]:
+    """``[i][j]``: the largest |gradient| of (a random weighting of) output sample ``i``
+    with respect to primary input sample ``j``, on a float64 CPU copy, for the first
+    ``samples`` samples. Only the diagonal may be non-zero."""
+    from pytest_convcheck.tracing import _first_tensor, materialized_copy
+
+    inputs = model_inputs(config)
+    work = materialized_copy(model, "cpu", inputs).double()
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in work.modules()):
+        work.eval()  # as the batch check does: batch statistics mix a batch by design
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(0)
+        x = torch.randn(inputs.shape, dtype=torch.float64, requires_grad=True)
+        args, kwargs = inputs.build(torch.float64, "cpu", primary=x)
+        out = _first_tensor(work(*args, **kwargs))
+        if out is None or out.dim() < 1 or out.shape[0] != x.shape[0]:
+            raise ValueError("the output does not keep the batch: no per-sample picture")
+        weight = torch.randn(out.shape, dtype=torch.float64)
+    n = min(samples, x.shape[0])
+    rows = []
+    for i in range(n):
+        (grad,) = torch.autograd.grad(
+            (out[i] * weight[i]).sum(), x, retain_graph=True, allow_unused=True
+        )
+        if grad is None:
+            grad = torch.zeros_like(x)
+        rows.append([float(grad[j].abs().max()) for j in range(n)])
+    return rows
+
+
 def check_batch(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
-    """No sample of a batch influences another, and the batch size is kept."""
-    assert_batch_independent(model, model_inputs(config))
+    """No sample of a batch influences another, and the batch size is kept. A failure
+    draws which output sample depends on which input sample."""
+    try:
+        assert_batch_independent(model, model_inputs(config))
+    except AssertionError as error:
+        finding = _first_line(error)
+
+        def draw() -> Picture:
+            from pytest_convcheck.pictures import batch_picture
+
+            influence = batch_influence(model, config)
+            return batch_picture(influence, model=config.name, finding=finding)
+
+        picture = _picture(context, f"{config.name}-batch", draw)
+        raise AssertionError(f"{error}{picture}") from None
+
+
+_FIELD_BOUNDS = ("receptive_field_min", "receptive_field_max", "receptive_field_exact")
 
 
 def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """The field has no holes (gridding) and lies within the configured bounds
     (``receptive_field_min`` / ``_max`` / ``_exact``; ``receptive_field_statistics``
-    counts normalisation statistics). With artifacts, a failure
-    saves the measured effective receptive field (Luo et al. 2016) as a picture."""
+    counts normalisation statistics). With artifacts (or an HTML report), a failure
+    draws the input positions the centre output reads, the holes marked and the
+    bounds drawn."""
     options = config.options
+    statistics = bool(options.get("receptive_field_statistics", False))
 
-    def erf_picture(path: Path) -> object:
-        from pytest_convcheck.measured_fields import effective_receptive_field
+    def draw(finding: str) -> Callable[[], Picture]:
+        def make() -> Picture:
+            from pytest_convcheck.fields import receptive_field
+            from pytest_convcheck.pictures import field_picture
 
-        return effective_receptive_field(model, model_inputs(config)).save_png(path)
+            found = receptive_field(model, model_inputs(config), include_statistics=statistics)
+            spatial = len(found.size)
+            out = next((r.output_shape for r in reversed(found.layers) if r.output_shape), None)
+            index = (
+                tuple(s // 2 for s in out[-spatial:])
+                if out is not None and len(out) >= spatial + 2
+                else (0,) * spatial
+            )
+            bounds = {
+                k.removeprefix("receptive_field_"): options[k]
+                for k in _FIELD_BOUNDS
+                if k in options
+            }
+            return field_picture(found, index, bounds=bounds, finding=finding)
+
+        return make
 
     try:
         field = assert_receptive_field(
@@ -383,13 +476,17 @@ def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunCon
             min_size=options.get("receptive_field_min"),
             max_size=options.get("receptive_field_max"),
             exact=options.get("receptive_field_exact"),
-            include_statistics=bool(options.get("receptive_field_statistics", False)),
+            include_statistics=statistics,
         )
     except AssertionError as error:
-        picture = _picture(context, f"{config.name}-receptive_field", erf_picture)
+        picture = _picture(context, f"{config.name}-receptive_field", draw(_first_line(error)))
         raise AssertionError(f"{error}{picture}") from None
     if field.holes:
-        picture = _picture(context, f"{config.name}-receptive_field", erf_picture)
+        finding = (
+            f"receptive field {'×'.join(map(str, field.size))} has holes: offsets "
+            f"{field.hole_positions} per axis inside it are read by no path (gridding)"
+        )
+        picture = _picture(context, f"{config.name}-receptive_field", draw(finding))
         raise AssertionError(
             f"{field.model}: its receptive field has holes — input positions inside the field "
             f"that no path reaches (gridding of stacked dilations): {field.hole_positions} "
@@ -399,23 +496,194 @@ def check_receptive_field(model: nn.Module, config: ModelConfig, context: RunCon
         )
 
 
+def weights_in_use(config: ModelConfig) -> str:
+    """Which weights the weight-dependent checks saw, for their messages."""
+    if config.weights is not None:
+        return f"the weights of {config.options.get('weights')} (weights = ...)"
+    return (
+        f"the factory's random initial weights (seed {_SEED}); to check a trained "
+        f'checkpoint, set weights = "path.pt" in the model\'s table'
+    )
+
+
+_ICNR_FIX = (
+    "  fix: the overlap is even, so the weights paint the pattern: initialise the upsampler "
+    "with ICNR (Aitken et al. 2017: every output phase starts from the same kernel) or "
+    "another phase-even initialisation, or use resize-convolution (nn.Upsample(scale_factor="
+    "s, mode='nearest') then a stride-1 conv); training with the pattern in the loss also "
+    "removes it."
+)
+
+
+def _geometry_fix(board: Any) -> str:
+    """The fix for uneven overlap, naming the uneven layers and a kernel that fits."""
+    uneven = [t for t in board.layers if not t.even]
+    names = ", ".join(
+        f"{t.name} (kernel {t.kernel[-1]}, stride {t.stride[-1]}: try kernel "
+        f"{max(t.stride[-1], t.stride[-1] * round(t.kernel[-1] / t.stride[-1]))})"
+        for t in uneven[:3]
+    )
+    return (
+        f"  fix: make the kernel of {names} a multiple of its stride (e.g. kernel 4, stride 2, "
+        f"padding 1), or use resize-convolution (nn.Upsample then a stride-1 conv)."
+    )
+
+
 def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """No checkerboard of the configured kinds (``checkerboard_kinds``; default
-    ``["structural"]``: uneven kernel overlap). With artifacts, a failure saves the
-    overlap tiles (structural, weights) or the spectrum (output, gradient)."""
+    ``["structural"]``: uneven kernel overlap). The ``weights``, ``output`` and
+    ``gradient`` kinds read the model's weights (the factory's random ones unless
+    ``weights = "path.pt"``). A failure draws its own finding: the overlap tiles
+    (structural), the per-phase gains (weights), or the output / input gradient on
+    a smooth input next to its spectrum with the stride frequencies marked."""
+    from pytest_convcheck.checkerboards import SPECTRAL_THRESHOLD, WEIGHT_THRESHOLD
+
     shape = model_inputs(config)
+    findings = context.notes.setdefault("findings", {}).setdefault("checkerboard", {})
     for kind in config.options.get("checkerboard_kinds", ("structural",)):
-        try:
-            assert_no_checkerboard(model, shape, kind=kind)
-        except AssertionError as error:
-            draw: dict[str, Callable[[Path], object]] = {
-                "structural": lambda p: checkerboard(model, shape).save_png(p),
-                "weights": lambda p: checkerboard(model, shape).save_png(p),
-                "output": lambda p: output_score(model, shape).save_png(p),
-                "gradient": lambda p: gradient_score(model, shape).save_png(p),
+        if kind == "structural":
+            try:
+                assert_no_checkerboard(model, shape, kind="structural")
+            except AssertionError as error:
+
+                def tiles() -> Picture:
+                    from pytest_convcheck.pictures import tiles_picture
+
+                    return tiles_picture(checkerboard(model, shape))
+
+                picture = _picture(context, f"{config.name}-checkerboard-structural", tiles)
+                raise AssertionError(f"{error}{picture}") from None
+            continue
+        board = checkerboard(model, shape)
+        if kind == "weights":
+            if board.weight_score <= WEIGHT_THRESHOLD:
+                continue
+            findings["weights"] = {
+                "score": round(board.weight_score, 4),
+                "figure": f"{board.weight_score:.3g}",
+                "threshold": WEIGHT_THRESHOLD,
             }
-            picture = _picture(context, f"{config.name}-checkerboard-{kind}", draw[kind])
-            raise AssertionError(f"{error}{picture}") from None
+            raise AssertionError(_weights_message(board, config, context, WEIGHT_THRESHOLD))
+        signal, score = _spectral(model, shape, kind)
+        if score.score <= SPECTRAL_THRESHOLD:
+            continue
+        findings[kind] = {
+            "score": round(score.score, 4),
+            "figure": f"{score.score:.1%}",
+            "threshold": SPECTRAL_THRESHOLD,
+        }
+        where = "output on a smooth input" if kind == "output" else "input gradient"
+        weights = weights_in_use(config)
+
+        def spectrum(
+            kind: str = kind, signal: Any = signal, score: Any = score, weights: str = weights
+        ) -> Picture:
+            from pytest_convcheck.pictures import spectrum_picture
+
+            return spectrum_picture(
+                signal,
+                score,
+                kind=kind,
+                model=config.name,
+                threshold=SPECTRAL_THRESHOLD,
+                weights=weights.split(";")[0],
+            )
+
+        picture = _picture(context, f"{config.name}-checkerboard-{kind}", spectrum)
+        lines = [
+            f"model {config.name!r}: a checkerboard in the {where}: {score.score:.1%} of its "
+            f"spectral energy (DC excluded) lies at the stride frequencies m·N/P (P = "
+            f"{score.period}); a smooth {kind} keeps it under {SPECTRAL_THRESHOLD:.0%}.",
+            f"  weights: {weights}.",
+        ]
+        if kind == "gradient":
+            lines.append(
+                "  (strided convolutions and max-pooling send gradients to every s-th input "
+                "position: the pattern is in what the model learns from)"
+            )
+        if board.structural:
+            lines.append(
+                f"  the overlap is uneven too (imbalance ×{board.imbalance:.4g}):\n"
+                + _geometry_fix(board)
+            )
+        elif kind == "gradient":
+            lines.append(
+                "  fix: give strided convs a kernel that is a multiple of their stride, use "
+                "blur-pooling (anti-aliased downsampling) instead of stride-2 max-pooling, or "
+                "accept it when the gradient pattern does not show in training."
+            )
+        else:
+            lines.append(_ICNR_FIX)
+        raise AssertionError("\n".join(lines) + picture)
+
+
+def _spectral(model: nn.Module, inputs: Inputs, kind: str) -> tuple[torch.Tensor | None, Any]:
+    """The score of ``kind`` (``output``/``gradient``) and the signal it was measured
+    on, for the picture (``None`` where it cannot be recomputed)."""
+    from pytest_convcheck.checkerboards import (
+        gradient_score,
+        output_score,
+        smooth_input,
+    )
+    from pytest_convcheck.tracing import _first_tensor, materialized_copy
+
+    score = output_score(model, inputs) if kind == "output" else gradient_score(model, inputs)
+    if score.score <= 0:
+        return None, score
+    try:  # the same computation as the score's, kept for the picture
+        work = materialized_copy(model, "cpu", inputs).float().eval()
+        x = smooth_input(inputs.shape).requires_grad_(kind == "gradient")
+        args, kwargs = inputs.build(torch.float32, "cpu", primary=x)
+        with torch.random.fork_rng(devices=[]):
+            out = _first_tensor(work(*args, **kwargs))
+        if out is None:
+            return None, score
+        if kind == "output":
+            return out.detach(), score
+        weight = smooth_input(tuple(out.shape)) if out.dim() > 2 else torch.ones_like(out)
+        (grad,) = torch.autograd.grad((out * weight).sum(), x)
+        return grad, score
+    except Exception:  # the picture then shows the spectrum alone
+        return None, score
+
+
+def _weights_message(board: Any, config: ModelConfig, context: RunContext, threshold: float) -> str:
+    """The ``weights`` failure: per layer, the spread of its phase responses; which
+    weights were read; the fix that fits (geometry when the overlap is uneven too,
+    else initialisation)."""
+    bad = [t for t in board.layers if t.weights is not None and t.weights.score > threshold]
+    weights = weights_in_use(config)
+    lines = [
+        f"model {config.name!r}: the weights respond unevenly per output phase to a constant "
+        f"input (spread score {board.weight_score:.3g} > {threshold}): they paint a "
+        f"checkerboard{' even though the overlap is even' if not board.structural else ''}.",
+        f"  weights: {weights}.",
+    ]
+    for t in bad:
+        responses = t.weights.responses
+        worst = int((responses.max(1).values - responses.min(1).values).argmax())
+        row = ", ".join(f"{v:.3g}" for v in responses[worst].tolist())
+        lines.append(
+            f"  {t.name} ({t.kind}, kernel {t.kernel}, stride {t.stride}): spread score "
+            f"{t.weights.score:.3g}; channel {worst}, response per output phase: {row}"
+        )
+    lines.append(
+        "  (spread score: max − min of a channel's per-phase responses over the mean "
+        "|response|; 0 for ICNR or flat kernels)"
+    )
+    lines.append(
+        f"  the overlap is uneven too (imbalance ×{board.imbalance:.4g}):\n" + _geometry_fix(board)
+        if board.structural
+        else _ICNR_FIX
+    )
+
+    def gains() -> Picture:
+        from pytest_convcheck.pictures import phase_gains_picture
+
+        return phase_gains_picture(board, threshold=threshold, weights=weights.split(";")[0])
+
+    picture = _picture(context, f"{config.name}-checkerboard-weights", gains)
+    return "\n".join(lines) + picture
 
 
 def check_parity(model: nn.Module, config: ModelConfig, context: RunContext) -> None:

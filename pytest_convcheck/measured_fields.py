@@ -51,7 +51,6 @@ from pytest_convcheck.errors import MeasurementRefused, ShapeError
 from pytest_convcheck.fields import FieldNumbers, ReceptiveField, field_of_trace, node_maps
 from pytest_convcheck.inputs import Inputs, as_inputs
 from pytest_convcheck.layers import FUNCTION_RULES
-from pytest_convcheck.pictures import pyplot
 from pytest_convcheck.tracing import (
     ModelRunError,
     Trace,
@@ -781,20 +780,12 @@ class EffectiveField:
         )
 
     def save_png(self, path: str | Path) -> Path:
-        """A heat map of the gradient (needs the ``plots`` extra: matplotlib)."""
-        plt = pyplot()
-        data = self.grad_map
-        if data.dim() == 1:
-            data = data.unsqueeze(0)
-        while data.dim() > 2:
-            data = data.sum(0)
-        figure, axes = plt.subplots(figsize=(4, 4))
-        axes.imshow(data.numpy(), cmap="magma")
-        axes.set_title(f"ERF of {self.model}")
-        target = Path(path)
-        figure.savefig(target, dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        return target
+        """A heat map of the gradient with a colour bar, axis labels and the squares
+        holding 20/50/99 % of its mass (needs the ``plots`` extra: matplotlib; see
+        :func:`pytest_convcheck.pictures.erf_picture`)."""
+        from pytest_convcheck.pictures import erf_picture
+
+        return erf_picture(self).save(path)
 
 
 def effective_receptive_field(
