@@ -995,6 +995,8 @@ class ConvcheckSummary:
                 entry["report"] = facts["report"]
             if facts.get("snapshot"):
                 self.snapshots[facts["snapshot"]] = self.snapshots.get(facts["snapshot"], 0) + 1
+            if facts.get("findings"):
+                entry.setdefault("findings", {}).update(facts["findings"])
             if generated is None:  # a hand-written test's convcheck_report
                 outcome = "allowed" if hasattr(report, "wasxfail") else report.outcome
                 entry["checks"][facts["check"]] = outcome
@@ -1027,7 +1029,7 @@ class ConvcheckSummary:
         return _load(self.config)
 
     def rows(self) -> list[tuple[str, ...]]:
-        from pytest_convcheck.reports import checkerboard_text, field_text
+        from pytest_convcheck.reports import field_text
         from pytest_convcheck.tracing import _fmt
 
         rows: list[tuple[str, ...]] = []
@@ -1049,7 +1051,7 @@ class ConvcheckSummary:
                     name,
                     _fmt(data["output_shape"]),
                     field_text(data["receptive_field"]),
-                    checkerboard_text(data["checkerboard"]),
+                    _checkerboard_cell(data["checkerboard"], entry.get("findings", {})),
                     _sharing_text(data["sharing"], data["layers"]),
                     f"{data['parameters']:,}",
                     _flops_text(data["flops"]),
@@ -1081,6 +1083,9 @@ class ConvcheckSummary:
                 terminalreporter.write_line(
                     "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                 )
+            everything = bool(self.config.getoption("convcheck_legend"))
+            for line in legend(rows, everything=everything):
+                terminalreporter.write_line(line)
         if snapshot_line:
             terminalreporter.write_line(snapshot_line)
         target = self.config.getoption("convcheck_report")
@@ -1152,6 +1157,7 @@ class ConvcheckSummary:
                 name: {
                     "checks": entry["checks"],
                     "failed": [c for c, o in entry["checks"].items() if o == "failed"],
+                    **({"findings": entry["findings"]} if entry.get("findings") else {}),
                     "report": entry["report"],
                 }
                 for name, entry in self.models.items()
@@ -1169,10 +1175,15 @@ class ConvcheckSummary:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+SHARING_WIDTH = 60
+"""The sharing column's widest cell; longer ones end with a count of what is left out."""
+
+
 def _sharing_text(shared: dict[str, Any], layers: list[dict[str, Any]]) -> str:
     """Aliases first (likely bugs), then reused modules that hold weights (reusing a
     stateless module such as torchvision's one ReLU per block shares nothing) and
-    tied groups, counted."""
+    tied groups, counted; at most :data:`SHARING_WIDTH` characters (a long alias
+    group shows its first names and how many it has, further groups a count)."""
 
     def holds_weights(name: str) -> bool:
         return any(
@@ -1181,15 +1192,126 @@ def _sharing_text(shared: dict[str, Any], layers: list[dict[str, Any]]) -> str:
             for row in layers
         )
 
-    parts = [f"ALIAS {'='.join(group)}" for group in shared["suspicious"]]
-    if not parts:
-        reused = [(n, count) for n, count in shared["reused"].items() if holds_weights(n)]
-        parts += [f"{name}×{count}" for name, count in reused[:2]]
-        if len(reused) > 2:
-            parts.append(f"+{len(reused) - 2} reused")
-    if shared["tied"]:
-        parts.append(f"{len(shared['tied'])} tied")
-    return ", ".join(parts) or "—"
+    def alias(group: list[str], width: int) -> str:
+        text = f"ALIAS {'='.join(group)}"
+        if len(text) <= width:
+            return text
+        count = f"=… ({len(group)} names)"
+        first = group[0]
+        if len(f"ALIAS {first}{count}") > width:  # even one name is too long: cut it
+            first = "…" + first[-max(8, width - len(count) - 7) :]
+        shown = [first]
+        for name in group[1:]:
+            if len(f"ALIAS {'='.join([*shown, name])}{count}") > width:
+                break
+            shown.append(name)
+        return f"ALIAS {'='.join(shown)}{count}"
+
+    tail = f", {len(shared['tied'])} tied" if shared["tied"] else ""
+    groups = [list(g) for g in shared["suspicious"]]
+    if groups:
+        more = (
+            f", +{len(groups) - 1} alias{'es' if len(groups) > 2 else ''}"
+            if len(groups) > 1
+            else ""
+        )
+        return alias(groups[0], SHARING_WIDTH - len(more) - len(tail)) + more + tail
+    reused = [(n, count) for n, count in shared["reused"].items() if holds_weights(n)]
+    parts = [f"{name}×{count}" for name, count in reused[:2]]
+    if len(reused) > 2:
+        parts.append(f"+{len(reused) - 2} reused")
+    text = ", ".join(parts)
+    if len(text) + len(tail) > SHARING_WIDTH and reused:
+        name, count = reused[0]
+        first = f"{name}×{count}"
+        if len(first) > SHARING_WIDTH - 16:
+            first = f"{name[: SHARING_WIDTH - 20]}…×{count}"
+        text = first + (f", +{len(reused) - 1} reused" if len(reused) > 1 else "")
+    return (text + tail).lstrip(", ") or "—"
+
+
+def _checkerboard_cell(board: dict[str, Any], findings: dict[str, Any]) -> str:
+    """The structural verdict (:func:`~pytest_convcheck.reports.checkerboard_text`),
+    followed by what a failed ``weights``/``output``/``gradient`` kind found, so that
+    the table never says ``even`` alone where a checkerboard check failed."""
+    from pytest_convcheck.reports import checkerboard_text
+
+    text = checkerboard_text(board)
+    for kind, found in sorted(findings.get("checkerboard", {}).items()):
+        text += f"; {kind.upper()} {found['figure']}"
+    return text
+
+
+LEGEND: tuple[tuple[str, str, str], ...] = (
+    (
+        "receptive field",
+        r"\ball\b",
+        "all: every output position sees the whole input along that axis (flatten + Linear, "
+        "global pooling); its stride is then the input's size",
+    ),
+    (
+        "receptive field",
+        r"\(stride ",
+        "N×M (stride S): the field of one output position, in input pixels per axis, and how "
+        "far it moves per output step; 1/4: four output steps per input pixel (upsampling)",
+    ),
+    ("receptive field", r"HOLES", "HOLES: positions inside the field that no path reaches"),
+    (
+        "receptive field",
+        r"norm stats",
+        "+N norm stats: N GroupNorm/InstanceNorm layers whose statistics span the input; the "
+        "size is the data path's (receptive_field_statistics = true counts them)",
+    ),
+    (
+        "checkerboard",
+        r"UNEVEN",
+        "UNEVEN ×R: kernel taps per output phase, max/min, at the worst place: an upsampling "
+        "layer's own tile or the chain composed from the input (a failure lists each layer's "
+        "own 'imbalance'); JSON: checkerboard.output_imbalance. even: ×1",
+    ),
+    (
+        "checkerboard",
+        r"WEIGHTS",
+        "WEIGHTS s: a failed 'weights' check: spread of the per-phase responses of the model's "
+        "weights to a constant input, over their mean (fails above 0.05)",
+    ),
+    (
+        "checkerboard",
+        r"OUTPUT|GRADIENT",
+        "OUTPUT p% / GRADIENT p%: a failed 'output'/'gradient' check: share of the output's "
+        "(input gradient's) spectral energy at the stride frequencies, on a smooth input "
+        "(fails above 2%)",
+    ),
+    (
+        "sharing",
+        r"ALIAS",
+        "ALIAS a=b: one module instance registered under several names ([block] * 3)",
+    ),
+    ("sharing", r"×\d", "name×N: a module with weights called N times per forward (reuse)"),
+    ("sharing", r"tied", "N tied: groups of parameters that are one tensor"),
+    ("failed", r"allowed", "allowed: failed, but listed in the model's allow (reported, xfail)"),
+    ("failed", DID_NOT_FINISH, f"{DID_NOT_FINISH}: its worker died or the run stopped"),
+    ("", r"—", "—: nothing to report, or not known (the model did not run)"),
+)
+"""The summary table's words: (column, pattern in the column, definition)."""
+
+_COLUMNS = ("model", "output", "receptive field", "checkerboard", "sharing", "params", "FLOPs")
+
+
+def legend(rows: list[tuple[str, ...]], *, everything: bool = False) -> list[str]:
+    """The legend under the summary table: the definition of each word the table uses
+    (every word with ``everything``, ``--convcheck-legend``)."""
+    import re
+
+    index = {name: i for i, name in enumerate((*_COLUMNS, "failed"))}
+    lines = []
+    for column, pattern, text in LEGEND:
+        cells = [r[index[column]] for r in rows] if column else [c for r in rows for c in r[1:]]
+        if everything or any(re.search(pattern, cell) for cell in cells):
+            lines.append(f"  {text}")
+    if not lines:
+        return []
+    return ["legend:", *lines]
 
 
 def _flops_text(flops: int) -> str:
