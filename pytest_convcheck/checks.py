@@ -539,7 +539,7 @@ def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContex
     from pytest_convcheck.checkerboards import SPECTRAL_THRESHOLD, WEIGHT_THRESHOLD
 
     shape = model_inputs(config)
-    findings = context.notes.setdefault("findings", {}).setdefault("checkerboard", {})
+    findings: dict[str, Any] = {}  # a failed kind's figure, for the summary and the JSON
     for kind in config.options.get("checkerboard_kinds", ("structural",)):
         if kind == "structural":
             try:
@@ -563,6 +563,7 @@ def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContex
                 "figure": f"{board.weight_score:.3g}",
                 "threshold": WEIGHT_THRESHOLD,
             }
+            context.notes["findings"] = {"checkerboard": findings}
             raise AssertionError(_weights_message(board, config, context, WEIGHT_THRESHOLD))
         signal, score = _spectral(model, shape, kind)
         if score.score <= SPECTRAL_THRESHOLD:
@@ -572,6 +573,7 @@ def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContex
             "figure": f"{score.score:.1%}",
             "threshold": SPECTRAL_THRESHOLD,
         }
+        context.notes["findings"] = {"checkerboard": findings}
         where = "output on a smooth input" if kind == "output" else "input gradient"
         weights = weights_in_use(config)
 
