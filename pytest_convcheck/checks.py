@@ -255,9 +255,13 @@ def load_weights(model: nn.Module, config: ModelConfig) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
+        import re
+
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+        reason = reason.splitlines()[0].split(". ")[0] if reason else ""
         raise ConvcheckConfigError(
             f"model {config.name!r}: cannot load weights {path} with weights_only=True "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).\n"
+            f"({type(error).__name__}: {reason}).\n"
             f"  fix: save a plain state dict, torch.save(model.state_dict(), {given!r}); "
             f"pickled modules and custom classes are refused (they would run code)."
         ) from None

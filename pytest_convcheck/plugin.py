@@ -314,7 +314,6 @@ def _model_items(session: pytest.Session, config: pytest.Config) -> list[pytest.
                 model=model,
                 check=check,
                 blocked=blocked,
-                blocked_reason=problem.splitlines()[0] if problem else "",
             )
             for check in model.checks
         ]
@@ -509,7 +508,6 @@ class ConvcheckItem(_GeneratedItem):
         check: str = "",
         error: str | None = None,
         blocked: str | None = None,
-        blocked_reason: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -517,7 +515,6 @@ class ConvcheckItem(_GeneratedItem):
         self.check = check
         self.error = error
         self.blocked = blocked
-        self.blocked_reason = blocked_reason
         self.attachments: list[tuple[str, bytes | str]] = []  # for pytest-html
         self.add_marker("convcheck")
 
@@ -542,8 +539,7 @@ class ConvcheckItem(_GeneratedItem):
         assert config is not None
         if self.blocked is not None:
             _skip(
-                f"model {config.name!r} has a configuration error, reported once by "
-                f"{self.blocked}: {self.blocked_reason}"
+                f"model {config.name!r} has a configuration error, reported once by {self.blocked}"
             )
         from pytest_convcheck import checks  # imports torch: only when a check runs
         from pytest_convcheck.errors import ModelStateError, ShapeError
