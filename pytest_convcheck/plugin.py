@@ -1242,50 +1242,40 @@ LEGEND: tuple[tuple[str, str, str], ...] = (
     (
         "receptive field",
         r"\ball\b",
-        "all: every output position sees the whole input along that axis (flatten + Linear, "
-        "global pooling); its stride is then the input's size",
+        "all: the output sees the whole input along that axis (flatten + Linear, global pool)",
     ),
     (
         "receptive field",
         r"\(stride ",
-        "N×M (stride S): the field of one output position, in input pixels per axis, and how "
-        "far it moves per output step; 1/4: four output steps per input pixel (upsampling)",
+        "N×M (stride S): input pixels one output position sees, per axis; S input pixels per "
+        "output step (1/4: four output steps per input pixel)",
     ),
     ("receptive field", r"HOLES", "HOLES: positions inside the field that no path reaches"),
     (
         "receptive field",
         r"norm stats",
-        "+N norm stats: N GroupNorm/InstanceNorm layers whose statistics span the input; the "
-        "size is the data path's (receptive_field_statistics = true counts them)",
+        "+N norm stats: N norm layers' statistics span the input; the size is the data path's",
     ),
     (
         "checkerboard",
         r"UNEVEN",
-        "UNEVEN ×R: kernel taps per output phase, max/min, at the worst place: an upsampling "
-        "layer's own tile or the chain composed from the input (a failure lists each layer's "
-        "own 'imbalance'); JSON: checkerboard.output_imbalance. even: ×1",
+        "UNEVEN ×R: kernel taps per output phase, max/min, at the worst layer or composed chain "
+        "(a failure lists each layer's own imbalance; JSON: output_imbalance); even: ×1",
     ),
     (
         "checkerboard",
         r"WEIGHTS",
-        "WEIGHTS s: a failed 'weights' check: spread of the per-phase responses of the model's "
-        "weights to a constant input, over their mean (fails above 0.05)",
+        "WEIGHTS s: failed 'weights' kind: spread of the weights' per-phase responses (over 0.05)",
     ),
     (
         "checkerboard",
         r"OUTPUT|GRADIENT",
-        "OUTPUT p% / GRADIENT p%: a failed 'output'/'gradient' check: share of the output's "
-        "(input gradient's) spectral energy at the stride frequencies, on a smooth input "
-        "(fails above 2%)",
+        "OUTPUT p% / GRADIENT p%: failed kind: spectral energy at the stride frequencies (over 2%)",
     ),
-    (
-        "sharing",
-        r"ALIAS",
-        "ALIAS a=b: one module instance registered under several names ([block] * 3)",
-    ),
-    ("sharing", r"×\d", "name×N: a module with weights called N times per forward (reuse)"),
+    ("sharing", r"ALIAS", "ALIAS a=b: one module instance under several names ([block] * 3)"),
+    ("sharing", r"×\d", "name×N: a module with weights called N times per forward"),
     ("sharing", r"tied", "N tied: groups of parameters that are one tensor"),
-    ("failed", r"allowed", "allowed: failed, but listed in the model's allow (reported, xfail)"),
+    ("failed", r"allowed", "allowed: failed, but in the model's allow list (reported as xfail)"),
     ("failed", DID_NOT_FINISH, f"{DID_NOT_FINISH}: its worker died or the run stopped"),
     ("", r"—", "—: nothing to report, or not known (the model did not run)"),
 )

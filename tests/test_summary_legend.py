@@ -22,14 +22,14 @@ def test_the_legend_defines_the_words_the_table_uses_and_no_others() -> None:
     lines = legend([row("all×all (stride 28)", "UNEVEN ×9", "ALIAS a=b, 1 tied")])
     text = "\n".join(lines)
     assert lines[0] == "legend:"
-    assert "all: every output position sees the whole input" in text
-    assert "UNEVEN ×R: kernel taps per output phase, max/min, at the worst place" in text
-    assert "a failure lists each layer's own 'imbalance'" in text  # ×9 vs a layer's 4
-    assert "JSON: checkerboard.output_imbalance" in text
-    assert "ALIAS a=b: one module instance registered under several names" in text
+    assert "all: the output sees the whole input along that axis" in text
+    assert "UNEVEN ×R: kernel taps per output phase, max/min, at the worst layer" in text
+    assert "a failure lists each layer's own imbalance" in text  # ×9 vs a layer's 4
+    assert "JSON: output_imbalance" in text
+    assert "ALIAS a=b: one module instance under several names" in text
     assert "N tied" in text
     assert "HOLES" not in text and "WEIGHTS" not in text and "norm stats" not in text
-    assert "1/4: four output steps per input pixel" in text  # "stride 1/4" explained
+    assert "(1/4: four output steps per input pixel)" in text  # "stride 1/4" explained
 
 
 def test_the_full_legend_covers_every_word() -> None:
@@ -43,8 +43,8 @@ def test_the_checkerboard_cell_shows_failed_weight_and_spectral_kinds() -> None:
     assert cell == "even; OUTPUT 82.9%; WEIGHTS 0.31"
     assert _checkerboard_cell(EVEN, {}) == "even"
     text = "\n".join(legend([row(board=cell)]))
-    assert "OUTPUT p% / GRADIENT p%: a failed 'output'/'gradient' check" in text
-    assert "WEIGHTS s: a failed 'weights' check" in text
+    assert "OUTPUT p% / GRADIENT p%: failed kind: spectral energy at the stride" in text
+    assert "WEIGHTS s: failed 'weights' kind" in text
 
 
 def test_the_sharing_column_is_truncated_with_a_count() -> None:
