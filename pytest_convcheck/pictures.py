@@ -168,9 +168,12 @@ def read_png_text(data: bytes | str | Path) -> dict[str, str]:
 
 
 def _finish(figure: Any, title: str, caption: str, facts: dict[str, Any]) -> Picture:
+    """Title on top, the one-line caption under the panels (room kept for it)."""
     figure.suptitle(title, fontsize=10, fontweight="bold")
-    figure.text(0.5, -0.02, caption, ha="center", va="top", fontsize=8.5, wrap=True)
-    figure.tight_layout()
+    lines = max(1, math.ceil(len(caption) * 5.2 / (figure.get_figwidth() * 72)))
+    room = min(0.3, (0.09 + 0.035 * lines) * 3.8 / figure.get_figheight())
+    figure.tight_layout(rect=(0, room, 1, 1))
+    figure.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=8.5, wrap=True)
     return Picture(figure, title, caption, facts)
 
 
@@ -229,11 +232,12 @@ def tiles_picture(board: Any) -> Picture:
     plt = pyplot()
     layers = sorted(board.layers, key=lambda t: -max(t.ratio, t.composed_ratio))
     shown = [t for t in layers if max(t.ratio, t.composed_ratio) > 1 + 1e-9][:3] or layers[:1]
-    panels: list[tuple[str, list[list[float]], str]] = [
+    panels: list[tuple[str, list[list[float]], str, str]] = [
         (
             f"{t.name}: own tile\nkernel {t.kernel}, stride {t.stride}, dilation {t.dilation}",
             _tile(t.counts),
             f"imbalance ×{_ratio_text(t.ratio)}",
+            "kernel taps per output phase",
         )
         for t in shown
     ]
@@ -243,10 +247,11 @@ def tiles_picture(board: Any) -> Picture:
                 "composed at the output\n(all-ones network, constant input)",
                 _tile(board.output_counts),
                 f"imbalance ×{_ratio_text(board.output_ratio)}",
+                "response per output phase (relative)",
             )
         )
     figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
-    for ax, (name, tile, ratio) in zip(axes[0], panels, strict=True):
+    for ax, (name, tile, ratio, unit) in zip(axes[0], panels, strict=True):
         image = ax.imshow(tile, cmap="viridis", vmin=0)
         _annotate(ax, tile)
         ax.set_title(f"{name}\n{ratio}", fontsize=8)
@@ -258,7 +263,7 @@ def tiles_picture(board: Any) -> Picture:
         ax.set_xticks(range(len(tile[0])))
         ax.set_yticks(range(len(tile)))
         ax.tick_params(labelsize=7)
-        _colorbar(figure, image, ax, "kernel taps per output phase")
+        _colorbar(figure, image, ax, unit)
     worst = shown[0].name if shown else "the output"
     caption = (
         f"uneven overlap: imbalance ×{_ratio_text(board.imbalance)} (max/min taps per output "
