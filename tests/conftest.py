@@ -24,7 +24,7 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
     "derandomize": True,
 }
-settings.register_profile("ci", max_examples=2000, **_COMMON)
+settings.register_profile("ci", max_examples=1000, **_COMMON)
 settings.register_profile("dev", max_examples=200, **_COMMON)
 settings.register_profile(
     "deep",
