@@ -86,7 +86,7 @@ class Layout:
     @staticmethod
     def of_input(shape: Shape, spatial: int) -> Layout:
         rank = len(shape)
-        dims = []
+        dims: list[tuple[Digit, ...]] = []
         for d, size in enumerate(shape):
             axis = d - (rank - spatial)
             if axis >= 0:
@@ -439,12 +439,12 @@ class Propagation:
         spatial = len(sources[0].maps)
         maps: list[AxisMap] = []
         for axis in range(spatial):
-            placements = []
-            fixed = []
-            for source, dims in zip(sources, aligned, strict=True):
+            placements: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]] = []
+            fixed: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]] = []
+            for source, operand_dims in zip(sources, aligned, strict=True):
                 place = tuple(
                     (d, i, digit)
-                    for d, digits in enumerate(dims)
+                    for d, digits in enumerate(operand_dims)
                     for i, digit in enumerate(digits)
                     if digit[0] == axis
                 )

@@ -534,6 +534,13 @@ def _reduction(
     return Mix(dims, out, f"{op} over dims {list(dims)}")
 
 
+def _reducing(op: str) -> EffectBuilder:
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
+        return _reduction(op, args, kwargs, shape, out)
+
+    return build
+
+
 def _along(
     default: int | tuple[int, ...] | None, index: int = 1, name: str = "dim"
 ) -> EffectBuilder:
@@ -830,7 +837,7 @@ TABLE: dict[str, EffectBuilder] = {
     **{op: _first_only for op in _TEMPLATE_OPS},
     **{op: _constant for op in CONSTANT_OPS},
     **{op: _reshape for op in _RESHAPES},
-    **{op: (lambda a, k, s, o, op=op: _reduction(op, a, k, s, o)) for op in _REDUCTIONS},
+    **{op: _reducing(op) for op in _REDUCTIONS},
     **{op: _along(-1) for op in _SCANS},
     **{op: _softmax for op in _SOFTMAX},
     **{op: _split for op in _SPLITS},

@@ -226,10 +226,10 @@ def _fit_output(run: Any, threshold: int, period: int, residues: tuple[int, ...]
         offsets = {ya - k * ((n + c) // period) for n, ya, _ in samples}
         if len(offsets) != 1:
             continue
-        d = offsets.pop()
+        offset = offsets.pop()
         core = "n" if period == 1 else f"⌊(n + {c})/{period}⌋" if c else f"⌊n/{period}⌋"
         core = core if k == 1 else f"{k}·{core}"
-        return core if d == 0 else f"{core} {'+' if d > 0 else '−'} {abs(d)}"
+        return core if offset == 0 else f"{core} {'+' if offset > 0 else '−'} {abs(offset)}"
     return ""
 
 

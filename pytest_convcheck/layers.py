@@ -945,7 +945,7 @@ class AdaptivePoolSpec(Spec):
         )
         return (*lead, *out)
 
-    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Window:
         """Output ``j`` reads ``[⌊j·in/out⌋, ⌈(j+1)·in/out⌉)`` (``AdaptivePooling.h``);
         pooling an axis down to one position reads all of it (global pooling)."""
         rank = len(input_shape)
@@ -1111,7 +1111,7 @@ class InterpolateSpec(Spec):
             )
         return (*lead, *out)
 
-    def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
+    def effect(self, input_shape: Shape, output_shape: Shape) -> Window:
         """The source indices of each output position, from ``UpSample.h``'s index
         formulas (anti-aliased modes: the filter's support); a size-1 axis is
         broadcast (torch clamps the neighbours a linear kernel would reach)."""

@@ -640,7 +640,7 @@ def _value_cross_talk(
             if changed is None:
                 skipped.append(label)
                 break
-            swapped = _map_call(call, lambda path, t, c=changed, k=label: c if path == k else t)
+            swapped = _map_call(call, _swap(label, changed))
             with forward_failures(work, "the batch check's perturbation", torch.float64, "cpu"):
                 got = _outputs(_forward(work, swapped, state))
             for key, want in base.items():
@@ -668,6 +668,15 @@ def _value_cross_talk(
             f"gradient, so its cross-talk was not checked.",
             stacklevel=4,
         )
+
+
+def _swap(label: str, changed: torch.Tensor) -> Callable[[str, torch.Tensor], torch.Tensor]:
+    """A ``_map_call`` function putting ``changed`` in place of the input ``label``."""
+
+    def swap(path: str, tensor: torch.Tensor) -> torch.Tensor:
+        return changed if path == label else tensor
+
+    return swap
 
 
 def _sample_change(found: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
