@@ -181,7 +181,8 @@ def model_inputs(config: ModelConfig) -> Inputs:
 
 def _import_function(config: ModelConfig, path: str) -> Callable[..., Any]:
     """``module:function`` (``example_inputs``), imported as factories are."""
-    return import_object(config, path, "example_inputs")  # type: ignore[no-any-return]
+    found: Callable[..., Any] = import_object(config, path, "example_inputs")
+    return found
 
 
 def build_model(config: ModelConfig) -> nn.Module:

@@ -762,7 +762,7 @@ def _attach_to_html(item: ConvcheckItem, report: pytest.TestReport) -> None:
             extras.append(pytest_html.extras.png(base64.b64encode(content).decode(), name))
         else:
             extras.append(pytest_html.extras.text(content, name))
-    report.extras = extras
+    report.extras = extras  # type: ignore[attr-defined]  # pytest-html reads it
 
 
 # --------------------------------------------------------------------------- GPU marker
