@@ -506,6 +506,15 @@ def _fitting_shape(
     return input_shape, True, [0] * spatial, base
 
 
+def _batch_one(model: nn.Module, inputs: Inputs) -> tuple[Inputs, Trace]:
+    """``inputs`` with batch 1 where the model takes it, and its trace."""
+    single = inputs.with_batch(1)
+    try:
+        return single, trace(model, single)
+    except (ShapeError, ModelRunError):
+        return inputs, trace(model, inputs)
+
+
 def _need_floating(model: nn.Module, inputs: Inputs) -> None:
     """Gradients reach floating inputs only."""
     if not inputs.main.floating:
@@ -599,7 +608,9 @@ def empirical_receptive_field(
     statistics, as :func:`~pytest_convcheck.fields.receptive_field` does.
 
     The measurement runs with batch 1 in float64; its memory is estimated from
-    the trace first, and a measurement above ``max_memory`` bytes is refused with
+    the trace first. A field too large to fit a measurable input is measured on
+    the given input, clipped by its borders (``clipped``, with a note); a
+    measurement above ``max_memory`` bytes even then is refused with
     :class:`~pytest_convcheck.errors.MeasurementRefused`.
     """
     inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
@@ -616,11 +627,29 @@ def empirical_receptive_field(
             fitted = single
         except (ShapeError, ModelRunError):
             pass
+    given = inputs
     inputs = inputs.with_shape(fitted)
     if fitted != shape:
         shape = fitted
         analytic = field_of_trace(result, include_statistics=include_statistics)
     needed = _memory_needed(result)
+    notes: list[str] = []
+    if needed > max_memory and fitted != given.shape:
+        # the field does not fit a measurable input: measure it at the given size,
+        # clipped by the input's borders, when that fits the budget
+        at_given = _batch_one(model, given)
+        if _memory_needed(at_given[1]) <= max_memory:
+            notes.append(
+                f"the field ({'×'.join(map(str, analytic.size))}) would need an input of "
+                f"{'×'.join(map(str, shape))}, about {_show_bytes(needed)}, over the budget "
+                f"of {_show_bytes(max_memory)}: measured on the given input, clipped by its "
+                f"borders"
+            )
+            inputs, result = at_given
+            shape = inputs.shape
+            analytic = field_of_trace(result, include_statistics=include_statistics)
+            clipped = True
+            needed = _memory_needed(result)
     if needed > max_memory:
         raise MeasurementRefused(
             f"{type(model).__name__}: measuring the receptive field needs an input of "
@@ -644,7 +673,6 @@ def empirical_receptive_field(
         raise ValueError(f"{type(model).__name__} returned no tensor")
     out_shape = tuple(out.shape)
     spatial_out = len(out_shape) - 2
-    notes: list[str] = []
     if spatial_out >= 1 and spatial_out != spatial:
         notes.append(
             f"the output ({'×'.join(map(str, out_shape))}) has not the input's {spatial} "

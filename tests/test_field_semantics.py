@@ -263,3 +263,14 @@ def test_measurement_of_an_output_with_fewer_spatial_axes() -> None:
     measured = empirical_receptive_field(model, (1, 1, 8, 8))
     assert measured.size == (7, 7)
     assert any("whole output was measured" in note for note in measured.notes)
+
+
+def test_a_field_too_large_to_fit_the_budget_is_measured_clipped() -> None:
+    # field 65: the fitted input (72²) is over a small budget, the given 24² is not
+    model = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(32)])
+    fitted_cost = empirical_receptive_field(model, (1, 1, 24, 24))
+    assert fitted_cost.size == (65, 65) and not fitted_cost.clipped
+    measured = empirical_receptive_field(model, (1, 1, 24, 24), max_memory=400_000)
+    assert measured.clipped and measured.input_shape == (1, 1, 24, 24)
+    assert measured.size == (24, 24)
+    assert any("measured on the given input, clipped" in note for note in measured.notes)
