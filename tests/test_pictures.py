@@ -252,7 +252,8 @@ def test_pictures_are_attached_to_failing_items_of_a_pytest_html_report(
             """
         ),
     )
-    result = pytester.runpytest_subprocess(
+    pytester.syspathinsert()  # in-process: the model module imports from the project
+    result = pytester.runpytest_inprocess(
         "--convcheck", "--html=report.html", "--self-contained-html", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=1, failed=1)
