@@ -730,6 +730,42 @@ _FIXES = (
     "or initialise sub-pixel convolutions with ICNR (Aitken et al. 2017)."
 )
 
+ICNR_FIX = (
+    "  fix: the overlap is even, so the weights paint the pattern: initialise the upsampler "
+    "with ICNR (Aitken et al. 2017: every output phase starts from the same kernel) or "
+    "another phase-even initialisation, or use resize-convolution (nn.Upsample(scale_factor="
+    "s, mode='nearest') then a stride-1 conv); training with the pattern in the loss also "
+    "removes it."
+)
+"""The fix when the overlap is even and the pattern comes from the weights."""
+
+
+def geometry_fix(board: CheckerboardReport) -> str:
+    """The fix for uneven overlap, naming the uneven layers and a kernel that fits."""
+    uneven = [t for t in board.layers if not t.even]
+    if not uneven:
+        return ICNR_FIX
+    names = ", ".join(
+        f"{t.name} (kernel {t.kernel[-1]}, stride {t.stride[-1]}: try kernel "
+        f"{max(t.stride[-1], t.stride[-1] * round(t.kernel[-1] / t.stride[-1]))})"
+        for t in uneven[:3]
+    )
+    return (
+        f"  fix: make the kernel of {names} a multiple of its stride (e.g. kernel 4, stride 2, "
+        f"padding 1), or use resize-convolution (nn.Upsample then a stride-1 conv)."
+    )
+
+
+def _fix_for(model: nn.Module, inputs: Any) -> str:
+    """ICNR when every upsampling layer overlaps evenly, else the geometry fix."""
+    try:
+        board = checkerboard(model, inputs)
+    except Exception:  # the fix line must never hide the finding
+        return _FIXES
+    if not board.layers:
+        return _FIXES
+    return ICNR_FIX if not board.structural else geometry_fix(board)
+
 
 def assert_no_checkerboard(
     model: nn.Module,
@@ -800,11 +836,12 @@ def assert_no_checkerboard(
             else gradient_score(model, input_shape)
         )
         if score.score > SPECTRAL_THRESHOLD:
-            where = "output on a smooth input" if kind == "output" else "input gradient"
+            where = "the output on a smooth input" if kind == "output" else "the input gradient"
             raise AssertionError(
-                f"{name}: {score.score:.1%} of the {where}'s spectral energy sits at the stride "
-                f"frequencies m·N/P (P = {score.period}), above {SPECTRAL_THRESHOLD:.0%}: a "
-                f"checkerboard pattern.\n{_FIXES}"
+                f"{name}: {score.score:.1%} of the spectral energy of {where} sits at the "
+                f"stride frequencies m·N/P (P = {score.period}), above "
+                f"{SPECTRAL_THRESHOLD:.0%}: a checkerboard pattern (with the model's current "
+                f"weights).\n{_fix_for(model, input_shape)}"
             )
         return score
     raise ValueError(

@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from pytest_convcheck.checkerboards import (
+    ICNR_FIX,
     assert_no_checkerboard,
     checkerboard,
+    geometry_fix,
 )
 from pytest_convcheck.config import ModelConfig, import_factory, import_object, user_frames
 from pytest_convcheck.errors import ConvcheckConfigError, ShapeError
@@ -511,29 +513,6 @@ def weights_in_use(config: ModelConfig) -> str:
     )
 
 
-_ICNR_FIX = (
-    "  fix: the overlap is even, so the weights paint the pattern: initialise the upsampler "
-    "with ICNR (Aitken et al. 2017: every output phase starts from the same kernel) or "
-    "another phase-even initialisation, or use resize-convolution (nn.Upsample(scale_factor="
-    "s, mode='nearest') then a stride-1 conv); training with the pattern in the loss also "
-    "removes it."
-)
-
-
-def _geometry_fix(board: Any) -> str:
-    """The fix for uneven overlap, naming the uneven layers and a kernel that fits."""
-    uneven = [t for t in board.layers if not t.even]
-    names = ", ".join(
-        f"{t.name} (kernel {t.kernel[-1]}, stride {t.stride[-1]}: try kernel "
-        f"{max(t.stride[-1], t.stride[-1] * round(t.kernel[-1] / t.stride[-1]))})"
-        for t in uneven[:3]
-    )
-    return (
-        f"  fix: make the kernel of {names} a multiple of its stride (e.g. kernel 4, stride 2, "
-        f"padding 1), or use resize-convolution (nn.Upsample then a stride-1 conv)."
-    )
-
-
 def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContext) -> None:
     """No checkerboard of the configured kinds (``checkerboard_kinds``; default
     ``["structural"]``: uneven kernel overlap). The ``weights``, ``output`` and
@@ -611,7 +590,7 @@ def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContex
         if board.structural:
             lines.append(
                 f"  the overlap is uneven too (imbalance ×{board.imbalance:.4g}):\n"
-                + _geometry_fix(board)
+                + geometry_fix(board)
             )
         elif kind == "gradient":
             lines.append(
@@ -620,7 +599,7 @@ def check_checkerboard(model: nn.Module, config: ModelConfig, context: RunContex
                 "accept it when the gradient pattern does not show in training."
             )
         else:
-            lines.append(_ICNR_FIX)
+            lines.append(ICNR_FIX)
         raise AssertionError("\n".join(lines) + picture)
 
 
@@ -679,9 +658,9 @@ def _weights_message(board: Any, config: ModelConfig, context: RunContext, thres
         "|response|; 0 for ICNR or flat kernels)"
     )
     lines.append(
-        f"  the overlap is uneven too (imbalance ×{board.imbalance:.4g}):\n" + _geometry_fix(board)
+        f"  the overlap is uneven too (imbalance ×{board.imbalance:.4g}):\n" + geometry_fix(board)
         if board.structural
-        else _ICNR_FIX
+        else ICNR_FIX
     )
 
     def gains() -> Picture:

@@ -142,6 +142,11 @@ def _same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> N
     )
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 channel``, ``3 channels``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _show(values: Sequence[int]) -> str:
     items = tuple(values)
     return str(items[0]) if len(items) == 1 else str(items)
@@ -402,10 +407,10 @@ class ConvSpec(Spec):
         channels = lead[-1]
         if self.in_channels is not None and channels != self.in_channels:
             raise ShapeError(
-                f"{label}: expected {self.in_channels} input channels (in_channels="
+                f"{label}: expected {_count(self.in_channels, 'input channel')} (in_channels="
                 f"{self.in_channels}), got {channels} in input of shape {tuple(input_shape)}"
-                f" (channel dim is {len(input_shape) - n - 1}).\n  fix: make the previous "
-                f"layer produce {self.in_channels} channels, or build this layer with "
+                f" (channel dim is {len(input_shape) - n - 1}).\n  fix: make the layer before "
+                f"it produce {_count(self.in_channels, 'channel')}, or build this layer with "
                 f"in_channels={channels}."
             )
         if any(size == 0 for size in input_shape[len(lead) - 1 :]):

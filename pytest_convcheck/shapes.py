@@ -236,10 +236,22 @@ def _fix_hint(culprits: list[TraceLayer], expected: tuple[int | None, ...]) -> s
     want, got = expected[2:], last.output_shape[2:]
     spec = last.spec
     if isinstance(spec, ConvSpec) and spec.transposed and all(w is not None for w in want):
-        gap = [int(w) - g for w, g in zip(want, got, strict=False) if w not in (None, -1)]
-        off = ", ".join(f"{abs(g)} {'short' if g > 0 else 'too many'}" for g in gap)
+        pairs = [(int(w), g) for w, g in zip(want, got, strict=False) if w not in (None, -1)]
+        gaps = {w - g for w, g in pairs}
+        if len(gaps) == 1:
+            (gap,) = gaps
+            word = "short" if gap > 0 else "too many"
+            off = (
+                f"{abs(gap)} {word} on every spatial axis ({pairs[0][1]} instead of {pairs[0][0]})"
+            )
+        else:
+            off = "; ".join(
+                f"axis {i}: {abs(w - g)} {'short' if w > g else 'too many'} ({g} instead of {w})"
+                for i, (w, g) in enumerate(pairs)
+                if w != g
+            )
         return (
-            f"  fix: the output is off by {off} per axis; "
+            f"  fix: the output is {off}; "
             f"each transposed conv gives (in−1)·s − 2p + d(k−1) + output_padding + 1, so "
             f"choose kernel/padding/output_padding per stage so that it inverts its encoder "
             f"stage, pass output_size= to forward(), or end with "

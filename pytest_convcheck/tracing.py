@@ -356,7 +356,26 @@ class _Recorder:
             # the rule table is the authority: a layer its formula or argument checks
             # reject is refused, even where torch's meta kernel would return a shape
             spec.check_dtype(first.dtype, name)
-            spec.output_shape(tuple(first.shape), name)
+            try:
+                spec.output_shape(tuple(first.shape), name)
+            except ShapeError as error:
+                wanted = getattr(spec, "in_channels", None) or getattr(spec, "channels", None)
+                if (
+                    self.producers.get(id(first)) == MODEL_INPUT
+                    and isinstance(wanted, int)
+                    and len(first.shape) >= 2
+                    and first.shape[1] != wanted
+                ):
+                    # the first layer: no layer before it, the input description is wrong
+                    problem = str(error).split("\n  fix:")[0]
+                    shape = [int(v) for v in first.shape]
+                    shape[1] = wanted
+                    raise ShapeError(
+                        f"{problem}\n  fix: this layer reads the model's input: describe the "
+                        f"input with {wanted} channel{'s' if wanted != 1 else ''} (input = "
+                        f"{shape}), or build the layer with in_channels={int(first.shape[1])}."
+                    ) from None
+                raise
         self.stack.append(
             _Frame(
                 module,

@@ -159,7 +159,10 @@ CASES: dict[str, tuple[str, str]] = {
         'factory = "mymodels:NeedsArgs"\nkwargs = { depth = 3 }',
         "*raised TypeError*when called as NeedsArgs(depth=3)*",
     ),
-    "channels": ('factory = "mymodels:Good"\ninput = [1, 3, 8, 8]', "*expected 1 input channels*"),
+    "channels": (
+        'factory = "mymodels:Good"\ninput = [1, 3, 8, 8]',
+        "*expected 1 input channel (in_channels=1)*",
+    ),
     "rank": ('factory = "mymodels:Good"\ninput = [8, 8]', "*expected a 3-D or 4-D input*"),
     "too_small": ('factory = "mymodels:Good"\ninput = [1, 1, 1, 1]', "*max_pool2d*"),
     "forward_raises": ('factory = "mymodels:Raises"', "*mode 'fast' is not supported*"),

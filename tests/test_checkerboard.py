@@ -170,7 +170,10 @@ def test_spectral_threshold_calibration() -> None:
 
 def test_output_kind() -> None:
     assert_no_checkerboard(_resize_conv(), (1, 1, 32, 32), kind="output")
-    with pytest.raises(AssertionError, match=r"of the output on a smooth input's spectral energy"):
+    with pytest.raises(AssertionError, match=r"of the spectral energy of the output on a smooth"):
+        assert_no_checkerboard(_flat_transposed(3, 2), (1, 1, 32, 32), kind="output")
+    # uneven overlap (k=3, s=2): the fix names the layer and a kernel that fits
+    with pytest.raises(AssertionError, match=r"try kernel 4"):
         assert_no_checkerboard(_flat_transposed(3, 2), (1, 1, 32, 32), kind="output")
 
 
@@ -250,3 +253,14 @@ def test_resize_convolution_passes_the_output_test(mode: str) -> None:
     uneven = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1))
     with pytest.raises(AssertionError, match="stride frequencies"):
         assert_no_checkerboard(uneven, (1, 4, 16, 16), kind="output")
+
+
+def test_output_kind_on_an_even_layer_suggests_icnr_not_its_own_geometry() -> None:
+    layer = nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1, bias=False)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[0, 0, 0, 0] = 1.0  # one tap: the weights paint the pattern
+    with pytest.raises(AssertionError) as info:
+        assert_no_checkerboard(nn.Sequential(layer), (1, 1, 32, 32), kind="output")
+    text = str(info.value)
+    assert "ICNR" in text and "ConvTranspose2d(k=4, s=2, p=1)" not in text
