@@ -165,8 +165,14 @@ _INPUTS: dict[Any, Any] = {}
 
 def model_inputs(config: ModelConfig) -> Inputs:
     """The model's inputs as the checks take them (:mod:`pytest_convcheck.inputs`):
-    its ``input`` description, or what its ``example_inputs`` function returns."""
+    its ``input`` description, what its ``example_inputs`` function returns, or, with
+    neither, an input inferred from the model (:mod:`pytest_convcheck.inferred_inputs`)."""
     key = _model_key(config)
+    nothing_given = config.inputs is None and not config.input_shape and not config.example_inputs
+    if key not in _INPUTS and nothing_given:  # inferred from the model
+        from pytest_convcheck.inferred_inputs import infer_inputs
+
+        _INPUTS[key] = infer_inputs(cached_model(config), config.name)
     if key not in _INPUTS:
         example = _import_function(config, config.example_inputs) if config.example_inputs else None
         try:

@@ -98,6 +98,8 @@ class ModelConfig:
         """The input in messages: ``[2, 1, 28, 28]``, or every input."""
         if self.example_inputs and not self.input_shape:
             return f"example_inputs {self.example_inputs}"
+        if not self.input_shape and self.inputs is None:
+            return "inferred from the model"
         if self.inputs is None:
             return str(list(self.input_shape))
         return str(_plain(self.inputs))
@@ -325,14 +327,13 @@ def model_from_table(name: str, table: Any, source: str, root: Path | None = Non
             f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: "
             f"{', '.join(sorted(_KEYS))}.\n  fix: correct the spelling or remove the key."
         )
-    for key in ("factory", "input"):
-        if key == "input" and "example_inputs" in table:
-            continue
-        if key not in table:
-            raise ConvcheckConfigError(
-                f"{where}: missing {key!r}.\n  fix: give both, e.g.\n"
-                f'  factory = "mypkg.models:Net"\n  input = [1, 1, 28, 28]'
-            )
+    if "factory" not in table:
+        raise ConvcheckConfigError(
+            f"{where}: missing 'factory'.\n  fix: name the model's class or function, e.g.\n"
+            f'  factory = "mypkg.models:Net"   (or "timm:resnet18", "torchvision:resnet18",\n'
+            f'  "path/to/file.py:Net")\n  input = [1, 1, 28, 28]   (optional: inferred from '
+            f"the model when left out)"
+        )
     factory = table["factory"]
     if not isinstance(factory, str) or ":" not in factory:
         raise ConvcheckConfigError(
@@ -539,6 +540,7 @@ def _cli_names(factories: list[str], taken: set[str]) -> list[str]:
     """Distinct names for ``--convcheck-model`` factories: the factory's own name
     (``Net`` for ``pkg.a:Net``), or, where two share it or a configured model has
     it, the dotted path (``pkg.a.Net``), then a counter (``pkg.a.Net-2``)."""
+    factories = [f.partition("@")[0] for f in factories]
     short = [f.rsplit(":", 1)[-1] for f in factories]
     names: list[str] = []
     for factory, name in zip(factories, short, strict=True):
@@ -552,14 +554,21 @@ def _cli_names(factories: list[str], taken: set[str]) -> list[str]:
     return names
 
 
-def _cli_inputs(cli_models: list[str], cli_input: str | list[str] | None) -> list[str]:
-    """One input per ``--convcheck-model``: a single ``--convcheck-input`` for all of
-    them, or one each, paired in order."""
+def _cli_inputs(cli_models: list[str], cli_input: str | list[str] | None) -> list[str | None]:
+    """One input per ``--convcheck-model``: its own ``@shape`` suffix, else a single
+    ``--convcheck-input`` for all of them, or one each, paired in order, else none
+    (inferred from the model)."""
     inputs = [cli_input] if isinstance(cli_input, str) else list(cli_input or [])
+    suffixed = ["@" in m for m in cli_models]
+    if any(suffixed):
+        plain = [m for m, s in zip(cli_models, suffixed, strict=True) if not s]
+        given = iter(_cli_inputs(plain, cli_input)) if plain else iter(())
+        return [
+            m.partition("@")[2] if s else next(given)
+            for m, s in zip(cli_models, suffixed, strict=True)
+        ]
     if not inputs:
-        raise ConvcheckConfigError(
-            "--convcheck-model needs --convcheck-input, e.g. --convcheck-input 2,1,28,28"
-        )
+        return [None] * len(cli_models)
     if len(inputs) == 1:
         return inputs * len(cli_models)
     if len(inputs) != len(cli_models):
@@ -633,7 +642,9 @@ def load_models(
         names = _cli_names(cli_models, taken)
         for factory, name, shape in zip(cli_models, names, inputs, strict=True):
             source = f"--convcheck-model {factory}"
-            table = {"factory": factory, "input": shape}
+            table = {"factory": factory.partition("@")[0]}
+            if shape is not None:
+                table["input"] = shape
             try:
                 found.append((name, model_from_table(name, table, "command line", root), source))
             except ConvcheckConfigError as error:
@@ -798,6 +809,105 @@ def _import(config: ModelConfig, module_name: str, what: str = "factory", target
         ) from None
 
 
+HUBS = {
+    "timm": ("timm", "timm.create_model(NAME, pretrained=False, **kwargs)"),
+    "torchvision": ("torchvision", "torchvision.models.get_model(NAME, weights=None, **kwargs)"),
+}
+"""Factory prefixes that name a model of a library (random weights, nothing
+downloaded): ``timm:resnet18``, ``torchvision:resnet18``."""
+
+
+def _hub_factory(config: ModelConfig, hub: str, name: str) -> Any:
+    """A factory building ``name`` from the library ``hub`` with random weights."""
+    import importlib
+
+    package, how = HUBS[hub]
+    try:
+        library = importlib.import_module(package)
+        if hub == "torchvision":
+            importlib.import_module("torchvision.models")
+    except ImportError as error:
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: factory '{hub}:{name}' needs {package!r}, which does not "
+            f"import here ({error}).\n  fix: pip install {package} (into an environment that "
+            f"already has torch, e.g. pip install --no-deps {package} plus its small "
+            f"dependencies, so that pip keeps your torch build)."
+        ) from None
+    if hub == "timm":
+        known = library.list_models()
+        if name not in known:
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: timm has no model {name!r}."
+                f"{_close(name, list(known))}\n  fix: pick a name from timm.list_models()."
+            )
+
+        def build(**kwargs: Any) -> Any:
+            return library.create_model(name, pretrained=False, **kwargs)
+
+    else:
+        models = library.models
+        known = list(models.list_models())
+        if name not in known:
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: torchvision has no model {name!r}."
+                f"{_close(name, known)}\n  fix: pick a name from "
+                f"torchvision.models.list_models()."
+            )
+
+        def build(**kwargs: Any) -> Any:
+            return models.get_model(name, weights=None, **kwargs)
+
+    build.__name__ = name
+    build.__doc__ = how.replace("NAME", repr(name))
+    return build
+
+
+def _from_file(config: ModelConfig, path_text: str, attr: str, what: str, target: str) -> Any:
+    """``path/to/file.py:Name``: the file (relative to :attr:`ModelConfig.root`) loaded
+    as a module of its own, and ``Name`` in it."""
+    import importlib.util
+    import sys
+
+    path = Path(path_text).expanduser()
+    if not path.is_absolute() and config.root is not None:
+        path = config.root / path
+    if not path.is_file():
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: {what} {target!r}: no file at {path}.\n  fix: give the "
+            f"file's path relative to {config.root or 'the working folder'}, or a module path "
+            f"(mypkg.models:Net)."
+        )
+    module_name = f"_convcheck_file_{abs(hash(str(path.resolve())))}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: {what} {target!r}: {path} is not a Python file.\n  "
+                f"fix: point it at a .py file."
+            )
+        module = importlib.util.module_from_spec(spec)
+        if str(path.parent) not in sys.path:  # its sibling modules import as in a script
+            sys.path.append(str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:
+            raise ConvcheckConfigError(
+                f"model {config.name!r}: running {path} ({what} {target!r}) raised "
+                f"{type(error).__name__}: {error}{user_frames(error)}\n  fix: make the file "
+                f"importable on its own."
+            ) from None
+        sys.modules[module_name] = module
+    found = getattr(module, attr, None)
+    if found is None or not callable(found):
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise ConvcheckConfigError(
+            f"model {config.name!r}: {path} defines no callable {attr!r}.{_close(attr, names)}"
+            f"\n  fix: point {what} at a class or function of that file."
+        )
+    return found
+
+
 def import_factory(config: ModelConfig) -> Any:
     """The callable that ``config.factory`` names (see :func:`import_object`)."""
     return import_object(config, config.factory, "factory")
@@ -814,6 +924,10 @@ def import_object(config: ModelConfig, target: str, what: str) -> Any:
     import sys
 
     module_name, _, attr = target.partition(":")
+    if what == "factory" and module_name in HUBS:
+        return _hub_factory(config, module_name, attr)
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        return _from_file(config, module_name, attr, what, target)
     folders = _project_folders(config.root)
     top = module_name.split(".")[0]
     try:

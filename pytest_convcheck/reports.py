@@ -247,6 +247,8 @@ def report_from_trace(
 ) -> ConvReport:
     """The report of a traced model."""
     notes: list[str] = []
+    if result.inputs is not None and result.inputs.source.startswith("inferred"):
+        notes.append(f"input {result.inputs.describe()} {result.inputs.source}")
     if result.fallback:
         notes.append(f"traced on CPU, not meta: {result.fallback}")
     notes += result.disagreements

@@ -548,10 +548,10 @@ RUN_CASES: dict[str, tuple[dict[str, str], list[str], list[str], int]] = {
         1,
     ),
     "no-models": ({}, [], ["--convcheck found no models"], 1),
-    "cli-no-input": (
+    "cli-bad-suffix": (
         {},
-        ["--convcheck-model", "mymodels:Good"],
-        ["--convcheck-model needs --convcheck-input"],
+        ["--convcheck-model", "mymodels:Good@1,,8"],
+        ["input must be a list of ints"],
         1,
     ),
     "cli-bad-input": (
