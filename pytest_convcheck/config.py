@@ -558,7 +558,7 @@ def _cli_inputs(cli_models: list[str], cli_input: str | list[str] | None) -> lis
     """One input per ``--convcheck-model``: its own ``@shape`` suffix, else a single
     ``--convcheck-input`` for all of them, or one each, paired in order, else none
     (inferred from the model)."""
-    inputs = [cli_input] if isinstance(cli_input, str) else list(cli_input or [])
+    inputs: list[str | None] = [cli_input] if isinstance(cli_input, str) else list(cli_input or [])
     suffixed = ["@" in m for m in cli_models]
     if any(suffixed):
         plain = [m for m, s in zip(cli_models, suffixed, strict=True) if not s]

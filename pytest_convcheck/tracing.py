@@ -368,12 +368,12 @@ class _Recorder:
                 ):
                     # the first layer: no layer before it, the input description is wrong
                     problem = str(error).split("\n  fix:")[0]
-                    shape = [int(v) for v in first.shape]
-                    shape[1] = wanted
+                    described = [int(v) for v in first.shape]
+                    described[1] = wanted
                     raise ShapeError(
                         f"{problem}\n  fix: this layer reads the model's input: describe the "
                         f"input with {wanted} channel{'s' if wanted != 1 else ''} (input = "
-                        f"{shape}), or build the layer with in_channels={int(first.shape[1])}."
+                        f"{described}), or build the layer with in_channels={int(first.shape[1])}."
                     ) from None
                 raise
         self.stack.append(
