@@ -172,7 +172,10 @@ def model_inputs(config: ModelConfig) -> Inputs:
     if key not in _INPUTS and nothing_given:  # inferred from the model
         from pytest_convcheck.inferred_inputs import infer_inputs
 
-        _INPUTS[key] = infer_inputs(cached_model(config), config.name)
+        hub, _, hub_name = config.factory.partition(":")
+        _INPUTS[key] = infer_inputs(
+            cached_model(config), config.name, hub_name if hub == "torchvision" else None
+        )
     if key not in _INPUTS:
         example = _import_function(config, config.example_inputs) if config.example_inputs else None
         try:

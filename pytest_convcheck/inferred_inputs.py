@@ -4,7 +4,8 @@
 1. the model's own ``example_inputs`` — a method returning ``(args, kwargs)``, a
    tensor or a tuple of tensors, or such an attribute;
 2. the library's metadata: timm's ``pretrained_cfg["input_size"]`` (read from
-   the model object, nothing downloaded);
+   the model object), torchvision's weights ``meta["min_size"]`` as the least
+   spatial size (metadata in torchvision's code: nothing downloaded);
 3. the first conv-like layer: its ``in_channels`` and rank with a default spatial
    size (64² for 2-D, 16³ for 3-D, 1024 for 1-D), batch 2, moved to the nearest
    size the model accepts (:func:`~pytest_convcheck.input_sizes.input_size_rule`).
@@ -56,6 +57,7 @@ def _example(model: nn.Module) -> Inputs | None:
 
 
 def _library(model: nn.Module) -> Inputs | None:
+    """timm's ``pretrained_cfg["input_size"]`` on the model object."""
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     size = cfg.get("input_size") if isinstance(cfg, dict) else None
     if not size or not all(isinstance(s, int) and s > 0 for s in size):
@@ -64,20 +66,38 @@ def _library(model: nn.Module) -> Inputs | None:
     return replace(inputs, source="inferred: timm's pretrained_cfg input_size")
 
 
-def _first_layer(model: nn.Module, name: str) -> Inputs:
+def _torchvision_min_size(hub_name: str | None) -> int | None:
+    """torchvision's weights metadata ``min_size`` of a model name (metadata in the
+    code: nothing downloaded), or ``None``."""
+    if not hub_name:
+        return None
+    try:
+        from torchvision.models import get_model_weights
+
+        meta = get_model_weights(hub_name).DEFAULT.meta
+    except Exception:  # no torchvision, no weights enum, no metadata: no rule
+        return None
+    size = meta.get("min_size")
+    if isinstance(size, (tuple, list)) and size:
+        size = max(int(v) for v in size)
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def _first_layer(model: nn.Module, name: str, min_size: int | None = None) -> Inputs:
     for path, module in model.named_modules():
         if isinstance(module, _CONV_LIKE):
             rank = len(module.kernel_size)
-            size = DEFAULT_SIZES[rank]
+            size = max(DEFAULT_SIZES[rank], min_size or 0)
             shape = [BATCH, int(module.in_channels), *([size] * rank)]
             shape = _accepted(model, shape)
             inputs = as_inputs(tuple(shape))
             label = type(module).__name__
             where = f" {path!r}" if path else ""
+            floor = f", at least torchvision's min_size {min_size}" if min_size else ""
             return replace(
                 inputs,
                 source=f"inferred: the first conv-like layer{where} ({label}, "
-                f"{module.in_channels} channels), {'×'.join(map(str, shape[2:]))}",
+                f"{module.in_channels} channels), {'×'.join(map(str, shape[2:]))}{floor}",
             )
         if isinstance(module, _NOT_SPATIAL):
             kind = type(module).__name__
@@ -114,10 +134,12 @@ def _accepted(model: nn.Module, shape: list[int]) -> list[int]:
     return shape
 
 
-def infer_inputs(model: nn.Module, name: str) -> Inputs:
-    """The inferred input of ``model`` (see the module doc)."""
+def infer_inputs(model: nn.Module, name: str, hub_name: str | None = None) -> Inputs:
+    """The inferred input of ``model`` (see the module doc); ``hub_name``: the
+    torchvision model name of a ``torchvision:NAME`` factory, whose weights metadata
+    may give a ``min_size``."""
     for rule in (_example, _library):
         found = rule(model)
         if found is not None:
             return found
-    return _first_layer(model, name)
+    return _first_layer(model, name, _torchvision_min_size(hub_name))

@@ -48,6 +48,15 @@ def list_models():
     return ["small_cnn"]
 
 
+class _Weights:
+    class DEFAULT:
+        meta = {"min_size": (80, 80)}
+
+
+def get_model_weights(name):
+    return _Weights
+
+
 def get_model(name, weights=None, **kwargs):
     assert weights is None, "the plugin must never ask for weights"
     num_classes = kwargs.get("num_classes", 1000)
@@ -235,6 +244,16 @@ def test_inferred_inputs(model: nn.Module, shape: tuple[int, ...], rule: str) ->
     inputs = infer_inputs(model, "m")
     assert inputs.shape == shape
     assert rule in inputs.source
+
+
+def test_torchvision_min_size_raises_the_inferred_size(project: pytest.Pytester) -> None:
+    project.makepyprojecttoml(
+        '[tool.convcheck.models.tv]\nfactory = "torchvision:small_cnn"\nchecks = ["shapes"]\n'
+    )
+    result = _run(project, "--convcheck-report", "report.json")
+    assert result.ret == 0, result.stdout.str()
+    text = (project.path / "report.json").read_text()
+    assert "80×80" in text and "min_size 80" in text
 
 
 def test_a_token_model_is_refused_with_the_input_to_give() -> None:
