@@ -1082,6 +1082,8 @@ class ConvcheckSummary:
             everything = bool(self.config.getoption("convcheck_legend"))
             for line in legend(rows, everything=everything):
                 terminalreporter.write_line(line)
+            for line in self._inferred_inputs():
+                terminalreporter.write_line(line)
         if snapshot_line:
             terminalreporter.write_line(snapshot_line)
         target = self.config.getoption("convcheck_report")
@@ -1089,6 +1091,16 @@ class ConvcheckSummary:
             terminalreporter.write_line(self.report_problem, red=True, bold=True)
         elif target:
             terminalreporter.write_line(f"convcheck report written to {target}")
+
+    def _inferred_inputs(self) -> list[str]:
+        """A line per model whose input was inferred, with the rule that chose it."""
+        lines = []
+        for name, entry in self.models.items():
+            data = entry.get("report") or {}
+            for note in data.get("notes", ()):
+                if note.startswith("input ") and " inferred: " in note:
+                    lines.append(f"{name}: {note}")
+        return lines
 
     def _snapshot_line(self) -> str:
         """syrupy's count line for the snapshot check's files."""

@@ -252,6 +252,7 @@ def test_torchvision_min_size_raises_the_inferred_size(project: pytest.Pytester)
     )
     result = _run(project, "--convcheck-report", "report.json")
     assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["tv: input 2×3×80×80 inferred: the first conv-like layer*"])
     text = (project.path / "report.json").read_text()
     assert "80×80" in text and "min_size 80" in text
 
