@@ -141,10 +141,22 @@ factory = "nets/models.py:Net"
 checks = {CHECKS}
 """
     )
-    result = _run(project)
+    result = _run(project, "--convcheck-report", "report.json")
     text = result.stdout.str()
     assert result.ret == 0, text
     assert "21 passed" in text
+    import json
+
+    models = json.loads((project.path / "report.json").read_text())["models"]
+    reports = (
+        {m["name"]: m["report"] for m in models}
+        if isinstance(models, list)
+        else {name: entry["report"] for name, entry in models.items()}
+    )
+    # kwargs reach the libraries' factories; timm's input_size chose the input
+    assert reports["timm_tiny"]["output_shape"] == [2, 5]
+    assert reports["timm_tiny"]["input_shape"] == [2, 3, 48, 48]
+    assert reports["tv_small"]["output_shape"] == [2, 3]
 
 
 def test_command_line_models_with_their_own_inputs(project: pytest.Pytester) -> None:
