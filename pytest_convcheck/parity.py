@@ -48,10 +48,9 @@ that fails to build.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +63,7 @@ from pytest_convcheck.tracing import (
     forward_failures,
     materialized_copy,
     missing_inputs_message,
+    output_leaves,
     trace,
 )
 
@@ -226,27 +226,8 @@ Call = tuple[tuple[Any, ...], dict[str, Any]]
 """The built positional and keyword arguments of one forward."""
 
 
-def _output_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """The tensors of a forward's result with their places: tensors, tuples and lists,
-    dicts (``transformers``' ``ModelOutput`` is one), dataclasses, and other objects
-    with ``to_tuple()``."""
-    if isinstance(value, torch.Tensor):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _output_leaves(item, f"{path}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _output_leaves(item, f"{path}[{i}]")
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for spec in dataclasses.fields(value):
-            yield from _output_leaves(getattr(value, spec.name, None), f"{path}.{spec.name}")
-    elif callable(getattr(value, "to_tuple", None)):
-        yield from _output_leaves(tuple(value.to_tuple()), path)
-
-
 def _outputs(value: Any) -> Outputs:
-    return {f"output{path}": tensor for path, tensor in _output_leaves(value)}
+    return {f"output{path}": tensor for path, tensor in output_leaves(value)}
 
 
 def _as_call(x: torch.Tensor | Call) -> Call:

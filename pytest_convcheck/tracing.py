@@ -32,7 +32,7 @@ import gc
 import inspect
 import itertools
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -1319,22 +1319,29 @@ def missing_inputs_message(model: nn.Module, inputs: Inputs, missing: Sequence[s
     )
 
 
-def _leaves_with_paths(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor of an output, with its path: nested tuples, lists, dicts,
-    dataclasses (by field) and objects with ``to_tuple()``."""
+def output_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of a forward's result with its place (``""`` for the result
+    itself): tuples and lists, mappings (``transformers``' ``ModelOutput`` is one),
+    dataclasses (by field), and other objects with ``to_tuple()``."""
     if isinstance(value, torch.Tensor):
-        yield path or "output", value
-    elif isinstance(value, dict):
+        yield path, value
+    elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _leaves_with_paths(item, f"{path}[{key!r}]")
+            yield from output_leaves(item, f"{path}[{key!r}]")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _leaves_with_paths(item, f"{path}[{i}]")
+            yield from output_leaves(item, f"{path}[{i}]")
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
-            yield from _leaves_with_paths(getattr(value, item.name), f"{path}.{item.name}")
+            yield from output_leaves(getattr(value, item.name, None), f"{path}.{item.name}")
     elif callable(getattr(value, "to_tuple", None)):
-        yield from _leaves_with_paths(value.to_tuple(), path)
+        yield from output_leaves(tuple(value.to_tuple()), path)
+
+
+def _leaves_with_paths(value: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """:func:`output_leaves`, the result itself named ``output``."""
+    for path, tensor in output_leaves(value):
+        yield path or "output", tensor
 
 
 __all__ = ["MODEL_INPUT", "ModelRunError", "Trace", "TraceLayer", "TraceNode", "trace"]
