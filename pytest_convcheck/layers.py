@@ -142,6 +142,21 @@ def _same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> N
     )
 
 
+def _averaged_taps(window: Window) -> PhaseTaps:
+    """Per axis of a sampling op (interpolation, adaptive pooling), each output phase
+    as the average of its source positions; ``[]`` once an axis is pooled whole."""
+    axes: PhaseTaps = []
+    for amap in window.maps:
+        if amap.whole:
+            return []
+        taps = []
+        for intervals in amap.taps:
+            found = [x for lo, hi in intervals for x in range(lo, hi + 1)]
+            taps.append([(x, 1.0 / len(found)) for x in found])
+        axes.append((amap.period, amap.advance, taps))
+    return axes
+
+
 def _count(number: int, noun: str) -> str:
     """``1 channel``, ``3 channels``."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
@@ -968,17 +983,7 @@ class AdaptivePoolSpec(Spec):
 
     def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
         """Each output phase averages its source positions (the field's taps)."""
-        window = self.effect(input_shape, output_shape)
-        axes: PhaseTaps = []
-        for amap in window.maps:
-            if amap.whole:
-                return []
-            taps = []
-            for intervals in amap.taps:
-                found = [x for lo, hi in intervals for x in range(lo, hi + 1)]
-                taps.append([(x, 1.0 / len(found)) for x in found])
-            axes.append((amap.period, amap.advance, taps))
-        return axes
+        return _averaged_taps(self.effect(input_shape, output_shape))
 
     def geometry(self) -> Geometry:
         n = self.dims
@@ -1136,17 +1141,7 @@ class InterpolateSpec(Spec):
 
     def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
         """Each output phase averages its source positions (the field's taps)."""
-        window = self.effect(input_shape, output_shape)
-        axes: PhaseTaps = []
-        for amap in window.maps:
-            if amap.whole:
-                return []
-            taps = []
-            for intervals in amap.taps:
-                found = [x for lo, hi in intervals for x in range(lo, hi + 1)]
-                taps.append([(x, 1.0 / len(found)) for x in found])
-            axes.append((amap.period, amap.advance, taps))
-        return axes
+        return _averaged_taps(self.effect(input_shape, output_shape))
 
     def upsamples_axes(self, input_shape: Shape, output_shape: Shape) -> bool:
         """Whether some spatial axis comes out larger than it went in."""
