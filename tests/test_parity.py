@@ -261,11 +261,16 @@ def test_gradient_jumps_at_kinks_are_within_the_measured_noise_floor(monkeypatch
     import pytest_convcheck.parity as parity
 
     # the elementwise tolerance alone fails the float32 run: half the gradient moved
+    # (weights drawn from a fixed seed: which parameter's jump is the worst must not
+    # depend on the tests that ran before in this worker)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = NearTie()
     monkeypatch.setattr(parity, "_noise_floor", lambda *a, **k: {})
-    with pytest.raises(AssertionError, match=r"[ab]\.weight grad"):
-        assert_device_parity(NearTie(), (2, 1, 8, 8), devices=["cpu"])
+    with pytest.raises(AssertionError, match=r"[ab]\.(weight|bias) grad"):
+        assert_device_parity(model, (2, 1, 8, 8), devices=["cpu"])
     monkeypatch.undo()
-    report = assert_device_parity(NearTie(), (2, 1, 8, 8), devices=["cpu"])
+    report = assert_device_parity(model, (2, 1, 8, 8), devices=["cpu"])
     result = report.results[0]
     assert result.floors is not None and result.floors["a.weight grad"] > 0
     assert "noise floor" in str(result)
