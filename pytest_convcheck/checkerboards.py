@@ -60,7 +60,7 @@ from pytest_convcheck.tracing import (
     Trace,
     TraceLayer,
     TraceNode,
-    _first_tensor,
+    first_tensor,
     forward_failures,
     materialized_copy,
     trace,
@@ -681,7 +681,7 @@ def output_score(model: nn.Module, input_shape: Any) -> SpectralScore:
         torch.no_grad(),
         torch.random.fork_rng(devices=[]),
     ):
-        out = _first_tensor(work(*args, **kwargs))
+        out = first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     return stride_energy(out, period[-(out.dim() - 2) :] if out.dim() > 2 else ())
@@ -709,7 +709,7 @@ def gradient_score(model: nn.Module, input_shape: Any) -> SpectralScore:
         forward_failures(model, "the gradient spectrum", torch.float32, "cpu"),
         torch.random.fork_rng(devices=[]),
     ):
-        out = _first_tensor(work(*args, **kwargs))
+        out = first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     weight = smooth_input(tuple(out.shape)) if out.dim() > 2 else torch.ones_like(out)

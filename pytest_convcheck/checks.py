@@ -407,7 +407,7 @@ def batch_influence(model: nn.Module, config: ModelConfig, samples: int = 8) -> 
     """``[i][j]``: the largest |gradient| of (a random weighting of) output sample ``i``
     with respect to primary input sample ``j``, on a float64 CPU copy, for the first
     ``samples`` samples. Only the diagonal may be non-zero."""
-    from pytest_convcheck.tracing import _first_tensor, materialized_copy
+    from pytest_convcheck.tracing import first_tensor, materialized_copy
 
     inputs = model_inputs(config)
     work = materialized_copy(model, "cpu", inputs).double()
@@ -417,7 +417,7 @@ def batch_influence(model: nn.Module, config: ModelConfig, samples: int = 8) -> 
         torch.random.default_generator.manual_seed(0)
         x = torch.randn(inputs.shape, dtype=torch.float64, requires_grad=True)
         args, kwargs = inputs.build(torch.float64, "cpu", primary=x)
-        out = _first_tensor(work(*args, **kwargs))
+        out = first_tensor(work(*args, **kwargs))
         if out is None or out.dim() < 1 or out.shape[0] != x.shape[0]:
             raise ValueError("the output does not keep the batch: no per-sample picture")
         weight = torch.randn(out.shape, dtype=torch.float64)
@@ -620,7 +620,7 @@ def _spectral(model: nn.Module, inputs: Inputs, kind: str) -> tuple[torch.Tensor
         output_score,
         smooth_input,
     )
-    from pytest_convcheck.tracing import _first_tensor, materialized_copy
+    from pytest_convcheck.tracing import first_tensor, materialized_copy
 
     score = output_score(model, inputs) if kind == "output" else gradient_score(model, inputs)
     if score.score <= 0:
@@ -630,7 +630,7 @@ def _spectral(model: nn.Module, inputs: Inputs, kind: str) -> tuple[torch.Tensor
         x = smooth_input(inputs.shape).requires_grad_(kind == "gradient")
         args, kwargs = inputs.build(torch.float32, "cpu", primary=x)
         with torch.random.fork_rng(devices=[]):
-            out = _first_tensor(work(*args, **kwargs))
+            out = first_tensor(work(*args, **kwargs))
         if out is None:
             return None, score
         if kind == "output":

@@ -54,7 +54,6 @@ from typing import Any
 from pytest_convcheck.axis_maps import (
     AxisMap,
     Intervals,
-    interpolation_map,
     points,
     transposed_phase_taps,
 )
@@ -62,10 +61,6 @@ from pytest_convcheck.dependencies import Layout, Propagation
 from pytest_convcheck.dims import Unknown
 from pytest_convcheck.layers import ConvSpec, Geometry, PoolSpec
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
-
-# names other modules import from here
-_interpolation = interpolation_map
-_points = points
 
 __all__ = [
     "AxisMap",
@@ -164,7 +159,7 @@ class ReceptiveField(FieldNumbers):
             if axis_map.whole:
                 result.append(tuple(range(extent)))
                 continue
-            found = {_read_at(i, extent, mode) for i in _points(axis_map.at(j))}
+            found = {_read_at(i, extent, mode) for i in points(axis_map.at(j))}
             result.append(tuple(sorted(i for i in found if i is not None)))
         return tuple(result)
 

@@ -54,10 +54,10 @@ from pytest_convcheck.layers import FUNCTION_RULES
 from pytest_convcheck.tracing import (
     ModelRunError,
     Trace,
-    _first_tensor,
-    _op_name,
+    first_tensor,
     forward_failures,
     materialized_copy,
+    op_name,
     trace,
 )
 
@@ -354,7 +354,7 @@ class _Linearised(TorchFunctionMode):
         if name in _PRODUCTS and len(args) == 2 and _computed(args[0]) and _computed(args[1]):
             a, b = args
             return a.add_(b) if name in ("mul_", "__imul__", "div_", "__itruediv__") else a + b
-        op = _op_name(func)
+        op = op_name(func)
         if (op in _NORMS or op in _ALONG_DIM) and args and isinstance(args[0], torch.Tensor):
             with torch._C.DisableTorchFunction():
                 out = func(*args, **kwargs)
@@ -668,7 +668,7 @@ def empirical_receptive_field(
         torch.random.fork_rng(devices=[]),
         _Linearised(include_statistics),
     ):
-        out = _first_tensor(work(*args, **kwargs))
+        out = first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     out_shape = tuple(out.shape)
@@ -851,7 +851,7 @@ def effective_receptive_field(
             x = torch.randn((1, *shape[1:]), requires_grad=True)
             args, kwargs = single.build(torch.float32, "cpu", seed=seed + sample, primary=x)
             with forward_failures(model, "the effective field", torch.float32, "cpu"):
-                out = _first_tensor(work(*args, **kwargs))
+                out = first_tensor(work(*args, **kwargs))
             if out is None or out.dim() < 3:
                 raise ValueError(
                     f"{type(model).__name__}: the effective receptive field needs a spatial "

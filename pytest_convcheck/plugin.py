@@ -1026,7 +1026,7 @@ class ConvcheckSummary:
 
     def rows(self) -> list[tuple[str, ...]]:
         from pytest_convcheck.reports import field_text
-        from pytest_convcheck.tracing import _fmt
+        from pytest_convcheck.tracing import format_shape
 
         rows: list[tuple[str, ...]] = []
         for name, entry in self.models.items():
@@ -1045,7 +1045,7 @@ class ConvcheckSummary:
             rows.append(
                 (
                     name,
-                    _fmt(data["output_shape"]),
+                    format_shape(data["output_shape"]),
                     field_text(data["receptive_field"]),
                     _checkerboard_cell(data["checkerboard"], entry.get("findings", {})),
                     _sharing_text(data["sharing"], data["layers"]),

@@ -31,7 +31,7 @@ from torch import nn
 from pytest_convcheck.checkerboards import format_imbalance
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
 from pytest_convcheck.fields import field_of_trace
-from pytest_convcheck.tracing import Trace, _fmt, gc_paused, trace, with_sizes
+from pytest_convcheck.tracing import Trace, format_shape, gc_paused, trace, with_sizes
 from pytest_convcheck.weight_sharing import sharing_from_trace
 
 __all__ = ["ConvReport", "LayerRow", "checkerboard_text", "field_text", "report"]
@@ -119,8 +119,8 @@ class ConvReport:
     def __str__(self) -> str:
         shared = self.sharing
         lines = [
-            f"{self.model} on input {self.inputs or _fmt(self.input_shape)} → "
-            f"{_fmt(self.output_shape)}",
+            f"{self.model} on input {self.inputs or format_shape(self.input_shape)} → "
+            f"{format_shape(self.output_shape)}",
             f"  parameters {self.parameters:,} (per registered name {self.naive_parameters:,}), "
             f"FLOPs {self.flops:,}",
             f"  receptive field {self.field_text}; checkerboard {self.checkerboard_text}",
@@ -139,8 +139,8 @@ class ConvReport:
             (
                 r.name,
                 r.kind,
-                _fmt(r.input_shape),
-                _fmt(r.output_shape),
+                format_shape(r.input_shape),
+                format_shape(r.output_shape),
                 f"{r.parameters:,}",
                 f"{r.flops:,}",
             )

@@ -37,7 +37,7 @@ from pytest_convcheck.tracing import (
     ModelRunError,
     Trace,
     TraceLayer,
-    _fmt,
+    format_shape,
     forward_failures,
     materialized_copy,
     trace,
@@ -107,8 +107,8 @@ def assert_output_shape(
             _matches(tuple(e), outputs[p]) for p, e in wanted
         ):
             return result
-        got_text = ", ".join(f"{p} {_fmt(s)}" for p, s in result.outputs) or "no tensor"
-        want_text = ", ".join(f"{p} {_fmt(tuple(e))}" for p, e in wanted)
+        got_text = ", ".join(f"{p} {format_shape(s)}" for p, s in result.outputs) or "no tensor"
+        want_text = ", ".join(f"{p} {format_shape(tuple(e))}" for p, e in wanted)
         raise AssertionError(
             f"{model_name}: expected outputs {want_text} for input "
             f"{_describe_inputs(result)}, got {got_text}.\n  fix: expect one shape per output, "
@@ -126,33 +126,35 @@ def assert_output_shape(
         ):
             return result
         raise AssertionError(
-            f"{model_name}: expected outputs {', '.join(_fmt(tuple(e)) for e in expected_t)} "
-            f"for input {_fmt(result.input_shape)}, got {_fmt(got)}.\n{result.table()}"
+            f"{model_name}: expected outputs "
+            f"{', '.join(format_shape(tuple(e)) for e in expected_t)} for input "
+            f"{format_shape(result.input_shape)}, got {format_shape(got)}.\n{result.table()}"
         )
     if single and _matches(expected_t, got):  # type: ignore[arg-type]
         return result
     if not single and got:
         named = ", ".join(
-            f"{name or i} {_fmt(shape)}" for i, (name, shape) in enumerate(result.outputs)
-        ) or _fmt(got)
+            f"{name or i} {format_shape(shape)}" for i, (name, shape) in enumerate(result.outputs)
+        ) or format_shape(got)
         example = [list(shape) for _, shape in result.outputs]
         raise AssertionError(
             f"{model_name}: forward returns {len(got)} tensors ({named}) for input "
-            f"{_fmt(result.input_shape)}, but the expected output {_fmt(expected_t)} is one "
-            f"shape.\n  fix: expect one shape per output, in order, e.g. expect_output = "
+            f"{format_shape(result.input_shape)}, but the expected output "
+            f"{format_shape(expected_t)} is one shape.\n  fix: expect one shape per output, in "
+            f"order, e.g. expect_output = "
             f"{example}, or check a wrapper whose forward returns one tensor."
         )
     lines = [
-        f"{model_name}: expected output {_fmt(expected_t)} for input {_fmt(result.input_shape)}, "
-        f"got {_fmt(got)}."
+        f"{model_name}: expected output {format_shape(expected_t)} for input "
+        f"{format_shape(result.input_shape)}, got {format_shape(got)}."
     ]
     culprits = _size_setters(result, expected_t)
     if culprits:
         lines.append("The spatial size was set by:")
         for row in culprits:
             lines.append(
-                f"  {row.name} ({row.kind}): {_fmt(row.input_shape)} → "
-                f"{_fmt(row.output_shape)}{_formula(row)}"
+                f"  {row.name} ({row.kind}): {format_shape(row.input_shape)} → "
+                f"{format_shape(row.output_shape)}{_formula(row)}"
             )
         lines.append(_fix_hint(culprits, expected_t))
     if all(isinstance(e, int) and e >= 0 for e in expected_t) and (
@@ -259,7 +261,8 @@ def _fix_hint(culprits: list[TraceLayer], expected: tuple[int | None, ...]) -> s
         )
     return (
         "  fix: change the kernel/stride/padding of the layers above so that they produce "
-        f"{_fmt(tuple(w for w in want))}, or resize explicitly with F.interpolate(size=...)."
+        f"{format_shape(tuple(w for w in want))}, or resize explicitly with "
+        "F.interpolate(size=...)."
     )
 
 
@@ -269,7 +272,9 @@ def _batch_kept(result: Trace, batch: int) -> bool:
 
 
 def _describe_inputs(result: Trace) -> str:
-    return result.inputs.describe() if result.inputs is not None else _fmt(result.input_shape)
+    return (
+        result.inputs.describe() if result.inputs is not None else format_shape(result.input_shape)
+    )
 
 
 def _example_expectation(result: Trace) -> str:
@@ -410,8 +415,8 @@ def _batch_changer(result: Trace, batch: int) -> str:
         ):
             where = node.module or "forward"
             return (
-                f"{node.op} in {where!r}: {', '.join(_fmt(s) for s in data)} → "
-                f"{_fmt(node.output_shape)}"
+                f"{node.op} in {where!r}: {', '.join(format_shape(s) for s in data)} → "
+                f"{format_shape(node.output_shape)}"
             )
     return "an op in forward"
 
@@ -455,7 +460,7 @@ def assert_batch_independent(
     name = type(model).__name__
     result = trace(model, full)
     if not _batch_kept(result, batch):
-        got = ", ".join(_fmt(s) for _, s in result.outputs) or "no tensor"
+        got = ", ".join(format_shape(s) for _, s in result.outputs) or "no tensor"
         raise AssertionError(
             f"{name}: a batch of {batch} went in, output {got} came out — the batch "
             f"dimension changed at {_batch_changer(result, batch)}.\n  Samples of the "

@@ -150,8 +150,8 @@ class Trace:
                 "→" if i == mark else "",
                 row.name,
                 row.kind,
-                _fmt(row.input_shape),
-                _fmt(row.output_shape),
+                format_shape(row.input_shape),
+                format_shape(row.output_shape),
             )
             for i, row in enumerate(self.layers)
         ]
@@ -163,7 +163,9 @@ class Trace:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        head = f"trace of {self.model} on input {self.input_shape} → {_fmt(self.output_shape)}"
+        head = (
+            f"trace of {self.model} on input {self.input_shape} → {format_shape(self.output_shape)}"
+        )
         if self.fallback:
             head += f"\n(ran on CPU, not meta: {self.fallback})"
         text = f"{head}\n{self.table()}"
@@ -172,11 +174,11 @@ class Trace:
         return text
 
 
-def _fmt(shape: Any) -> str:
+def format_shape(shape: Any) -> str:
     if shape is None:
         return "—"
     if shape and isinstance(shape[0], (tuple, list)):  # several outputs (lists from JSON)
-        return ", ".join(_fmt(s) for s in shape)
+        return ", ".join(format_shape(s) for s in shape)
     return "×".join(str(s) for s in shape) if shape else "scalar"
 
 
@@ -347,7 +349,7 @@ class _Recorder:
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
         self.calls[name] = self.calls.get(name, 0) + 1
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(args)
         shape = tuple(first.shape) if first is not None else None
         spec = self.specs.get(id(module))
         if spec is not None and (len(args) > 1 or kwargs):
@@ -394,7 +396,7 @@ class _Recorder:
             self.stack and id(self.stack[-1].module) in self.leaves
         ):
             return
-        out = _first_tensor(output)
+        out = first_tensor(output)
         out_shape = tuple(out.shape) if out is not None else None
         self.rows.append(
             TraceLayer(
@@ -494,10 +496,10 @@ class _Recorder:
         spec: Spec | None,
         predicted: Shape | None,
     ) -> None:
-        tensors_in = _tensors(args)
+        tensors_in = tensors_of(args)
         if kwargs:
-            tensors_in += _tensors(kwargs)
-        tensors_out = _tensors(result)
+            tensors_in += tensors_of(kwargs)
+        tensors_out = tensors_of(result)
         if not tensors_out:
             return
         index = len(self.nodes)
@@ -541,7 +543,7 @@ class _Recorder:
             )
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
+def tensors_of(value: Any) -> list[torch.Tensor]:
     """The tensors in ``value`` (nested tuples, lists and dict values), in order."""
     if isinstance(value, torch.Tensor):
         return [value]
@@ -551,24 +553,24 @@ def _tensors(value: Any) -> list[torch.Tensor]:
             if isinstance(item, torch.Tensor):
                 found.append(item)
             elif isinstance(item, (tuple, list, dict)):
-                found += _tensors(item)
+                found += tensors_of(item)
         return found
     if isinstance(value, dict):
-        return _tensors(list(value.values()))
+        return tensors_of(list(value.values()))
     return []
 
 
-def _first_tensor(value: Any) -> torch.Tensor | None:
+def first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
-    found = _tensors(value)
+    found = tensors_of(value)
     return found[0] if found else None
 
 
 _OP_NAMES: dict[Any, str] = {}
 
 
-def _op_name(func: Callable[..., Any]) -> str:
+def op_name(func: Callable[..., Any]) -> str:
     """``F.max_pool2d`` → ``max_pool2d``, ``Tensor.__add__`` → ``add``, ``__iadd__`` → ``add_``."""
     try:
         return _OP_NAMES[func]
@@ -676,9 +678,9 @@ class _Mode(TorchFunctionMode):
         if raw_name in _SKIP_NAMES:
             return func(*args, **kwargs)
         rec = self.recorder
-        op = _op_name(func)
+        op = op_name(func)
         rule = FUNCTION_RULES.get(func)
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else _first_tensor(args)
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(args)
         shape_preserving = rule is not None and rule.shape_preserving
         # shape-preserving calls are checked here; geometry ops after the cache below
         spec = spec_for_call(func, args, kwargs) if shape_preserving else None
@@ -724,14 +726,14 @@ class _Mode(TorchFunctionMode):
             raise
         except Exception as error:
             raise self._op_failure(func, op, args, error, predicted) from error
-        out = _first_tensor(result)
+        out = first_tensor(result)
         found: list[str] = []
         if out is not None and spec is not None:
             where = rec.module_name() or "forward"
             if predicted is not None and predicted != tuple(out.shape):
                 found.append(
-                    f"{op} in {where}: rule predicts {_fmt(predicted)}, "
-                    f"torch gives {_fmt(tuple(out.shape))}"
+                    f"{op} in {where}: rule predicts {format_shape(predicted)}, "
+                    f"torch gives {format_shape(tuple(out.shape))}"
                 )
         rec.disagreements += found
         if key is not None:
@@ -808,12 +810,12 @@ class _Mode(TorchFunctionMode):
         where = rec.module_name() or "forward"
         if rec.short_circuit and _is_meta_limitation(error):
             return _MetaUnsupported(f"{op} in {where}: {error}")
-        tensors = list(_tensors(args))
+        tensors = list(tensors_of(args))
         text = str(error).splitlines()[0] if str(error) else ""
         hint = clash_hint(text, str(tensors[0].dtype).removeprefix("torch.") if tensors else "")
         if hint:  # not a shape: the model mixes dtypes or devices
             return ModelRunError(f"{op} in {where!r} failed: {type(error).__name__}: {text}{hint}")
-        shapes = ", ".join(_fmt(tuple(t.shape)) for t in tensors)
+        shapes = ", ".join(format_shape(tuple(t.shape)) for t in tensors)
         message = f"{op} in {where!r} rejects its input ({shapes}): {error}"
         if len(tensors) > 1:  # a merge: say which layers the disagreeing paths come from
             sources = []
@@ -826,15 +828,17 @@ class _Mode(TorchFunctionMode):
                     if node == MODEL_INPUT
                     else repr(rec.nodes[node].module or rec.nodes[node].op)
                 )
-                sources.append(f"{_fmt(tuple(t.shape))} from {label}")
+                sources.append(f"{format_shape(tuple(t.shape))} from {label}")
             if sources:
                 message += f"\n  inputs: {'; '.join(sources)}"
         if predicted is not None:
             rec.disagreements.append(
-                f"{op} in {where}: rule predicts {_fmt(predicted)}, torch "
+                f"{op} in {where}: rule predicts {format_shape(predicted)}, torch "
                 f"raises {type(error).__name__}: {error}"
             )
-            message += f"\n  (the rule table predicted {_fmt(predicted)}: please report this)"
+            message += (
+                f"\n  (the rule table predicted {format_shape(predicted)}: please report this)"
+            )
         return ShapeError(message)
 
 

@@ -690,7 +690,7 @@ def run_entry(entry: Entry, budget: float) -> Result:
 
     def do_field() -> tuple[str, str]:
         fields["analytic"] = found = cc.receptive_field(model, shape, **stats)
-        detail = f"{_fmt(found.size)} stride {_fmt(found.stride)}"
+        detail = f"{format_shape(found.size)} stride {format_shape(found.stride)}"
         if found.holes:
             detail += " holes"
         if getattr(found, "statistics", ()):
@@ -705,10 +705,10 @@ def run_entry(entry: Entry, budget: float) -> Result:
         analytic = cc.receptive_field(model, tuple(measured.input_shape), **stats)
         if tuple(measured.size) != tuple(analytic.size):
             return "disagree", (
-                f"measured {_fmt(measured.size)} ≠ analytic {_fmt(analytic.size)} "
-                f"at input {_fmt(measured.input_shape)}; {_inside(measured, analytic)}"
+                f"measured {format_shape(measured.size)} ≠ analytic {format_shape(analytic.size)} "
+                f"at input {format_shape(measured.input_shape)}; {_inside(measured, analytic)}"
             )
-        return "ok", _fmt(measured.size)
+        return "ok", format_shape(measured.size)
 
     def do_checkerboard() -> tuple[str, str]:
         board = cc.checkerboard(model, shape)
@@ -720,7 +720,7 @@ def run_entry(entry: Entry, budget: float) -> Result:
             return "n/a", "no analytic field"
         out = real[0]
         if len(out) - 2 != len(shape) - 2:
-            return "n/a", f"first output {_fmt(out)} has no matching spatial axes"
+            return "n/a", f"first output {format_shape(out)} has no matching spatial axes"
         centre = tuple(s // 2 for s in out[2:])
         work = copy.deepcopy(model).double().eval()
         x64 = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -764,7 +764,7 @@ def _inside(measured: Any, analytic: Any) -> str:
     return "the measured positions lie inside the analytic field (analytic conservative)"
 
 
-def _fmt(values: Any) -> str:
+def format_shape(values: Any) -> str:
     return "×".join(str(v) for v in values)
 
 
@@ -868,7 +868,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any] | None:
         print(f"{library}: {len(entries)} models", flush=True)
         if args.list:
             for e in entries:
-                print(f"  {e.name}  {_fmt(e.input_shape)}")
+                print(f"  {e.name}  {format_shape(e.input_shape)}")
             continue
         print(f"{'model':48} {' '.join(f'{s[:4]:>4}' for s in STEPS[1:])}  {'time':>7}  field")
         for entry in entries:
