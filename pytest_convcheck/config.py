@@ -20,6 +20,14 @@ A forward with several inputs (see :mod:`pytest_convcheck.inputs`)::
 
 and on one line (ini, ``--convcheck-input``): ``2,3,32,32;2,1,32,32`` (positional),
 ``sample=2,4,32,32;timestep=2:int64`` (by name, ``:dtype`` for non-float inputs).
+
+This module holds :class:`ModelConfig` and the reading of those sources into it:
+one ``[tool.convcheck.models.NAME]`` table (:func:`model_from_table`), one line of
+the ``convcheck_models`` ini option (:func:`table_from_ini_line`) and all of them
+together (:func:`load_models`). The input forms are validated by
+:mod:`pytest_convcheck.config_inputs`, the factories imported by
+:mod:`pytest_convcheck.config_imports`; their public names are importable from
+here as well.
 """
 
 from __future__ import annotations
@@ -30,7 +38,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_convcheck.config_imports import HUBS, import_factory, import_object, user_frames
+from pytest_convcheck.config_inputs import (
+    DTYPE_NAMES,
+    parse_expected_output,
+    parse_inputs,
+    plain,
+)
 from pytest_convcheck.errors import ConvcheckConfigError
+
+__all__ = [
+    "AVAILABLE_CHECKS",
+    "CHECKERBOARD_KINDS",
+    "DTYPE_NAMES",
+    "HUBS",
+    "ModelConfig",
+    "check_name",
+    "import_factory",
+    "import_object",
+    "load_models",
+    "model_from_table",
+    "safe_name",
+    "table_from_ini_line",
+    "user_frames",
+]
 
 AVAILABLE_CHECKS: tuple[str, ...] = (
     "shapes",
@@ -102,169 +133,7 @@ class ModelConfig:
             return "inferred from the model"
         if self.inputs is None:
             return str(list(self.input_shape))
-        return str(_plain(self.inputs))
-
-
-def _size(value: Any) -> int:
-    """One entry of a shape: an int (not a bool, not a float such as 16.5 or 16.0,
-    which would be truncated silently), or the digits of one."""
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise TypeError(value)
-
-
-def _shape(value: Any, where: str, key: str) -> tuple[int, ...]:
-    if isinstance(value, str):  # "2,1,28,28", "2x1x28x28" or "2×1×28×28"
-        value = [v.strip() for v in re.split(r"[,x×]", value.strip())]
-    try:
-        if isinstance(value, (dict, bytes)):
-            raise TypeError(value)
-        shape = tuple(_size(v) for v in value)
-    except TypeError as error:
-        entry = error.args[0] if error.args and error.args[0] is not value else None
-        what = (
-            f" ({entry!r} is a {type(entry).__name__}, not an int)"
-            if entry is not None and not isinstance(entry, str)
-            else ""
-        )
-        raise ConvcheckConfigError(
-            f"{where}: {key} must be a list of ints such as [1, 1, 28, 28], got {value!r}"
-            f"{what}.\n  fix: write every size as a whole number, e.g. [2, 1, 16, 16]."
-        ) from None
-    if not shape or any(s < 1 for s in shape):
-        raise ConvcheckConfigError(
-            f"{where}: {key} must be non-empty with sizes ≥ 1, got {list(shape)}.\n  fix: give "
-            f"every axis, batch and channels included, a size of at least 1, e.g. [1, 1, 28, 28]."
-        )
-    return shape
-
-
-def _expected(value: Any, where: str) -> Any:
-    """One shape, one shape per output (a list of lists), or a table of them by the
-    output's key (a model returning a dict); nested as the output is."""
-    if isinstance(value, dict):
-        return {str(k): _expected(v, where) for k, v in value.items()}
-    if isinstance(value, list) and value and all(isinstance(v, (list, dict)) for v in value):
-        return tuple(_expected(v, where) for v in value)
-    return _shape(value, where, "expect_output")
-
-
-DTYPE_NAMES = frozenset(
-    {
-        *("float", "float32", "float64", "double", "float16", "half", "bfloat16"),
-        *("int", "int64", "long", "int32", "int16", "int8", "uint8", "bool"),
-    }
-)
-"""The dtype names an input may give (``pytest_convcheck.inputs`` maps them)."""
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _one_input(value: Any, where: str, key: str) -> Any:
-    """A shape, or a table ``{ shape = [...], dtype = "int64", low = 0, high = 1000 }``."""
-    if isinstance(value, str) and ":" in value:  # 2:int64 (one-line forms)
-        shape, _, dtype = value.partition(":")
-        value = {"shape": shape, "dtype": dtype}
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - {"shape", "dtype", "low", "high"})
-        if unknown or "shape" not in value:
-            raise ConvcheckConfigError(
-                f"{where}: {key} must be a shape or a table with shape (and dtype, low, "
-                f"high), got {value!r}.\n  fix: e.g. {key} = {{ shape = [2], dtype = "
-                f'"int64", high = 1000 }}.'
-            )
-        table: dict[str, Any] = {"shape": _shape(value["shape"], where, f"{key}.shape")}
-        if "dtype" in value:
-            dtype = str(value["dtype"]).removeprefix("torch.")
-            if dtype not in DTYPE_NAMES:
-                raise ConvcheckConfigError(
-                    f"{where}: {key}.dtype {value['dtype']!r} is not a dtype.\n  fix: one of "
-                    f"{', '.join(sorted(DTYPE_NAMES))}."
-                )
-            table["dtype"] = dtype
-        for bound in ("low", "high"):
-            if bound in value:
-                number = value[bound]
-                if isinstance(number, bool) or not isinstance(number, (int, float)):
-                    raise ConvcheckConfigError(
-                        f"{where}: {key}.{bound} must be a number, got {number!r}.\n  fix: "
-                        f"e.g. high = 1000 (integer inputs draw from low ≤ x < high)."
-                    )
-                table[bound] = number
-        return table
-    return _shape(value, where, key)
-
-
-def _inputs(value: Any, where: str) -> tuple[tuple[int, ...], Any]:
-    """``input`` as (the primary input's shape, the description of several inputs or
-    ``None`` for one plain shape): a shape, a list of shapes or tables (positional),
-    a table of them by name (keyword), or the one-line forms ``a;b`` and
-    ``name=shape:dtype;…``."""
-    if isinstance(value, str) and (";" in value or "=" in value or ":" in value):
-        parts = [p.strip() for p in value.split(";") if p.strip()]
-        named = ["=" in p for p in parts]
-        if any(named) and not all(named):
-            raise ConvcheckConfigError(
-                f"{where}: input {value!r} mixes named and positional inputs.\n  fix: name "
-                f"every input (sample=2,4,32,32;timestep=2:int64) or none (2,3,32,32;2,1,32,32)."
-            )
-        if all(named):
-            value = {p.partition("=")[0].strip(): p.partition("=")[2].strip() for p in parts}
-        elif len(parts) > 1 or ":" in value:
-            value = parts
-        else:
-            value = parts[0]
-    if isinstance(value, dict):
-        if not value:
-            raise ConvcheckConfigError(
-                f"{where}: input is an empty table.\n  fix: name each input with its shape, "
-                f"e.g. input = {{ sample = [2, 4, 32, 32] }}."
-            )
-        described: Any = {str(k): _one_input(v, where, f"input.{k}") for k, v in value.items()}
-    elif isinstance(value, list) and value and all(isinstance(v, (list, dict, str)) for v in value):
-        described = [_one_input(v, where, f"input[{i}]") for i, v in enumerate(value)]
-    else:
-        return _shape(value, where, "input"), None
-    return _primary_shape(described), described
-
-
-def _primary_shape(described: Any) -> tuple[int, ...]:
-    """The shape of the input that shape-based analyses read: the first floating one
-    with spatial dims (N, C, ...), else the first floating, else the first (the rule
-    of ``pytest_convcheck.inputs``, without importing torch)."""
-    entries = list(described.values()) if isinstance(described, dict) else list(described)
-    shapes = []
-    for entry in entries:
-        if isinstance(entry, dict):
-            floating = entry.get("dtype", "float") in (
-                "float",
-                "float32",
-                "float64",
-                "double",
-                "float16",
-                "half",
-                "bfloat16",
-            )
-            shapes.append((tuple(entry["shape"]), floating))
-        else:
-            shapes.append((tuple(entry), True))
-    for shape, floating in shapes:
-        if floating and len(shape) >= 3:
-            return shape
-    for shape, floating in shapes:
-        if floating:
-            return shape
-    return shapes[0][0]
+        return str(plain(self.inputs))
 
 
 def _names(value: Any, where: str, key: str) -> tuple[str, ...]:
@@ -406,7 +275,7 @@ def model_from_table(name: str, table: Any, source: str, root: Path | None = Non
             f'"mypkg.models:example_inputs".'
         )
     if "input" in table:
-        input_shape, described = _inputs(table["input"], where)
+        input_shape, described = parse_inputs(table["input"], where)
     else:
         input_shape, described = (), None
     for key in ("receptive_field_min", "receptive_field_max", "receptive_field_exact"):
@@ -439,7 +308,7 @@ def model_from_table(name: str, table: Any, source: str, root: Path | None = Non
         name,
         factory,
         input_shape,
-        _expected(expect, where) if expect is not None else None,
+        parse_expected_output(expect, where) if expect is not None else None,
         checks,
         frozenset(allow),
         options,
@@ -561,8 +430,8 @@ def _cli_inputs(cli_models: list[str], cli_input: str | list[str] | None) -> lis
     inputs: list[str | None] = [cli_input] if isinstance(cli_input, str) else list(cli_input or [])
     suffixed = ["@" in m for m in cli_models]
     if any(suffixed):
-        plain = [m for m, s in zip(cli_models, suffixed, strict=True) if not s]
-        given = iter(_cli_inputs(plain, cli_input)) if plain else iter(())
+        bare = [m for m, s in zip(cli_models, suffixed, strict=True) if not s]
+        given = iter(_cli_inputs(bare, cli_input)) if bare else iter(())
         return [
             m.partition("@")[2] if s else next(given)
             for m, s in zip(cli_models, suffixed, strict=True)
@@ -667,308 +536,3 @@ def load_models(
         else:
             models.append(value)
     return models, errors
-
-
-# --------------------------------------------------------------------------- factories
-
-
-def _project_folders(root: Path | None) -> list[Path]:
-    """Where a project keeps its importable code: the root and, in a src layout,
-    ``root/src``."""
-    if root is None:
-        return []
-    folders = [root]
-    if (root / "src").is_dir():
-        folders.append(root / "src")
-    return folders
-
-
-def _defines(folder: Path, top: str) -> bool:
-    return (
-        (folder / f"{top}.py").is_file()
-        or (folder / top / "__init__.py").is_file()
-        or ((folder / top).is_dir() and any((folder / top).glob("*.py")))
-    )
-
-
-def _importable_names(folders: list[Path]) -> list[str]:
-    """Top-level modules and packages in the project's folders."""
-    names: set[str] = set()
-    for folder in folders:
-        for path in folder.iterdir() if folder.is_dir() else ():
-            if path.suffix == ".py" and path.stem.isidentifier():
-                names.add(path.stem)
-            elif path.is_dir() and path.name.isidentifier() and any(path.glob("*.py")):
-                names.add(path.name)
-    return sorted(names - {"conftest", "setup", "noxfile"})
-
-
-def _close(word: str, candidates: list[str]) -> str:
-    """`` Did you mean 'X'?`` when ``word`` is a likely typo of a candidate."""
-    import difflib
-
-    lowered = {c.lower(): c for c in candidates}
-    found = [lowered[word.lower()]] if word.lower() in lowered else []
-    found = found or difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" Did you mean {found[0]!r}?" if found else ""
-
-
-def _submodules(module: Any) -> list[str]:
-    import pkgutil
-
-    return [info.name for info in pkgutil.iter_modules(getattr(module, "__path__", None) or [])]
-
-
-def _import_error(
-    config: ModelConfig,
-    module_name: str,
-    error: ImportError,
-    folders: list[Path],
-    what: str = "factory",
-    target: str = "",
-) -> ConvcheckConfigError:
-    """Why ``module_name`` does not import, what was searched, and the likely fix."""
-    import importlib
-
-    missing = getattr(error, "name", None) or module_name
-    own = module_name == missing or module_name.startswith(f"{missing}.")
-    searched = ", ".join(str(f) for f in folders) or "sys.path"
-    if not own:  # the module exists and imports something that is missing
-        return ConvcheckConfigError(
-            f"model {config.name!r}: importing {module_name!r} ({what} {target!r}) "
-            f"failed: {error}.\n  fix: install {missing!r} in this environment (pip install "
-            f"{missing.split('.')[0]}), or make {module_name!r} importable without it."
-        )
-    parent, _, leaf = missing.rpartition(".")
-    hint = ""
-    if parent:
-        try:
-            hint = _close(leaf, _submodules(importlib.import_module(parent)))
-        except Exception:
-            hint = ""
-    else:
-        hint = _close(missing, _importable_names(folders))
-    where = (
-        "the command line"
-        if config.source == "command line"
-        else "the ini option convcheck_models"
-        if config.source.startswith("ini")
-        else config.source
-    )
-    if config.source == "command line":
-        fix = (
-            f"run pytest from the folder that holds {missing.split('.')[0]!r} (its .py file or "
-            f"package folder), or install the project (pip install -e .), or name the module "
-            f"as Python imports it"
-        )
-    else:
-        fix = (
-            f"put {missing.replace('.', '/')}.py (or the package folder) under {searched}, "
-            f"install the project (pip install -e .), or correct the {what} path in {where}"
-        )
-    return ConvcheckConfigError(
-        f"model {config.name!r}: cannot import {module_name!r} for {what} {target!r}: no "
-        f"module named {missing!r} in the project folder ({searched}) or the installed "
-        f"packages.{hint}\n  fix: {fix}."
-    )
-
-
-def user_frames(error: BaseException, limit: int = 3) -> str:
-    """The last frames of ``error``'s traceback outside pytest-convcheck."""
-    import traceback
-
-    here = str(Path(__file__).parent)
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if here not in f.filename]
-    lines = [
-        f"    {f.filename}:{f.lineno} in {f.name}" + (f": {f.line.strip()}" if f.line else "")
-        for f in frames[-limit:]
-    ]
-    return ("\n  where:\n" + "\n".join(lines)) if lines else ""
-
-
-def _import(config: ModelConfig, module_name: str, what: str = "factory", target: str = "") -> Any:
-    """``import module_name``; an ``ImportError`` passes through, anything else the
-    module's own code raises (or ``sys.exit``) is a :class:`ConvcheckConfigError`."""
-    import importlib
-
-    try:
-        return importlib.import_module(module_name)
-    except ImportError:
-        raise
-    except SystemExit as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: importing {module_name!r} ({what} {target!r}) "
-            f"called sys.exit({error.code!r}).\n  fix: keep script code under "
-            f'`if __name__ == "__main__":` so that importing the module runs none of it.'
-        ) from None
-    except Exception as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: importing {module_name!r} ({what} {target!r}) "
-            f"raised {type(error).__name__}: {error}{user_frames(error)}\n  fix: make the "
-            f"module importable on its own."
-        ) from None
-
-
-HUBS = {
-    "timm": ("timm", "timm.create_model(NAME, pretrained=False, **kwargs)"),
-    "torchvision": ("torchvision", "torchvision.models.get_model(NAME, weights=None, **kwargs)"),
-}
-"""Factory prefixes that name a model of a library (random weights, nothing
-downloaded): ``timm:resnet18``, ``torchvision:resnet18``."""
-
-
-def _hub_factory(config: ModelConfig, hub: str, name: str) -> Any:
-    """A factory building ``name`` from the library ``hub`` with random weights."""
-    import importlib
-
-    package, how = HUBS[hub]
-    try:
-        library = importlib.import_module(package)
-        if hub == "torchvision":
-            importlib.import_module("torchvision.models")
-    except ImportError as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: factory '{hub}:{name}' needs {package!r}, which does not "
-            f"import here ({error}).\n  fix: pip install {package} (into an environment that "
-            f"already has torch, e.g. pip install --no-deps {package} plus its small "
-            f"dependencies, so that pip keeps your torch build)."
-        ) from None
-    if hub == "timm":
-        known = library.list_models()
-        if name not in known:
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: timm has no model {name!r}."
-                f"{_close(name, list(known))}\n  fix: pick a name from timm.list_models()."
-            )
-
-        def build(**kwargs: Any) -> Any:
-            return library.create_model(name, pretrained=False, **kwargs)
-
-    else:
-        models = library.models
-        known = list(models.list_models())
-        if name not in known:
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: torchvision has no model {name!r}."
-                f"{_close(name, known)}\n  fix: pick a name from "
-                f"torchvision.models.list_models()."
-            )
-
-        def build(**kwargs: Any) -> Any:
-            return models.get_model(name, weights=None, **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = how.replace("NAME", repr(name))
-    return build
-
-
-def _from_file(config: ModelConfig, path_text: str, attr: str, what: str, target: str) -> Any:
-    """``path/to/file.py:Name``: the file (relative to :attr:`ModelConfig.root`) loaded
-    as a module of its own, and ``Name`` in it."""
-    import importlib.util
-    import sys
-
-    path = Path(path_text).expanduser()
-    if not path.is_absolute() and config.root is not None:
-        path = config.root / path
-    if not path.is_file():
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: {what} {target!r}: no file at {path}.\n  fix: give the "
-            f"file's path relative to {config.root or 'the working folder'}, or a module path "
-            f"(mypkg.models:Net)."
-        )
-    module_name = f"_convcheck_file_{abs(hash(str(path.resolve())))}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: {what} {target!r}: {path} is not a Python file.\n  "
-                f"fix: point it at a .py file."
-            )
-        module = importlib.util.module_from_spec(spec)
-        if str(path.parent) not in sys.path:  # its sibling modules import as in a script
-            sys.path.append(str(path.parent))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: running {path} ({what} {target!r}) raised "
-                f"{type(error).__name__}: {error}{user_frames(error)}\n  fix: make the file "
-                f"importable on its own."
-            ) from None
-        sys.modules[module_name] = module
-    found = getattr(module, attr, None)
-    if found is None or not callable(found):
-        names = [n for n in dir(module) if not n.startswith("_")]
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: {path} defines no callable {attr!r}.{_close(attr, names)}"
-            f"\n  fix: point {what} at a class or function of that file."
-        )
-    return found
-
-
-def import_factory(config: ModelConfig) -> Any:
-    """The callable that ``config.factory`` names (see :func:`import_object`)."""
-    return import_object(config, config.factory, "factory")
-
-
-def import_object(config: ModelConfig, target: str, what: str) -> Any:
-    """The callable that ``target`` (``module:name``) names, imported the way the user expects of
-    a project-relative path: from the installed packages, else from the project's
-    folder (:attr:`ModelConfig.root`, and ``root/src``), which is then added to the
-    end of ``sys.path`` (so later imports inside the module find their siblings).
-    Raises :class:`ConvcheckConfigError` with what was searched and, for a typo, the
-    nearest name ("did you mean 'SmallClassifier'?")."""
-    import importlib
-    import sys
-
-    module_name, _, attr = target.partition(":")
-    if what == "factory" and module_name in HUBS:
-        return _hub_factory(config, module_name, attr)
-    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-        return _from_file(config, module_name, attr, what, target)
-    folders = _project_folders(config.root)
-    top = module_name.split(".")[0]
-    try:
-        module = _import(config, module_name, what, target)
-    except ImportError as error:
-        home = next((f for f in folders if _defines(f, top)), None)
-        if home is None or str(home) in sys.path or getattr(error, "name", None) != top:
-            raise _import_error(config, module_name, error, folders, what, target) from None
-        sys.path.append(str(home))
-        importlib.invalidate_caches()
-        try:
-            module = _import(config, module_name, what, target)
-        except ImportError as again:
-            raise _import_error(config, module_name, again, folders, what, target) from None
-    found: Any = module
-    for depth, part in enumerate(attr.split(".")):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            owner = ".".join([module_name, *attr.split(".")[:depth]])
-            names = [n for n in dir(found) if not n.startswith("_")]
-            defined = [
-                n
-                for n in names
-                if callable(getattr(found, n, None))
-                and getattr(getattr(found, n, None), "__module__", None) == module_name
-            ]
-            hint = _close(part, names)
-            listing = f" It defines: {', '.join(defined[:8])}." if defined and not hint else ""
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: {owner!r} has no attribute {part!r} ({what} "
-                f"{target!r}).{hint}{listing}\n  fix: point {what} at a class or function "
-                f"that {owner!r} defines (check the spelling after the colon)."
-            ) from None
-    if not callable(found):
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: {what} {target!r} is not callable.\n  fix: point {what} at "
-            + (
-                "a class or a function that returns the model."
-                if what == "factory"
-                else "a function returning (args, kwargs)."
-            )
-        )
-    return found
