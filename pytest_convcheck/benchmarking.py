@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_convcheck.calls import call_tensors, map_call, output_tensors
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.inputs import Inputs, as_inputs
-from pytest_convcheck.parity import _call_tensors, _map_call, _outputs
 from pytest_convcheck.tracing import materialized_copy, trace
 
 __all__ = [
@@ -270,7 +270,7 @@ def prepare_step(
         net = _channels_last_model(net)
     call = inputs.build(dtype, target, seed=seed)
     if channels_last:
-        call = _map_call(call, _laid_out)
+        call = map_call(call, _laid_out)
     args, kwargs = call
 
     if not backward:
@@ -282,12 +282,12 @@ def prepare_step(
 
         return forward
 
-    for _, tensor in _call_tensors(call):
+    for _, tensor in call_tensors(call):
         if tensor.is_floating_point():
             tensor.requires_grad_(True)
     generator = torch.Generator(device="cpu").manual_seed(seed + 1)
     leaves = [
-        *(t for _, t in _call_tensors(call) if t.requires_grad),
+        *(t for _, t in call_tensors(call) if t.requires_grad),
         *(p for p in net.parameters() if p.requires_grad),
     ]
     outputs = _differentiable(net(*args, **kwargs))
@@ -309,7 +309,7 @@ def prepare_step(
 
 def _differentiable(value: Any) -> list[torch.Tensor]:
     """The output tensors that a backward can start from."""
-    return [t for t in _outputs(value).values() if t.requires_grad]
+    return [t for t in output_tensors(value).values() if t.requires_grad]
 
 
 def _own_random_streams(target: torch.device) -> Any:

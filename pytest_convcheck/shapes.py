@@ -19,20 +19,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_convcheck.calls import (
+    Call,
+    build_call,
+    call_model,
+    call_tensors,
+    fresh_call,
+    is_lone_tensor,
+    map_call,
+    output_tensors,
+)
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.inputs import Input, Inputs, as_inputs
 from pytest_convcheck.layers import ConvSpec, PoolSpec, Shape
-from pytest_convcheck.parity import (
-    Call,
-    _build,
-    _call,
-    _call_tensors,
-    _fresh,
-    _map_call,
-    _max_difference,
-    _outputs,
-    _single,
-)
+from pytest_convcheck.tolerances import max_difference
 from pytest_convcheck.tracing import (
     ModelRunError,
     Trace,
@@ -502,7 +502,7 @@ def _forward(work: nn.Module, call: Call, state: list[tuple[torch.Tensor, torch.
             tensor.copy_(saved)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        return _call(work, _fresh(call))
+        return call_model(work, fresh_call(call))
 
 
 def _assert_no_cross_talk(model: nn.Module, inputs: Inputs, atol: float) -> None:
@@ -522,11 +522,11 @@ def _assert_no_cross_talk(model: nn.Module, inputs: Inputs, atol: float) -> None
         for t in (*work.parameters(), *work.buffers())
         if t.device.type != "meta"
     ]
-    call, _ = _build(small)
-    labels = [label for label, _ in _call_tensors(call)]
+    call, _ = build_call(small)
+    labels = [label for label, _ in call_tensors(call)]
     is_batched = dict(zip(labels, batched, strict=True))
     name = type(model).__name__
-    single_input = _single(call)
+    single_input = is_lone_tensor(call)
     note = (
         f"\n  note: {', '.join(mixers)} (BatchNorm in training mode) mix the batch by design "
         f"and were checked in eval mode."
@@ -539,21 +539,21 @@ def _assert_no_cross_talk(model: nn.Module, inputs: Inputs, atol: float) -> None
             return tensor.detach().clone().requires_grad_(True)
         return tensor
 
-    graded = _map_call(call, track)
+    graded = map_call(call, track)
     with (
         forward_failures(model, "the batch check's gradients", torch.float64, "cpu"),
         torch.random.fork_rng(devices=[]),
     ):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        out = _outputs(_call(work, graded))
+        out = output_tensors(call_model(work, graded))
     per_sample = {k: t for k, t in out.items() if t.dim() >= 1 and t.shape[0] == n}
     leaves = {k: t for k, t in per_sample.items() if t.is_floating_point() and t.requires_grad}
-    floating = [(label, t) for label, t in _call_tensors(graded) if t.requires_grad]
+    floating = [(label, t) for label, t in call_tensors(graded) if t.requires_grad]
     if leaves and floating:
         _gradient_cross_talk(name, leaves, floating, n, atol, note, single_input)
     integers = [
         label
-        for label, t in _call_tensors(call)
+        for label, t in call_tensors(call)
         if is_batched[label] and not t.is_floating_point() and not t.is_complex()
     ]
     if integers:
@@ -643,8 +643,8 @@ def _value_cross_talk(
     sample but one of each and fail when that sample's outputs change."""
     name = type(work).__name__
     n = small.shape[0]
-    given = dict(_call_tensors(call))
-    redrawn = [dict(_call_tensors(_build(small, seed)[0])) for seed in (1, 2, 3)]
+    given = dict(call_tensors(call))
+    redrawn = [dict(call_tensors(build_call(small, seed)[0])) for seed in (1, 2, 3)]
     skipped = []
     for label in integers:
         original = given[label]
@@ -657,9 +657,9 @@ def _value_cross_talk(
             if changed is None:
                 skipped.append(label)
                 break
-            swapped = _map_call(call, _swap(label, changed))
+            swapped = map_call(call, _swap(label, changed))
             with forward_failures(work, "the batch check's perturbation", torch.float64, "cpu"):
-                got = _outputs(_forward(work, swapped, state))
+                got = output_tensors(_forward(work, swapped, state))
             for key, want in base.items():
                 found = got.get(key)
                 if found is None or found.shape != want.shape:
@@ -688,7 +688,7 @@ def _value_cross_talk(
 
 
 def _swap(label: str, changed: torch.Tensor) -> Callable[[str, torch.Tensor], torch.Tensor]:
-    """A ``_map_call`` function putting ``changed`` in place of the input ``label``."""
+    """A ``map_call`` function putting ``changed`` in place of the input ``label``."""
 
     def swap(path: str, tensor: torch.Tensor) -> torch.Tensor:
         return changed if path == label else tensor
@@ -703,4 +703,4 @@ def _sample_change(found: torch.Tensor, want: torch.Tensor) -> tuple[float, floa
     if not want.numel():
         return 0.0, 1.0
     scale = float(want.abs().max().nan_to_num(nan=0.0, posinf=0.0))
-    return _max_difference(found.double(), want.double()), scale
+    return max_difference(found.double(), want.double()), scale

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_convcheck.calls import Call, as_call, build_call, call_model, fresh_call, output_tensors
 from pytest_convcheck.inputs import as_inputs
-from pytest_convcheck.parity import Call, _as_call, _build, _call, _fresh, _outputs
 from pytest_convcheck.tracing import Trace, materialized_copy, trace, with_sizes
 
 __all__ = [
@@ -492,7 +492,7 @@ def assert_gradients_accumulate(
     targets = [name] if name is not None else [n for n, c in calls.items() if c > 1 and n]
     if not targets:
         raise AssertionError(f"{type(model).__name__}: no module is called more than once")
-    x, _ = _build(inputs)
+    x, _ = build_call(inputs)
     for target in targets:
         count = calls.get(target, 0)
         if count < 2:
@@ -530,7 +530,7 @@ def _backward(model: nn.Module, x: torch.Tensor | Call) -> None:
     copies of the inputs ``x`` (a tensor or built ``(args, kwargs)``)."""
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
-        outputs = _outputs(_call(model, _fresh(_as_call(x))))
+        outputs = output_tensors(call_model(model, fresh_call(as_call(x))))
     if not outputs:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     terms = [

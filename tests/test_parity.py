@@ -266,7 +266,7 @@ def test_gradient_jumps_at_kinks_are_within_the_measured_noise_floor(monkeypatch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = NearTie()
-    monkeypatch.setattr(parity, "_noise_floor", lambda *a, **k: {})
+    monkeypatch.setattr(parity, "noise_floor", lambda *a, **k: {})
     with pytest.raises(AssertionError, match=r"[ab]\.(weight|bias) grad"):
         assert_device_parity(model, (2, 1, 8, 8), devices=["cpu"])
     monkeypatch.undo()
@@ -289,7 +289,7 @@ def test_the_noise_floor_is_only_measured_when_the_tolerance_is_exceeded(monkeyp
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("measured a noise floor for a model within tolerance")
 
-    monkeypatch.setattr(parity, "_noise_floor", fail)
+    monkeypatch.setattr(parity, "noise_floor", fail)
     report = assert_device_parity(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), devices=["cpu"])
     assert report.results[0].floors is None
 

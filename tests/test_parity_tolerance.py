@@ -53,7 +53,8 @@ def test_a_correct_normalised_model_passes(dims: int, seed: int) -> None:
 
 
 def test_the_bias_gradient_is_zero_and_its_tolerance_is_its_modules_scale() -> None:
-    from pytest_convcheck import parity
+    from pytest_convcheck import tolerances
+    from pytest_convcheck.calls import output_tensors
     from pytest_convcheck.tracing import materialized_copy
 
     model, shape = normalised(), SHAPES[2]
@@ -61,18 +62,20 @@ def test_the_bias_gradient_is_zero_and_its_tolerance_is_its_modules_scale() -> N
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     reference_model = materialized_copy(model, "cpu", shape).double().eval()
     with torch.no_grad():
-        weights = parity._output_weights(parity._outputs(reference_model(x)), generator)
-    reference = parity._run(reference_model, x, weights)
+        weights = tolerances.draw_output_weights(output_tensors(reference_model(x)), generator)
+    reference = tolerances.run_with_gradients(reference_model, x, weights)
     weight, bias = reference["1.0.weight grad"], reference["1.0.bias grad"]
     assert float(bias.abs().max()) < 1e-9 * float(weight.abs().max())  # zero, up to float64
-    scales = parity._natural_scales(reference)
+    scales = tolerances.natural_scales(reference)
     assert scales["1.0.bias grad"] == scales["1.0.weight grad"] == float(weight.abs().max())
     assert scales["output"] == float(reference["output"].abs().max())  # not a parameter
-    got = parity._run(materialized_copy(model, "cpu", shape).float().eval(), x.float(), weights)
-    rtol, atol = parity._tolerance(torch.float32, parity._fan(reference_model))
+    got = tolerances.run_with_gradients(
+        materialized_copy(model, "cpu", shape).float().eval(), x.float(), weights
+    )
+    rtol, atol = tolerances.tolerance(torch.float32, tolerances.largest_fan(reference_model))
     old = atol + rtol * float(bias.abs().max())
-    assert parity._max_difference(got["1.0.bias grad"].double(), bias) > old  # failed before
-    errors = parity._relative_errors(got, reference, rtol, atol, scales=scales)
+    assert tolerances.max_difference(got["1.0.bias grad"].double(), bias) > old  # failed before
+    errors = tolerances.relative_errors(got, reference, rtol, atol, scales=scales)
     assert errors["1.0.bias grad"] <= 1.0
 
 
