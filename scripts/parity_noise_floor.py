@@ -3,7 +3,7 @@
 For each torchvision model (random weights, eval mode, batch 2): the float32 run's
 largest difference per tensor (output, input and parameter gradients) divided by
 the larger of the unscaled ``assert_close`` tolerance and the measured noise floor
-(``pytest_convcheck.parity._noise_floor``), worst tensor shown. Then the same for
+(``pytest_convcheck.tolerances.noise_floor``), worst tensor shown. Then the same for
 a lossy float32 path that rounds every conv and linear input through bfloat16, as
 a device with a precision bug would. The parity check's ``FLOOR_FACTOR`` must sit
 between the two columns.
@@ -21,7 +21,8 @@ import warnings
 import torch
 from torch import nn
 
-from pytest_convcheck import parity
+from pytest_convcheck import tolerances
+from pytest_convcheck.calls import output_tensors
 from pytest_convcheck.tracing import materialized_copy
 
 _MODELS = {
@@ -50,18 +51,20 @@ def worst_in_floors(model: nn.Module, shape: tuple[int, ...], *, lossy: bool) ->
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     reference_model = materialized_copy(model, "cpu", shape).double().eval()
     with torch.no_grad():
-        sample = parity._outputs(reference_model(x))
+        sample = output_tensors(reference_model(x))
     assert sample
-    weights = parity._output_weights(sample, generator)
-    reference = {k: v.clone() for k, v in parity._run(reference_model, x, weights).items()}
-    floors = parity._noise_floor(reference_model, x, weights, reference, 2.0**-24)
+    weights = tolerances.draw_output_weights(sample, generator)
+    reference = {
+        k: v.clone() for k, v in tolerances.run_with_gradients(reference_model, x, weights).items()
+    }
+    floors = tolerances.noise_floor(reference_model, x, weights, reference, 2.0**-24)
     work = materialized_copy(model, "cpu", shape).float().eval()
     if lossy:
         _round_inputs_to_bfloat16(work)
-    got = parity._run(work, x.float(), weights)
-    rtol, atol = parity._DEFAULT_TOLERANCE[torch.float32]
+    got = tolerances.run_with_gradients(work, x.float(), weights)
+    rtol, atol = tolerances.DEFAULT_TOLERANCE[torch.float32]
     ratios = {
-        name: parity._max_difference(got[name].double(), value)
+        name: tolerances.max_difference(got[name].double(), value)
         / max(atol + rtol * float(value.abs().max()), floors[name])
         for name, value in reference.items()
     }
