@@ -296,27 +296,68 @@ class _Frame:
     spec: Spec | None
 
 
-class _Step(NamedTuple):
-    op: str
-    inputs: tuple[int | None, ...]  # -1: the module's input; k ≥ 0: step k; None: a parameter
-    input_shapes: tuple[Shape, ...]
-    output_shape: Shape | None
-    spec: Spec | None
-    predicted: Shape | None
-    effect: Effect | None
-
-
 class _Plan(NamedTuple):
-    """What one call of a leaf layer recorded, replayable for an identical call."""
+    """What one call of a module recorded, replayable for an identical call: a call of a
+    module with the same tree signature (see :func:`tree_signatures`) on an input of the
+    same shape and dtype, outside the modules it calls having run before.
 
-    steps: tuple[_Step, ...]
-    output_step: int
+    Names are kept relative to the called module's own name (``""`` for its own
+    nodes, ``".conv1"`` for a child's); node ids relative to the call's first node,
+    with ``-1`` for the call's input."""
+
+    nodes: tuple[TraceNode, ...]
+    rows: tuple[TraceLayer, ...]
+    called: tuple[str, ...]
+    functional: tuple[tuple[str, str], ...]  # (parent module, op) of each functional row
+    output_node: int
     output_is_input: bool  # an in-place op returned the module's input tensor
     output_shape: Shape
     output_dtype: torch.dtype
 
 
-_PLANS: dict[tuple[Any, ...], _Plan] = {}
+class TraceCaches:
+    """What traces learn once per process and re-use, with one public :meth:`clear`.
+
+    - ``plans``: per (module tree signature, input shape, dtype), the nodes and rows a
+      call recorded (:class:`_Plan`); a later identical call is replayed from it
+      instead of executed: ResNet-50's sixteen bottlenecks at equal shapes, or a whole
+      model traced again.
+    - ``verified``: geometry ops already executed on meta and compared with their rule
+      (executing conv and pooling on meta costs 25–140 µs each): the outcome of an
+      identical call (same function, spec and input shapes and dtypes) is re-used,
+      disagreements included.
+    - ``trees``: tree signatures interned as small integers (hashing a nested
+      signature once per level, not once per lookup).
+
+    Each holds at most :attr:`limit` entries; a full cache is emptied, not grown.
+    """
+
+    limit = 50_000
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple[Any, ...], _Plan] = {}
+        self.verified: dict[tuple[Any, ...], _Verified] = {}
+        self.trees: dict[tuple[Any, ...], int] = {}
+
+    def clear(self) -> None:
+        """Forget everything: the next trace executes every op again."""
+        self.plans.clear()
+        self.verified.clear()
+        self.trees.clear()
+
+    def tree_id(self, signature: tuple[Any, ...]) -> int:
+        """The small integer standing for ``signature``."""
+        found = self.trees.get(signature)
+        if found is None:
+            if len(self.trees) >= self.limit:
+                self.clear()  # ids are referenced by plans: forget both together
+            found = self.trees[signature] = len(self.trees)
+        return found
+
+    def remember_plan(self, key: tuple[Any, ...], plan: _Plan) -> None:
+        if len(self.plans) >= self.limit:
+            self.plans.clear()
+        self.plans[key] = plan
 
 
 @dataclass
@@ -333,6 +374,8 @@ class _Recorder:
     calls: dict[str, int] = field(default_factory=dict)
     disagreements: list[str] = field(default_factory=list)
     functional_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    call_log: list[str] = field(default_factory=list)
+    functional_log: list[tuple[str, str]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ tensors
     def mark(self, tensor: torch.Tensor, index: int) -> None:
@@ -349,6 +392,7 @@ class _Recorder:
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
         self.calls[name] = self.calls.get(name, 0) + 1
+        self.call_log.append(name)
         first = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(args)
         shape = tuple(first.shape) if first is not None else None
         spec = self.specs.get(id(module))
@@ -410,12 +454,35 @@ class _Recorder:
             )
         )
 
-    def plan(self, start: int, x: torch.Tensor, source: int | None, output: Any) -> _Plan | None:
-        """The nodes recorded since ``start`` for one leaf call on ``x`` (made by node
-        ``source`` before the call: an in-place op re-marks ``x``), as a plan."""
+    def plan(
+        self,
+        name: str,
+        start: int,
+        rows_start: int,
+        calls_start: int,
+        functional_start: int,
+        x: torch.Tensor,
+        source: int | None,
+        output: Any,
+    ) -> _Plan | None:
+        """What the call of module ``name`` on ``x`` recorded since ``start`` (nodes),
+        ``rows_start`` and ``calls_start``, as a plan; ``None`` when it cannot be
+        replayed: it read a tensor made outside the call, returned no tensor made in
+        it, or called a module that had run before (call counts and functional row
+        names would differ)."""
         if not isinstance(output, torch.Tensor) or len(self.nodes) == start:
             return None
-        steps = []
+        called = self.call_log[calls_start:]
+        if len(called) > 1:
+            counts: dict[str, int] = {}
+            for c in called:
+                counts[c] = counts.get(c, 0) + 1
+            if any(self.calls[c] != k for c, k in counts.items()) or (
+                name and not all(c == name or c.startswith(name + ".") for c in counts)
+            ):
+                return None  # a module of the call ran before it
+        cut = len(name)
+        nodes = []
         for node in self.nodes[start:]:
             refs: list[int | None] = []
             for producer in node.inputs:
@@ -427,62 +494,82 @@ class _Recorder:
                     refs.append(-1)
                 else:
                     return None  # reads a tensor from outside the call: not replayable
-            steps.append(
-                _Step(
-                    node.op,
-                    tuple(refs),
-                    node.input_shapes,
-                    node.output_shape,
-                    node.spec,
-                    node.predicted_shape,
-                    node.effect,
+            nodes.append(
+                node._replace(
+                    node_id=node.node_id - start, module=node.module[cut:], inputs=tuple(refs)
                 )
             )
+        rows = tuple(
+            row._replace(
+                name=row.name[cut:],
+                nodes=tuple(n - start for n in row.nodes),
+                module=None if row.module is None else row.module[cut:],
+            )
+            for row in self.rows[rows_start:]
+        )
         last = self.producers.get(id(output))
         if last is None or last < start:
             return None
-        return _Plan(tuple(steps), last - start, output is x, tuple(output.shape), output.dtype)
+        return _Plan(
+            tuple(nodes),
+            rows,
+            tuple(c[cut:] for c in called),
+            tuple((parent[cut:], op) for parent, op in self.functional_log[functional_start:]),
+            last - start,
+            output is x,
+            tuple(output.shape),
+            output.dtype,
+        )
 
-    def replay(self, module: nn.Module, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        """Record a leaf call from its plan and return an output of the planned shape."""
-        name = self.names.get(id(module), f"<unregistered {type(module).__name__}>")
-        self.calls[name] = self.calls.get(name, 0) + 1
+    def can_replay(self, name: str, plan: _Plan) -> bool:
+        """A plan calling several modules replays only where none of them ran before."""
+        calls = self.calls
+        return len(plan.called) <= 1 or not any(name + c in calls for c in plan.called)
+
+    def replay(self, name: str, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        """Record a call of module ``name`` from its plan and return an output of the
+        planned shape."""
         start = len(self.nodes)
         source = self.producers.get(id(x))
-        for step in plan.steps:
-            self.nodes.append(
-                TraceNode(
-                    len(self.nodes),
-                    step.op,
-                    name,
-                    tuple(
-                        None if r is None else source if r == -1 else start + r for r in step.inputs
+        for c in plan.called:
+            full = name + c
+            self.calls[full] = self.calls.get(full, 0) + 1
+            self.call_log.append(full)
+        if start == 0 and not name and source == MODEL_INPUT:
+            self.nodes.extend(plan.nodes)  # the whole model: ids and names as recorded
+        else:
+            self.nodes.extend(
+                node._replace(
+                    node_id=start + node.node_id,
+                    module=name + node.module,
+                    inputs=tuple(
+                        None if r is None else source if r == -1 else start + r for r in node.inputs
                     ),
-                    step.input_shapes,
-                    step.output_shape,
-                    step.spec,
-                    step.predicted,
-                    step.effect,
                 )
+                for node in plan.nodes
             )
         if plan.output_is_input:
             output = x
         else:
             with torch._C.DisableTorchFunction():  # not an op of the model: don't record it
                 output = torch.empty(plan.output_shape, dtype=plan.output_dtype, device="meta")
-        self.mark(output, start + plan.output_step)
-        if not (self.stack and id(self.stack[-1].module) in self.leaves):
-            self.rows.append(
-                TraceLayer(
-                    name,
-                    type(module).__name__,
-                    tuple(x.shape),
-                    plan.output_shape,
-                    tuple(range(start, len(self.nodes))),
-                    name,
-                    self.specs.get(id(module)),
+        self.mark(output, start + plan.output_node)
+        if not self.in_leaf():
+            for parent, op in plan.functional:
+                key = (name + parent, op)
+                self.functional_counts[key] = self.functional_counts.get(key, 0) + 1
+                self.functional_log.append(key)
+            if start == 0 and not name:
+                self.rows.extend(plan.rows)
+            else:
+                self.rows.extend(
+                    row._replace(
+                        name=name + row.name,
+                        nodes=tuple(start + n for n in row.nodes),
+                        module=None if row.module is None else name + row.module,
+                    )
+                    for row in plan.rows
                 )
-            )
         return output
 
     # ------------------------------------------------------------------ ops
@@ -527,6 +614,7 @@ class _Recorder:
             key = (parent, op)
             count = self.functional_counts.get(key, 0) + 1
             self.functional_counts[key] = count
+            self.functional_log.append(key)
             name = f"{parent}.{op}" if parent else op
             if count > 1:
                 name += f"#{count}"
@@ -606,14 +694,8 @@ class _Verified:
         return tuple(made) if self.is_tuple else made[0]
 
 
-_VERIFIED: dict[tuple[Any, ...], _Verified] = {}
-"""Geometry ops already executed on meta and compared with their rule, per process.
-
-Executing conv and pooling on meta costs 25–140 µs each; a trace re-uses the
-outcome of an identical call (same function, spec and input shapes and dtypes)
-instead, so repeated traces cost Python time only. Disagreements are kept with
-the entry and reported again."""
-_VERIFIED_LIMIT = 50_000
+caches = TraceCaches()
+"""The process's trace caches; ``caches.clear()`` makes the next trace cold."""
 
 
 def _call_key(
@@ -654,9 +736,9 @@ def _remember(
         is_tuple, outputs = True, result
     else:
         return
-    if len(_VERIFIED) >= _VERIFIED_LIMIT:
-        _VERIFIED.clear()
-    _VERIFIED[key] = _Verified(
+    if len(caches.verified) >= caches.limit:
+        caches.verified.clear()
+    caches.verified[key] = _Verified(
         is_tuple, tuple((tuple(t.shape), t.dtype) for t in outputs), spec, predicted, found
     )
 
@@ -699,7 +781,7 @@ class _Mode(TorchFunctionMode):
         key: tuple[Any, ...] | None = None
         if rule is not None and not rule.shape_preserving and rec.short_circuit:
             key = _call_key(func, args, kwargs)
-            known = _VERIFIED.get(key) if key is not None else None
+            known = caches.verified.get(key) if key is not None else None
             if known is not None:
                 result = known.materialize()
                 rec.disagreements += known.disagreements
@@ -1072,54 +1154,108 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _instrument(module: nn.Module, recorder: _Recorder) -> None:
+def _instrument(module: nn.Module, recorder: _Recorder, tree: int | None) -> None:
     """Wrap ``forward`` of a module *of our copy* so that the recorder sees each call.
 
     An instance attribute, not a hook: module calls keep torch's fast path, and
     ``self.block.forward(x)`` calls are seen too. Runs inside the module's own
     hooks, so it sees the input after any forward pre-hook.
 
-    On meta, a call of a leaf layer from the rule table (one tensor in) whose
-    spec, input shape and dtype were seen before is replayed from its
-    :class:`_Plan` instead of executed.
+    On meta, a call on one tensor of a module with tree signature ``tree`` (see
+    :func:`tree_signatures`) whose input shape and dtype were seen before is
+    replayed from its :class:`_Plan` instead of executed; the first such call
+    records the plan.
     """
     original = module.forward
-    spec = recorder.specs.get(id(module))
+    name = recorder.names.get(id(module), f"<unregistered {type(module).__name__}>")
     replayable = (
-        recorder.short_circuit
-        and spec is not None
-        and id(module) in recorder.leaves
-        and not is_lazy(module)
+        recorder.short_circuit and tree is not None and not name.startswith("<unregistered")
     )
-
-    signature = _module_signature(module) if replayable else None
+    plans = caches.plans
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         key = None
-        if (
-            signature is not None
-            and len(args) == 1
-            and not kwargs
-            and isinstance(args[0], torch.Tensor)
-        ):
-            key = (signature, spec, tuple(args[0].shape), args[0].dtype)
-            plan = _PLANS.get(key)
-            if plan is not None:
-                return recorder.replay(module, args[0], plan)
+        if replayable and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+            key = (tree, tuple(args[0].shape), args[0].dtype)
+            plan = plans.get(key)
+            if plan is not None and recorder.can_replay(name, plan):
+                return recorder.replay(name, args[0], plan)
         start, seen = len(recorder.nodes), len(recorder.disagreements)
+        rows_start, calls_start = len(recorder.rows), len(recorder.call_log)
+        functional_start = len(recorder.functional_log)
         source = recorder.producers.get(id(args[0])) if key is not None else None
         recorder.pre_hook(module, args, kwargs)
         output = original(*args, **kwargs)
         recorder.post_hook(module, args, output)
-        if key is not None and len(recorder.disagreements) == seen:
-            plan = recorder.plan(start, args[0], source, output)
+        if key is not None and len(recorder.disagreements) == seen and not recorder.in_leaf():
+            plan = recorder.plan(
+                name, start, rows_start, calls_start, functional_start, args[0], source, output
+            )
             if plan is not None:
-                if len(_PLANS) >= _VERIFIED_LIMIT:
-                    _PLANS.clear()
-                _PLANS[key] = plan
+                caches.remember_plan(key, plan)
         return output
 
     object.__setattr__(module, "forward", forward)
+
+
+_FORWARD_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
+
+
+def tree_signatures(model: nn.Module) -> dict[str, int | None]:
+    """Per module name, an integer standing for everything a call of that module can
+    depend on besides its input: its class, its plain attributes (``training``,
+    ``stride``, …, see :func:`_module_signature`), the shapes and dtypes of its own
+    parameters and buffers, and its children's signatures; ``None`` where a module
+    (or one below it) has an attribute of another kind, a forward hook, or the tree
+    shares a module between two places (then every composite module gets ``None``).
+
+    Two calls of modules with equal signatures on inputs of equal shape and dtype
+    record the same ops: what :class:`_Plan` replay rests on."""
+    from torch.nn.modules import module as module_state
+
+    found: dict[str, int | None] = {}
+    if module_state._global_forward_hooks or module_state._global_forward_pre_hooks:
+        return found
+    visited: set[int] = set()
+    shared = False
+
+    def visit(module: nn.Module, name: str) -> int | None:
+        nonlocal shared
+        if id(module) in visited:
+            shared = True
+            return None
+        visited.add(id(module))
+        if is_lazy(module):
+            found[name] = None
+            return None
+        state = module.__dict__
+        children: list[tuple[str, int | None]] = []
+        complete = True
+        for child_name, child in state["_modules"].items():
+            if child is None:
+                children.append((child_name, -1))
+                continue
+            child_id = visit(child, f"{name}.{child_name}" if name else child_name)
+            complete = complete and child_id is not None
+            children.append((child_name, child_id))
+        config = _module_signature(module) if complete else None
+        if config is None or any(state.get(h) for h in _FORWARD_HOOKS):
+            found[name] = None
+            return None
+        tensors = tuple(
+            (k, None if t is None else (tuple(t.shape), t.dtype))
+            for table in (state["_parameters"], state["_buffers"])
+            for k, t in table.items()
+        )
+        found[name] = tree = caches.tree_id((config, tensors, tuple(children)))
+        return tree
+
+    visit(model, "")
+    if shared:
+        for name, module in model.named_modules(remove_duplicate=False):
+            if module._modules:
+                found[name] = None
+    return found
 
 
 _PLAIN = frozenset({int, float, bool, str, type(None)})
@@ -1211,6 +1347,16 @@ def _run(
     meta: bool,
     fallback: str | None = None,
 ) -> Trace:
+    trees = tree_signatures(model) if meta else {}
+    if meta and trees.get("") is not None:
+        args, kwargs = inputs.meta(dtype)
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if isinstance(x, torch.Tensor):
+            plan = caches.plans.get((trees[""], tuple(x.shape), x.dtype))
+            if plan is not None:  # this model was traced on this input before: no copy
+                recorder = _Recorder({}, frozenset(), {}, short_circuit=True)
+                recorder.mark(x, MODEL_INPUT)
+                return _finish(model, inputs, recorder, recorder.replay("", x, plan), None)
     try:
         work = _copy_with(model, "meta" if meta else "cpu")
     except Exception as error:  # an attribute that cannot be deep-copied
@@ -1224,19 +1370,18 @@ def _run(
     names: dict[int, str] = {}
     leaves: set[int] = set()
     specs: dict[int, Spec] = {}
-    unique: list[nn.Module] = []
+    unique: list[tuple[nn.Module, int | None]] = []
     for name, module in work.named_modules(remove_duplicate=False):
         if id(module) in names:
             continue
         names[id(module)] = name
-        unique.append(module)
+        unique.append((module, trees.get(name)))
         spec = spec_for_module(module)
         if spec is not None:
             specs[id(module)] = spec
         if spec is not None or not module._modules:
             leaves.add(id(module))
     names[id(work)] = ""
-    shape = inputs.shape
     if not meta:
         args, kwargs = inputs.build(dtype, "cpu", seed=0)
     else:
@@ -1244,8 +1389,8 @@ def _run(
     x = inputs_primary(inputs, args, kwargs)
     recorder = _Recorder(names, frozenset(leaves), specs, short_circuit=meta)
     recorder.mark(x, MODEL_INPUT)
-    for module in unique:
-        _instrument(module, recorder)
+    for module, tree in unique:
+        _instrument(module, recorder, tree)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), _Mode(recorder):
             output = work(*args, **kwargs)
@@ -1263,6 +1408,13 @@ def _run(
             f"{type(model).__name__}.forward failed on input {inputs.describe()} "
             f"({type(error).__name__}: {error})"
         ) from error
+    return _finish(model, inputs, recorder, output, fallback)
+
+
+def _finish(
+    model: nn.Module, inputs: Inputs, recorder: _Recorder, output: Any, fallback: str | None
+) -> Trace:
+    """The :class:`Trace` of a recorded run that returned ``output``."""
     outputs = tuple((path, tuple(t.shape)) for path, t in _leaves_with_paths(output))
     output_nodes = tuple(
         recorder.producers.get(id(t), MODEL_INPUT) for _, t in _leaves_with_paths(output)
@@ -1275,7 +1427,7 @@ def _run(
         out_shape = None
     return Trace(
         type(model).__name__,
-        shape,
+        inputs.shape,
         out_shape,
         tuple(recorder.nodes),
         tuple(recorder.rows),

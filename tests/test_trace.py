@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import pytest_convcheck.layers as layers
+import pytest_convcheck.layers.pool as pool_rules
 from pytest_convcheck import trace
 from pytest_convcheck.tracing import MODEL_INPUT
 
@@ -116,8 +116,8 @@ def test_shared_module_calls_are_counted() -> None:
 
 
 def test_rule_disagreement_with_torch_is_reported(monkeypatch) -> None:
-    real = layers.pool_output_size
-    monkeypatch.setattr(layers, "pool_output_size", lambda *a: real(*a) + 1)
+    real = pool_rules.pool_output_size
+    monkeypatch.setattr(pool_rules, "pool_output_size", lambda *a: real(*a) + 1)
     result = _cold_trace(nn.Sequential(nn.MaxPool2d(2)), (1, 1, 8, 8))
     assert result.output_shape == (1, 1, 4, 4)
     assert any("rule predicts 1×1×5×5, torch gives 1×1×4×4" in d for d in result.disagreements)
@@ -149,8 +149,7 @@ def test_view_that_does_not_fit_is_a_shape_error() -> None:
 def _cold_trace(model: nn.Module, shape: tuple[int, ...]):
     from pytest_convcheck import tracing
 
-    tracing._PLANS.clear()
-    tracing._VERIFIED.clear()
+    tracing.caches.clear()
     return trace(model, shape)
 
 

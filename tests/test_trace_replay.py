@@ -1,0 +1,138 @@
+"""Plans: a call replayed from what an identical call recorded gives the same trace.
+
+A module's call on a tensor of a shape seen before for a module of the same tree
+signature (class, plain attributes, parameter shapes, children) is replayed from
+its plan; a model traced again on the same input is replayed whole, without a
+copy. Each test compares a replayed trace with one recorded cold (caches empty).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from examples.article import MODELS
+from pytest_convcheck import trace, tracing
+from tests.zoo import ZOO
+
+
+def _facts(result: tracing.Trace) -> tuple[Any, ...]:
+    return (
+        result.nodes,
+        result.layers,
+        result.calls,
+        result.outputs,
+        result.output_nodes,
+        result.output_shape,
+        result.disagreements,
+    )
+
+
+def _cold_then_warm(model: nn.Module, shape: Any) -> tuple[tracing.Trace, tracing.Trace]:
+    tracing.caches.clear()
+    cold = trace(model, shape)
+    return cold, trace(model, shape)
+
+
+CASES = [pytest.param(c.build, c.input_shape, id=c.name) for c in ZOO] + [
+    pytest.param(factory, shape, id=f"article-{name}") for name, (factory, shape) in MODELS.items()
+]
+
+
+@pytest.mark.parametrize(("factory", "shape"), CASES)
+def test_a_replayed_trace_equals_the_recorded_one(factory: Any, shape: Any) -> None:
+    torch.manual_seed(0)
+    cold, warm = _cold_then_warm(factory().eval(), shape)
+    assert _facts(warm) == _facts(cold)
+    fresh = trace(factory().eval(), shape)  # another instance, same configuration
+    assert _facts(fresh) == _facts(cold)
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.act(self.conv(x)) * 2
+
+
+class _Repeated(nn.Module):
+    """Equal blocks, a block applied twice, a shared activation, a child called
+    directly by its parent: replay must keep call counts and row names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(_Block(), _Block(), _Block())
+        self.again = _Block()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.blocks(x))
+        x = self.again(self.again(x))
+        x = self.act(self.again.conv(x))
+        return torch.cat([x, x], 1)
+
+
+def test_repeated_and_shared_blocks_replay_with_their_counts() -> None:
+    model = _Repeated()
+    cold, warm = _cold_then_warm(model, (1, 4, 8, 8))
+    assert _facts(warm) == _facts(cold)
+    assert cold.calls["again"] == 2 and cold.calls["again.conv"] == 3 and cold.calls["act"] == 2
+    assert [r.name for r in cold.layers].count("again.mul") == 1
+    assert [r.name for r in cold.layers].count("again.mul#2") == 1
+    assert {"blocks.0.add", "blocks.1.add", "blocks.2.add"} <= {r.name for r in cold.layers}
+
+
+def test_a_repeated_trace_copies_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _Repeated()
+    first = trace(model, (1, 4, 8, 8))
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("copied")
+
+    monkeypatch.setattr(tracing, "_copy_with", refuse)
+    assert _facts(trace(model, (1, 4, 8, 8))) == _facts(first)
+
+
+def test_a_changed_attribute_or_hook_is_not_replayed() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2))
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 3, 3)
+    model[1].ceil_mode = True
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 4, 4)
+    model[0].padding = (1, 1)
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 5, 5)
+    handle = model[0].register_forward_hook(lambda m, i, o: o[..., 1:, 1:])
+    try:
+        assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 4, 4)
+    finally:
+        handle.remove()
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 5, 5)
+
+
+def test_a_model_with_a_non_plain_attribute_is_traced_each_time() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+            self.sizes = {"crop": 1}  # a dict: not part of a signature, never replayed
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            c = self.sizes["crop"]
+            return self.conv(x)[..., c:, c:]
+
+    model = Scaled()
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 6, 6)
+    model.sizes["crop"] = 2
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 5, 5)
+
+
+def test_clear_makes_the_next_trace_cold() -> None:
+    trace(nn.Conv2d(1, 1, 3), (1, 1, 5, 5))
+    assert tracing.caches.plans
+    tracing.caches.clear()
+    assert not tracing.caches.plans and not tracing.caches.verified and not tracing.caches.trees
