@@ -1,56 +1,70 @@
-"""How each op moves and mixes the dims of its tensors: the *effects* table.
+"""The effects table: what each op without a geometry rule does to the dims of its
+tensors, read from its call.
 
-The receptive-field analysis needs, for every op of a trace, which output
-elements read which input elements. Ops with a geometry rule (conv, pooling,
-interpolation, padding, slicing, pixel shuffle, linear, …) describe it through
-their spec's :meth:`~pytest_convcheck.layers.Spec.effect`; every other op is
-described here, by name, from its documented semantics:
+The receptive-field analysis needs, for every op of a trace, which output elements
+read which input elements (an *effect*, :mod:`pytest_convcheck.effects`). Ops with
+a geometry rule (conv, pooling, interpolation, padding, slicing, pixel shuffle,
+linear, …) describe it through their spec's
+:meth:`~pytest_convcheck.layers.Spec.effect`; every other op is described here, by
+name (:data:`TABLE`), from its documented semantics: whole families of ops
+(:mod:`pytest_convcheck.op_families`: pointwise ops, reshapes, reductions, scans,
+…) share a builder, and ops such as ``permute``, ``cat``, ``getitem`` or
+``layer_norm`` read their arguments. :func:`effect_of_call` builds the effect of
+one call; an op the table does not know, or a call it cannot read, gets
+:class:`~pytest_convcheck.effects.Unknown`.
 
-* :class:`Pointwise` — element ``i`` of the output reads element ``i`` of each
-  data input (broadcast from the right). An explicit allow-list
-  (:data:`POINTWISE_OPS`): arithmetic, comparisons, activations, dropout, casts.
-* :class:`Relayout` — a pure change of layout: ``view``/``reshape``/``flatten``/
-  ``unflatten``/``squeeze``/``unsqueeze`` (a reshape in row-major order) and
-  ``permute``/``transpose``/``movedim`` (a permutation of dims).
-* :class:`Mix` — every element along ``dims`` reads every element along them
-  (``softmax``, ``cumsum``, ``sort``, reductions such as ``mean``/``amax``/``sum``,
-  ``roll``/``flip`` taken conservatively, ``gather``).
-* :class:`Statistics` — a normalisation: pointwise on the data path, with
-  statistics over ``dims`` (GroupNorm: channels and space; InstanceNorm: space;
-  LayerNorm: its trailing dims; BatchNorm in training: batch and space).
-* :class:`Window` — a windowed op along some dims (from a spec), given as an
-  :class:`~pytest_convcheck.axis_maps.AxisMap` per dim.
-* :class:`Join` (``cat``/``stack``), :class:`Expand` (``expand``/``repeat``),
-  :class:`Contract` (matrix products), :class:`Constant` (``zeros_like``).
-* :class:`Unknown` — an op with no rule. It is taken to mix every dim of every
-  data input (the conservative reading: the field can only be over-stated), and
-  the analysis says so.
-
-Dims in effects are absolute (non-negative) dims of the op's first input, fixed
-when the effect is built from the call's arguments and shapes.
+The effect classes and the op families are re-exported here, for the modules that
+import them together with the table.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pytest_convcheck.axis_maps import AxisMap
-
-Shape = tuple[int, ...]
+from pytest_convcheck.effects import (
+    FIRST_ONLY,
+    POINTWISE,
+    Chain,
+    Constant,
+    Contract,
+    Effect,
+    Expand,
+    Join,
+    Mix,
+    Pointwise,
+    Relayout,
+    Shape,
+    Split,
+    Statistics,
+    Unknown,
+    Window,
+)
+from pytest_convcheck.op_families import (
+    CONSTANT_OPS,
+    POINTWISE_OPS,
+    REDUCTION_OPS,
+    RESHAPE_OPS,
+    SCAN_OPS,
+    SOFTMAX_OPS,
+    SPLIT_OPS,
+    TEMPLATE_OPS,
+)
 
 __all__ = [
     "CONSTANT_OPS",
     "POINTWISE",
     "POINTWISE_OPS",
+    "TABLE",
     "Chain",
     "Constant",
     "Contract",
     "Effect",
+    "EffectBuilder",
     "Expand",
     "Join",
     "Mix",
@@ -64,429 +78,8 @@ __all__ = [
 ]
 
 
-class Effect:
-    """Base of all effects. ``data``: how the op's tensor inputs after the first
-    are read — ``"all"`` (broadcast operands, merged pointwise), ``"first"``
-    (templates such as ``view_as``'s: not data) or ``"mixed"`` (every element of
-    them reaches every output element: weights computed from the input, indices)."""
-
-    data: str = "mixed"
-
-
-@dataclass(frozen=True)
-class Pointwise(Effect):
-    data: str = "all"
-
-
-POINTWISE = Pointwise()
-FIRST_ONLY = Pointwise("first")
-
-
-@dataclass(frozen=True)
-class Constant(Effect):
-    """The output reads no input element (``zeros_like``, ``new_ones``)."""
-
-
-@dataclass(frozen=True)
-class Relayout(Effect):
-    """Reshapes (row-major) and permutations, applied in order: each step is
-    ``("reshape", target_shape)`` or ``("permute", dims)``."""
-
-    steps: tuple[tuple[str, Shape], ...]
-    data: str = "first"
-
-
-@dataclass(frozen=True)
-class Mix(Effect):
-    """Every element along ``dims`` reads every element along them; the output
-    has ``out_shape`` (the mixed dims kept, resized, or removed)."""
-
-    dims: tuple[int, ...]
-    out_shape: Shape
-    what: str = ""
-    exact: bool = True  # False: a permutation taken as a mix (an over-statement)
-
-
-@dataclass(frozen=True)
-class Statistics(Effect):
-    """A normalisation: pointwise on the data path; its statistics span ``dims``."""
-
-    dims: tuple[int, ...]
-    kind: str = ""
-
-
-@dataclass(frozen=True)
-class Window(Effect):
-    """A windowed op: first every element along ``mixes`` reaches every output
-    element (a conv's input channels), then along each of ``dims`` the map of the
-    same index in ``maps``; the output has ``out_shape`` (extra trailing dims of
-    it, as ``Tensor.unfold``'s window dim, read the whole window). ``boundary``:
-    positions in the padding read zeros, or mirrored, edge or wrapped-around
-    input positions."""
-
-    dims: tuple[int, ...]
-    maps: tuple[AxisMap, ...]
-    out_shape: Shape
-    mixes: tuple[int, ...] = ()
-    data: str = "mixed"
-    boundary: str = "zeros"  # what the padding reads: zeros | reflect | replicate | circular
-
-
-@dataclass(frozen=True)
-class Split(Effect):
-    """``chunk``/``split``/``unbind`` along ``dim``: each output is a slice of it at
-    an offset the trace does not keep (taken as mixing the dim when it is spatial)."""
-
-    dim: int
-    out_shape: Shape
-    data: str = "first"
-
-
-@dataclass(frozen=True)
-class Join(Effect):
-    """``cat`` (``new=False``) or ``stack`` along ``dim`` of the output."""
-
-    dim: int
-    out_shape: Shape
-    new: bool = False
-    data: str = "all"
-
-
-@dataclass(frozen=True)
-class Expand(Effect):
-    """``expand``/``repeat``: output dim ``i`` comes from input dim ``sources[i]``
-    (``None``: a new dim), tiled ``tiles[i]`` times (repeat) or broadcast from size 1."""
-
-    sources: tuple[int | None, ...]
-    tiles: tuple[int, ...]
-    out_shape: Shape
-    data: str = "first"
-
-
-@dataclass(frozen=True)
-class Contract(Effect):
-    """A matrix product ``a @ b``: ``a``'s last dim and ``b``'s second-to-last are
-    summed over; with one data operand the output keeps its other dims."""
-
-    out_shape: Shape
-    data: str = "all"
-
-
-@dataclass(frozen=True)
-class Unknown(Effect):
-    """No rule: taken to mix every dim of every data input."""
-
-    op: str
-    data: str = "mixed"
-
-
-# --------------------------------------------------------------------------- the table
-
-POINTWISE_OPS = frozenset(
-    [
-        "add",
-        "add_",
-        "sub",
-        "sub_",
-        "rsub",
-        "mul",
-        "mul_",
-        "div",
-        "div_",
-        "true_divide",
-        "floor_divide",
-        "floordiv",
-        "rfloordiv",
-        "remainder",
-        "mod",
-        "rmod",
-        "fmod",
-        "pow",
-        "pow_",
-        "rpow",
-        "float_power",
-        "neg",
-        "neg_",
-        "negative",
-        "pos",
-        "abs",
-        "abs_",
-        "absolute",
-        "exp",
-        "exp_",
-        "exp2",
-        "expm1",
-        "log",
-        "log_",
-        "log2",
-        "log10",
-        "log1p",
-        "sqrt",
-        "sqrt_",
-        "rsqrt",
-        "rsqrt_",
-        "reciprocal",
-        "reciprocal_",
-        "sign",
-        "sgn",
-        "square",
-        "square_",
-        "sin",
-        "cos",
-        "tan",
-        "tanh",
-        "tanh_",
-        "sinh",
-        "cosh",
-        "asin",
-        "acos",
-        "atan",
-        "atan2",
-        "arctan2",
-        "erf",
-        "erfc",
-        "erfinv",
-        "sigmoid",
-        "sigmoid_",
-        "logit",
-        "xlogy",
-        "hypot",
-        "relu",
-        "relu_",
-        "relu6",
-        "leaky_relu",
-        "leaky_relu_",
-        "elu",
-        "elu_",
-        "selu",
-        "selu_",
-        "celu",
-        "celu_",
-        "gelu",
-        "silu",
-        "silu_",
-        "mish",
-        "hardtanh",
-        "hardtanh_",
-        "hardswish",
-        "hardswish_",
-        "hardsigmoid",
-        "hardsigmoid_",
-        "softplus",
-        "softsign",
-        "logsigmoid",
-        "tanhshrink",
-        "softshrink",
-        "hardshrink",
-        "threshold",
-        "threshold_",
-        "prelu",
-        "rrelu",
-        "rrelu_",
-        "clamp",
-        "clamp_",
-        "clip",
-        "clip_",
-        "clamp_min",
-        "clamp_min_",
-        "clamp_max",
-        "clamp_max_",
-        "maximum",
-        "minimum",
-        "fmax",
-        "fmin",
-        "where",
-        "masked_fill",
-        "masked_fill_",
-        "lerp",
-        "lerp_",
-        "addcmul",
-        "addcmul_",
-        "addcdiv",
-        "addcdiv_",
-        "eq",
-        "ne",
-        "lt",
-        "le",
-        "gt",
-        "ge",
-        "eq_",
-        "logical_and",
-        "logical_or",
-        "logical_not",
-        "logical_xor",
-        "and",
-        "or",
-        "xor",
-        "rand",
-        "ror",
-        "rxor",
-        "invert",
-        "lshift",
-        "rshift",
-        "bitwise_and",
-        "bitwise_or",
-        "bitwise_xor",
-        "bitwise_not",
-        "floor",
-        "floor_",
-        "ceil",
-        "ceil_",
-        "round",
-        "round_",
-        "trunc",
-        "trunc_",
-        "frac",
-        "nan_to_num",
-        "nan_to_num_",
-        "isnan",
-        "isinf",
-        "isfinite",
-        "isneginf",
-        "isposinf",
-        "signbit",
-        "heaviside",
-        "copysign",
-        "ldexp",
-        "deg2rad",
-        "rad2deg",
-        "dropout",
-        "dropout_",
-        "dropout1d",
-        "dropout2d",
-        "dropout3d",
-        "alpha_dropout",
-        "feature_alpha_dropout",
-        "channel_shuffle",
-        "native_channel_shuffle",
-        "copy_",
-        "fill_",
-        "zero_",
-        "mul_scalar",
-        "mish_",
-        "gelu_",
-        "softplus_",
-    ]
-)
-"""Ops that read, for each output element, the same element of each (broadcast)
-data input — and nothing else."""
-
-_TEMPLATE_OPS = frozenset(
-    [
-        "to",
-        "float",
-        "double",
-        "half",
-        "bfloat16",
-        "int",
-        "long",
-        "bool",
-        "short",
-        "char",
-        "byte",
-        "type",
-        "type_as",
-        "contiguous",
-        "clone",
-        "detach",
-        "detach_",
-        "requires_grad_",
-        "cpu",
-        "cuda",
-        "pin_memory",
-        "coalesce",
-        "as_strided_copy",
-    ]
-)
-"""Pointwise on the first input; other tensor arguments only give a dtype or device."""
-
-CONSTANT_OPS = frozenset(
-    [
-        "zeros_like",
-        "ones_like",
-        "empty_like",
-        "full_like",
-        "rand_like",
-        "randn_like",
-        "randint_like",
-        "new_zeros",
-        "new_ones",
-        "new_full",
-        "new_empty",
-        "new_tensor",
-    ]
-)
-"""Ops whose output reads no element of the input (only its shape, dtype, device)."""
-
-_RESHAPES = frozenset(
-    [
-        "view",
-        "reshape",
-        "view_as",
-        "reshape_as",
-        "flatten",
-        "unflatten",
-        "squeeze",
-        "unsqueeze",
-        "squeeze_",
-        "unsqueeze_",
-        "ravel",
-        "atleast_1d",
-        "atleast_2d",
-        "atleast_3d",
-    ]
-)
-_REDUCTIONS = frozenset(
-    [
-        "sum",
-        "mean",
-        "nansum",
-        "nanmean",
-        "prod",
-        "amax",
-        "amin",
-        "max",
-        "min",
-        "std",
-        "var",
-        "std_mean",
-        "var_mean",
-        "logsumexp",
-        "norm",
-        "all",
-        "any",
-        "count_nonzero",
-        "argmax",
-        "argmin",
-        "median",
-        "nanmedian",
-        "mode",
-        "kthvalue",
-        "quantile",
-        "nanquantile",
-        "linalg_vector_norm",
-        "linalg_norm",
-        "aminmax",
-    ]
-)
-_SCANS = frozenset(
-    [
-        "cumsum",
-        "cumsum_",
-        "cumprod",
-        "cumprod_",
-        "cummax",
-        "cummin",
-        "logcumsumexp",
-        "sort",
-        "argsort",
-        "msort",
-    ]
-)
-_SOFTMAX = frozenset(["softmax", "log_softmax", "softmin"])
-_SPLITS = frozenset(["chunk", "split", "split_with_sizes", "tensor_split"])
-
 EffectBuilder = Callable[[tuple[Any, ...], dict[str, Any], Shape, Shape], Effect]
+"""Builds one call's effect from its ``(args, kwargs, input shape, output shape)``."""
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
@@ -495,7 +88,7 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, d
     return args[index] if len(args) > index else default
 
 
-def _dims(value: Any, rank: int) -> tuple[int, ...] | None:
+def _dim_argument(value: Any, rank: int) -> tuple[int, ...] | None:
     """``value`` (an int, a sequence of ints, or ``None`` = every dim) as sorted
     absolute dims of a ``rank``-D tensor; ``None`` when it is not a dim argument."""
     if value is None:
@@ -528,7 +121,7 @@ def _reduction(
         dim = _arg(args, kwargs, 2, "dim", None)
     if "axis" in kwargs:
         dim = kwargs["axis"]
-    dims = _dims(dim, len(shape))
+    dims = _dim_argument(dim, len(shape))
     if dims is None:
         return Unknown(op)
     return Mix(dims, out, f"{op} over dims {list(dims)}")
@@ -545,7 +138,7 @@ def _along(
     default: int | tuple[int, ...] | None, index: int = 1, name: str = "dim"
 ) -> EffectBuilder:
     def build(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
-        dims = _dims(_arg(args, kwargs, index, name, default), len(shape))
+        dims = _dim_argument(_arg(args, kwargs, index, name, default), len(shape))
         if dims is None:
             return Unknown("?")
         return Mix(dims, out)
@@ -557,17 +150,17 @@ def _softmax(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: S
     dim = _arg(args, kwargs, 1, "dim", None)
     if dim is None:  # torch's legacy implicit dim (F._get_softmax_dim)
         dim = 0 if len(shape) in (0, 1, 3) else 1
-    dims = _dims(dim, len(shape))
+    dims = _dim_argument(dim, len(shape))
     return Unknown("softmax") if dims is None else Mix(dims, out)
 
 
 def _topk(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
-    dims = _dims(_arg(args, kwargs, 2, "dim", -1), len(shape))
+    dims = _dim_argument(_arg(args, kwargs, 2, "dim", -1), len(shape))
     return Unknown("topk") if dims is None else Mix(dims, out)
 
 
 def _roll(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
-    dims = _dims(_arg(args, kwargs, 2, "dims", None), len(shape))
+    dims = _dim_argument(_arg(args, kwargs, 2, "dims", None), len(shape))
     return Unknown("roll") if dims is None else Mix(dims, out, "roll (a cyclic shift)", exact=False)
 
 
@@ -575,7 +168,7 @@ def _flip(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shap
     value = _arg(args, kwargs, 1, "dims", None)
     if len(args) > 2 and all(isinstance(v, int) for v in args[1:]):
         value = tuple(args[1:])
-    dims = _dims(value, len(shape)) if value is not None else None
+    dims = _dim_argument(value, len(shape)) if value is not None else None
     return Unknown("flip") if dims is None else Mix(dims, out, "flip (a reversal)", exact=False)
 
 
@@ -584,9 +177,9 @@ def _fixed(dims: tuple[int, ...], what: str = "") -> EffectBuilder:
 
     def build(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
         if what.startswith("rot90"):
-            found = _dims(_arg(args, kwargs, 2, "dims", dims), len(shape))
+            found = _dim_argument(_arg(args, kwargs, 2, "dims", dims), len(shape))
         else:
-            found = _dims(dims, len(shape))
+            found = _dim_argument(dims, len(shape))
         if found is None:
             return Unknown("?")
         return Mix(found, out, what, exact=not what)
@@ -718,14 +311,6 @@ def _select(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Sh
     )
 
 
-@dataclass(frozen=True)
-class Chain(Effect):
-    """Effects applied in order, each to the previous one's output."""
-
-    effects: tuple[Effect, ...]
-    data: str = "first"
-
-
 def _chain(*effects: Effect) -> Effect:
     return Chain(tuple(effects))
 
@@ -777,7 +362,7 @@ def _getitem(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: S
 
 def _diff(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
     n = _arg(args, kwargs, 1, "n", 1)
-    dims = _dims(_arg(args, kwargs, 2, "dim", -1), len(shape))
+    dims = _dim_argument(_arg(args, kwargs, 2, "dim", -1), len(shape))
     if not isinstance(n, int) or dims is None or len(dims) != 1 or len(out) != len(shape):
         return Unknown("diff")
     return Window(dims, (AxisMap(1, 1, (((0, n),),)),), out)
@@ -834,13 +419,13 @@ def _constant(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: 
 
 TABLE: dict[str, EffectBuilder] = {
     **{op: _pointwise for op in POINTWISE_OPS},
-    **{op: _first_only for op in _TEMPLATE_OPS},
+    **{op: _first_only for op in TEMPLATE_OPS},
     **{op: _constant for op in CONSTANT_OPS},
-    **{op: _reshape for op in _RESHAPES},
-    **{op: _reducing(op) for op in _REDUCTIONS},
-    **{op: _along(-1) for op in _SCANS},
-    **{op: _softmax for op in _SOFTMAX},
-    **{op: _split for op in _SPLITS},
+    **{op: _reshape for op in RESHAPE_OPS},
+    **{op: _reducing(op) for op in REDUCTION_OPS},
+    **{op: _along(-1) for op in SCAN_OPS},
+    **{op: _softmax for op in SOFTMAX_OPS},
+    **{op: _split for op in SPLIT_OPS},
     "normalize": _along(1, 2),
     "unbind": _unbind,
     "topk": _topk,
