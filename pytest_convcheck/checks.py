@@ -6,10 +6,6 @@ the run's :class:`RunContext`, and raises ``AssertionError`` (or
 
 from __future__ import annotations
 
-import inspect
-import random
-import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +20,20 @@ from pytest_convcheck.checkerboards import (
     checkerboard,
     geometry_fix,
 )
-from pytest_convcheck.config import ModelConfig, import_factory, import_object, user_frames
-from pytest_convcheck.errors import ConvcheckConfigError, ShapeError
+from pytest_convcheck.config import ModelConfig
+from pytest_convcheck.configured_models import (
+    FACTORY_SEED,
+    build_model,
+    cached_failure,
+    cached_model,
+    forget_models,
+    load_weights,
+    model_inputs,
+    remember_failure,
+)
+from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.fields import assert_receptive_field
-from pytest_convcheck.inputs import Inputs, as_inputs
+from pytest_convcheck.inputs import Inputs
 from pytest_convcheck.parity import assert_device_parity, assert_layout_parity
 from pytest_convcheck.reports import report
 from pytest_convcheck.shapes import (
@@ -36,11 +42,38 @@ from pytest_convcheck.shapes import (
     nearby_hint,
 )
 from pytest_convcheck.snapshots import inside, snapshot_text, update_or_compare
+from pytest_convcheck.tracing import trace
+from pytest_convcheck.weight_sharing import assert_no_accidental_sharing
 
 if TYPE_CHECKING:
     from pytest_convcheck.pictures import Picture
-from pytest_convcheck.tracing import trace
-from pytest_convcheck.weight_sharing import assert_no_accidental_sharing
+
+
+__all__ = [
+    "CHECKS",
+    "CheckSkipped",
+    "RunContext",
+    "batch_influence",
+    "build_model",
+    "cached_failure",
+    "cached_model",
+    "check_batch",
+    "check_checkerboard",
+    "check_layout",
+    "check_parity",
+    "check_receptive_field",
+    "check_shapes",
+    "check_sharing",
+    "check_snapshot",
+    "forget_models",
+    "load_weights",
+    "model_inputs",
+    "remember_failure",
+    "require_tensor_output",
+    "sharing_allow",
+    "user_error",
+    "weights_in_use",
+]
 
 
 @dataclass(frozen=True)
@@ -85,219 +118,6 @@ def _picture(context: RunContext, name: str, draw: Callable[[], Picture]) -> str
     except (ImportError, ValueError, RuntimeError, OSError, TypeError) as error:  # matplotlib?
         return f"\n  picture not saved: {error}"
     return f"\n  picture: {target}" if target is not None else ""
-
-
-_MODELS: dict[tuple[str, str, str], nn.Module | str] = {}
-"""Per process: each configured model, built once (or why it could not be)."""
-
-
-def _model_key(config: ModelConfig) -> tuple[str, str, str]:
-    return config.name, config.factory, repr(sorted(config.options.get("kwargs", {}).items()))
-
-
-def forget_models() -> None:
-    """Drop the built models (a new session in the same process starts afresh)."""
-    _MODELS.clear()
-    _INPUTS.clear()
-
-
-def cached_model(config: ModelConfig) -> nn.Module:
-    """The model of ``config``, built once per process by :func:`build_model` (a
-    failure to build is remembered too): every check sees the same weights, and a
-    slow factory is paid for once."""
-    key = _model_key(config)
-    if key not in _MODELS:
-        try:
-            _MODELS[key] = build_model(config)
-        except ConvcheckConfigError as error:
-            _MODELS[key] = str(error)
-    found = _MODELS[key]
-    if isinstance(found, str):
-        raise ConvcheckConfigError(found)
-    return found
-
-
-def remember_failure(config: ModelConfig, message: str) -> None:
-    """Record that ``config``'s model cannot be built (e.g. its factory timed out)."""
-    _MODELS[_model_key(config)] = message
-
-
-def cached_failure(config: ModelConfig) -> str:
-    found = _MODELS.get(_model_key(config))
-    return found if isinstance(found, str) else ""
-
-
-_SEED = 0
-
-
-def _seeded_call(factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """``factory(**kwargs)`` with torch's CPU generator, Python's ``random`` and (when
-    imported) NumPy's global generator seeded with a fixed seed, each restored
-    afterwards: the same weights in every process, whatever ran before."""
-    state = random.getstate()
-    numpy = sys.modules.get("numpy")
-    numpy_state = numpy.random.get_state() if numpy is not None else None
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(_SEED)
-            random.seed(_SEED)
-            if numpy is not None:
-                numpy.random.seed(_SEED)
-            return factory(**kwargs)
-    finally:
-        random.setstate(state)
-        if numpy is not None:
-            numpy.random.set_state(numpy_state)
-
-
-_user_frames = user_frames
-
-
-def _signature(factory: Any, name: str) -> str:
-    try:
-        return f"{name}{inspect.signature(factory)}"
-    except (TypeError, ValueError):
-        return name
-
-
-_INPUTS: dict[Any, Any] = {}
-
-
-def model_inputs(config: ModelConfig) -> Inputs:
-    """The model's inputs as the checks take them (:mod:`pytest_convcheck.inputs`):
-    its ``input`` description, what its ``example_inputs`` function returns, or, with
-    neither, an input inferred from the model (:mod:`pytest_convcheck.inferred_inputs`)."""
-    key = _model_key(config)
-    nothing_given = config.inputs is None and not config.input_shape and not config.example_inputs
-    if key not in _INPUTS and nothing_given:  # inferred from the model
-        from pytest_convcheck.inferred_inputs import infer_inputs
-
-        hub, _, hub_name = config.factory.partition(":")
-        _INPUTS[key] = infer_inputs(
-            cached_model(config), config.name, hub_name if hub == "torchvision" else None
-        )
-    if key not in _INPUTS:
-        example = _import_function(config, config.example_inputs) if config.example_inputs else None
-        try:
-            _INPUTS[key] = as_inputs(
-                None
-                if example is not None and config.inputs is None and not config.input_shape
-                else config.description,
-                example_inputs=example,
-            )
-        except (TypeError, ValueError) as error:
-            raise ConvcheckConfigError(f"model {config.name!r}: {error}") from None
-    return _INPUTS[key]
-
-
-def _import_function(config: ModelConfig, path: str) -> Callable[..., Any]:
-    """``module:function`` (``example_inputs``), imported as factories are."""
-    found: Callable[..., Any] = import_object(config, path, "example_inputs")
-    return found
-
-
-def build_model(config: ModelConfig) -> nn.Module:
-    """Import ``config.factory`` (:func:`~pytest_convcheck.config.import_factory`:
-    project-relative paths resolve against the project's folder) and call it with a
-    fixed seed (see :func:`_seeded_call`); the result must be an ``nn.Module``. With
-    ``weights = "path.pt"`` the checkpoint is loaded into it (``weights_only=True``)."""
-    factory = import_factory(config)
-    attr = config.factory.partition(":")[2]
-    kwargs = config.options.get("kwargs", {})
-    short = attr.rsplit(".", 1)[-1]
-    called = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    try:
-        model = _seeded_call(factory, kwargs)
-    except SystemExit as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: factory {config.factory!r} called sys.exit({error.code!r}) "
-            f"when called as {short}({called}).\n  fix: raise an exception instead of exiting "
-            f"the process."
-        ) from None
-    except TypeError as error:
-        frames = traceback.extract_tb(error.__traceback__)
-        in_call = len(frames) <= 2  # raised by the call itself: the arguments do not fit
-        if not in_call:
-            raise ConvcheckConfigError(
-                f"model {config.name!r}: factory {config.factory!r} raised TypeError: {error} "
-                f"when called as {short}({called}).{_user_frames(error)}\n  fix: the factory "
-                f"itself failed; see where above."
-            ) from None
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: factory {config.factory!r} raised "
-            f"{type(error).__name__}: {error} when called as {short}({called}); it takes "
-            f"{_signature(factory, short)}.\n  fix: give the arguments it needs under kwargs "
-            f"in the model's table, e.g. kwargs = {{ num_classes = 10 }} (ini: "
-            f"kwargs.num_classes=10), or point factory at a function that builds the model."
-        ) from None
-    except Exception as error:
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: factory {config.factory!r} raised "
-            f"{type(error).__name__}: {error} when called as {short}({called})."
-            f"{_user_frames(error)}\n  fix: the factory itself failed; see where above."
-        ) from None
-    if not isinstance(model, nn.Module):
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: factory {config.factory!r} returned "
-            f"{type(model).__name__}, not an nn.Module.\n  fix: return the model itself from the "
-            f"factory (not its output, a state dict or a wrapper)."
-        )
-    if config.weights is not None:
-        load_weights(model, config)
-    return model
-
-
-_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
-
-
-def load_weights(model: nn.Module, config: ModelConfig) -> None:
-    """Load ``config.weights`` (a state dict saved with ``torch.save``, or a checkpoint
-    dict holding one under ``state_dict``, ``model_state_dict``, ``model``, …) into
-    ``model``, strictly, with ``torch.load(..., weights_only=True)``: a checkpoint
-    never runs code."""
-    path = config.weights
-    assert path is not None
-    given = config.options.get("weights")
-    if not path.is_file():
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: weights = {given!r}: no file at {path}.\n  fix: give the "
-            f"path of a checkpoint relative to {config.root or 'the working folder'}, or remove "
-            f"the weights key to check the factory's random initial weights."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        import re
-
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-        reason = reason.splitlines()[0].split(". ")[0] if reason else ""
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: cannot load weights {path} with weights_only=True "
-            f"({type(error).__name__}: {reason}).\n"
-            f"  fix: save a plain state dict, torch.save(model.state_dict(), {given!r}); "
-            f"pickled modules and custom classes are refused (they would run code)."
-        ) from None
-    if isinstance(state, dict):
-        for key in _CHECKPOINT_KEYS:
-            if isinstance(state.get(key), dict) and not isinstance(state.get(key), torch.Tensor):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: {path} holds {type(state).__name__}, not a state dict "
-            f"(a dict of parameter names to tensors).\n  fix: save it with "
-            f"torch.save(model.state_dict(), {given!r})."
-        )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        raise ConvcheckConfigError(
-            f"model {config.name!r}: the weights in {path} do not fit {config.factory!r}:\n  "
-            + "\n  ".join(lines[:6])
-            + "\n  fix: save the checkpoint from this model class (same layers, same sizes, "
-            "kwargs included), or point factory at the class the checkpoint belongs to."
-        ) from None
 
 
 def require_tensor_output(config: ModelConfig, data: dict[str, Any] | None) -> None:
@@ -414,7 +234,7 @@ def batch_influence(model: nn.Module, config: ModelConfig, samples: int = 8) -> 
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in work.modules()):
         work.eval()  # as the batch check does: batch statistics mix a batch by design
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(0)
+        torch.default_generator.manual_seed(0)
         x = torch.randn(inputs.shape, dtype=torch.float64, requires_grad=True)
         args, kwargs = inputs.build(torch.float64, "cpu", primary=x)
         out = first_tensor(work(*args, **kwargs))
@@ -517,7 +337,7 @@ def weights_in_use(config: ModelConfig) -> str:
     if config.weights is not None:
         return f"the weights of {config.options.get('weights')} (weights = ...)"
     return (
-        f"the factory's random initial weights (seed {_SEED}); to check a trained "
+        f"the factory's random initial weights (seed {FACTORY_SEED}); to check a trained "
         f'checkpoint, set weights = "path.pt" in the model\'s table'
     )
 

@@ -501,7 +501,7 @@ def _forward(work: nn.Module, call: Call, state: list[tuple[torch.Tensor, torch.
         for tensor, saved in state:
             tensor.copy_(saved)
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
+        torch.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         return call_model(work, fresh_call(call))
 
 
@@ -544,7 +544,7 @@ def _assert_no_cross_talk(model: nn.Module, inputs: Inputs, atol: float) -> None
         forward_failures(model, "the batch check's gradients", torch.float64, "cpu"),
         torch.random.fork_rng(devices=[]),
     ):
-        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
+        torch.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         out = output_tensors(call_model(work, graded))
     per_sample = {k: t for k, t in out.items() if t.dim() >= 1 and t.shape[0] == n}
     leaves = {k: t for k, t in per_sample.items() if t.is_floating_point() and t.requires_grad}
