@@ -407,7 +407,7 @@ def _phase_weights(
         per_axis = [
             transposed_phase_taps(k, s, p, d)
             for k, s, (p, _), d in zip(
-                spec.kernel, spec.stride, spec._pads(()), spec.dilation, strict=True
+                spec.kernel, spec.stride, spec.padding_pairs(), spec.dilation, strict=True
             )
         ]
         responses = []
