@@ -226,7 +226,9 @@ def _channels_last(model: nn.Module) -> nn.Module:
             return tensor.contiguous(memory_format=torch.channels_last_3d)
         return tensor
 
-    return model._apply(convert)
+    # Module._apply is untyped in torch's stubs: its type, given where it is bound
+    apply: Callable[[Callable[[torch.Tensor], torch.Tensor]], nn.Module] = model._apply
+    return apply(convert)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
