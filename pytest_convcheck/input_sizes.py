@@ -23,8 +23,8 @@ was checked.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -32,6 +32,7 @@ from torch import nn
 
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.inputs import Inputs, as_inputs
+from pytest_convcheck.size_program import NotReplayable, SizeProgram
 from pytest_convcheck.tracing import ModelRunError, Trace, trace
 
 __all__ = ["SizeRule", "input_size_rule"]
@@ -53,6 +54,9 @@ class SizeRule:
     exceptions: tuple[int, ...]
     outputs: str
     checked_to: int
+    method: str = "replayed from one trace"
+    """How the sizes were examined: ``"replayed from one trace"``, or ``"traced at
+    each size: <why>"``."""
 
     def is_valid(self, n: int) -> bool:
         if n < self.threshold:
@@ -116,10 +120,10 @@ def _period(result: Trace, axis: int) -> int:
     return found
 
 
-def _out_size(result: Trace, axis_from_end: int) -> int | None:
+def _out_size(outputs: Outputs, axis_from_end: int, rank: int) -> int | None:
     """The (first) output's size along the input's axis, when it keeps the input's rank."""
-    first = result.outputs[0][1] if result.outputs else None
-    if not first or len(first) != len(result.input_shape):
+    first = outputs[0] if outputs else None
+    if not first or len(first) != rank:
         return None
     return first[-axis_from_end]
 
@@ -135,7 +139,13 @@ def input_size_rule(
 ) -> SizeRule:
     """The sizes along ``dim`` of the primary input (other dims and inputs as
     described, see :mod:`pytest_convcheck.inputs`) at which the model runs and
-    keeps its batch, as a :class:`SizeRule`; ``limit`` bounds the sizes traced."""
+    keeps its batch, as a :class:`SizeRule`; ``limit`` bounds the sizes examined.
+
+    One trace at the described size is replayed at the others
+    (:class:`~pytest_convcheck.size_program.SizeProgram`: formulas and shape
+    functions, no model code); a model whose code reads a size that changes, or
+    that cannot run on meta, is traced at each size instead
+    (:attr:`SizeRule.method` says which)."""
     inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
     base = list(inputs.shape)
     if not -len(base) <= dim < len(base) or dim % len(base) == 0:
@@ -143,24 +153,88 @@ def input_size_rule(
             f"dim {dim} is not a spatial dim of input {tuple(base)}.\n  fix: pick a spatial dim "
             f"such as -1."
         )
+    try:
+        reference: Trace | None = trace(model, inputs)
+    except (ShapeError, ModelRunError):
+        reference = None
+    if reference is not None:
+        try:
+            program = SizeProgram(reference)
+            return _rule(model, inputs, dim, limit, reference, _replayed(program, base, dim))
+        except NotReplayable as why:
+            reason = str(why)
+    else:
+        reason = f"the model does not run at {inputs.describe()}"
+    return replace(
+        _rule(model, inputs, dim, limit, reference, _traced(model, inputs, base, dim)),
+        method=f"traced at each size: {reason}",
+    )
+
+
+Outputs = tuple[tuple[int, ...], ...]
+
+
+def _replayed(program: SizeProgram, base: list[int], dim: int) -> Callable[[int], Outputs | None]:
+    """Outputs per size from the program; raises :class:`NotReplayable` as soon as a
+    size read by the model's code differs from the traced one."""
+    traced = program.run(tuple(base)).reads
+
+    def at(n: int) -> Outputs | None:
+        shape = list(base)
+        shape[dim] = n
+        found = program.run(tuple(shape))
+        for read, (then, now) in zip(
+            program.trace.size_reads, zip(traced, found.reads, strict=True), strict=True
+        ):
+            if now is not None and now != then:
+                node, axis = read
+                where = "the input" if node < 0 else program.trace.nodes[node].module or "forward"
+                raise NotReplayable(
+                    f"the model's code reads a size of a tensor in {where} "
+                    f"({'its shape' if axis is None else f'dim {axis}'}) that changes with the "
+                    f"input size ({then} at {base[dim]}, {now} at {n})"
+                )
+        return found.outputs
+
+    return at
+
+
+def _traced(
+    model: nn.Module, inputs: Inputs, base: list[int], dim: int
+) -> Callable[[int], Outputs | None]:
+    def at(n: int) -> Outputs | None:
+        shape = list(base)
+        shape[dim] = n
+        try:
+            result = trace(model, inputs.with_shape(shape))
+        except (ShapeError, ModelRunError):
+            return None
+        return tuple(s for _, s in result.outputs)
+
+    return at
+
+
+def _rule(
+    model: nn.Module,
+    inputs: Inputs,
+    dim: int,
+    limit: int,
+    reference: Trace | None,
+    outputs_at: Callable[[int], Outputs | None],
+) -> SizeRule:
+    base = list(inputs.shape)
     rank = len(base)
     axis = (dim % rank) - (rank - inputs.spatial)
-    cache: dict[int, Trace | None] = {}
+    cache: dict[int, Outputs | None] = {}
 
-    def run(n: int) -> Trace | None:
+    def run(n: int) -> Outputs | None:
         if n not in cache:
-            shape = list(base)
-            shape[dim] = n
-            try:
-                result: Trace | None = trace(model, inputs.with_shape(shape))
-            except (ShapeError, ModelRunError):
-                result = None
-            if result is not None and not _batch_kept(result, base[0]):
-                result = None
-            cache[n] = result
+            found = outputs_at(n)
+            if found is not None and not _batch_kept(found, base[0]):
+                found = None
+            cache[n] = found
         return cache[n]
 
-    reference = run(base[dim])
     period = _period(reference, axis) if reference is not None and axis >= 0 else 1
     # a threshold past which validity repeats with the period, checked twice over
     n_max = min(limit, max(base[dim], period) + 4 * period + 8)
@@ -182,7 +256,7 @@ def input_size_rule(
         seen = tuple(n for n in range(1, n_max + 1) if valid[n])
         return SizeRule(name, dim, period, n_max + 1, (), seen, "", n_max)
     residues = tuple(sorted({n % period for n in range(threshold, threshold + period) if valid[n]}))
-    outputs = _fit_output(run, threshold, period, residues, rank - (dim % rank))
+    outputs = _fit_output(run, threshold, period, residues, rank - (dim % rank), rank)
     # the smallest period the residues repeat with (every size: period 1)
     for smaller in (d for d in range(1, period + 1) if period % d == 0):
         reduced = {r % smaller for r in residues}
@@ -196,7 +270,14 @@ def input_size_rule(
     return SizeRule(name, dim, period, threshold, residues, exceptions, outputs, n_max)
 
 
-def _fit_output(run: Any, threshold: int, period: int, residues: tuple[int, ...], back: int) -> str:
+def _fit_output(
+    run: Callable[[int], Outputs | None],
+    threshold: int,
+    period: int,
+    residues: tuple[int, ...],
+    back: int,
+    rank: int,
+) -> str:
     """The output's size along the axis as ``k·⌊(n + c)/L⌋ + d`` (``k·n + d`` for
     ``L = 1``), fitted to one size of each residue class and the next period's;
     ``""`` when the output has another rank or fits no such formula."""
@@ -204,8 +285,8 @@ def _fit_output(run: Any, threshold: int, period: int, residues: tuple[int, ...]
     for r in residues:
         n = threshold + (r - threshold) % period
         a, b = run(n), run(n + period)
-        ya = _out_size(a, back) if a is not None else None
-        yb = _out_size(b, back) if b is not None else None
+        ya = _out_size(a, back, rank) if a is not None else None
+        yb = _out_size(b, back, rank) if b is not None else None
         if ya is None or yb is None:
             return ""
         samples.append((n, ya, yb))
@@ -233,8 +314,7 @@ def _fit_output(run: Any, threshold: int, period: int, residues: tuple[int, ...]
     return ""
 
 
-def _batch_kept(result: Trace, batch: int) -> bool:
-    shapes = [s for _, s in result.outputs]
+def _batch_kept(shapes: Outputs, batch: int) -> bool:
     return bool(shapes) and all(len(s) >= 1 and s[0] == batch for s in shapes)
 
 

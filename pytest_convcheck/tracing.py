@@ -73,6 +73,7 @@ class TraceNode(NamedTuple):
     spec: Spec | None = None
     predicted_shape: Shape | None = None
     effect: Effect | None = None
+    call: OpCall | None = None
 
     def dims_effect(self) -> Effect:
         """How this op moves and mixes dims: its spec's effect, else the one the
@@ -128,6 +129,11 @@ class Trace:
     fallback: str | None = None
     output_nodes: tuple[int, ...] = ()
     inputs: Inputs | None = None
+    size_reads: tuple[tuple[int, int | None], ...] = ()
+    """Sizes the model's Python code read off tensors made from the primary input:
+    ``(node, dim)`` (``node`` :data:`MODEL_INPUT` for the input itself, ``dim``
+    ``None`` for the whole shape or ``numel()``). What a replay of the trace at
+    another input size must check (see :mod:`pytest_convcheck.size_program`)."""
 
     @property
     def spatial(self) -> int:
@@ -234,6 +240,85 @@ def clash_hint(text: str, kind: str) -> str:
 
 # --------------------------------------------------------------------------- recording
 
+
+class _Slot(NamedTuple):
+    """Where the ``position``-th tensor argument of a recorded call goes (its producer
+    is ``node.inputs[position]``)."""
+
+    position: int
+
+
+class OpCall(NamedTuple):
+    """How a node's op was called, tensors replaced by :class:`_Slot` markers, so that
+    it can be called again on tensors of other shapes (see :meth:`again`)."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    outputs: tuple[Shape, ...]
+    """The shape of every tensor the call returned, in order."""
+    dtypes: tuple[torch.dtype, ...]
+    """The dtype of every tensor argument, in slot order."""
+
+    @classmethod
+    def capture(
+        cls,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        inputs: Sequence[torch.Tensor],
+        outputs: Sequence[torch.Tensor],
+    ) -> OpCall:
+        counter = [0]
+        return cls(
+            func,
+            _template(args, counter),
+            _template(kwargs, counter) if kwargs else {},
+            tuple(tuple(t.shape) for t in outputs),
+            tuple(t.dtype for t in inputs),
+        )
+
+    def again(self, tensors: Sequence[torch.Tensor]) -> Any:
+        """The op called as recorded, with ``tensors`` in its tensor arguments' places."""
+        return self.func(*_fill(self.args, tensors), **_fill(self.kwargs, tensors))
+
+
+def _template(value: Any, counter: list[int]) -> Any:
+    """``value`` with each tensor replaced by a :class:`_Slot`, numbered in the order
+    :func:`tensors_of` finds them."""
+    if isinstance(value, torch.Tensor):
+        counter[0] += 1
+        return _Slot(counter[0] - 1)
+    if isinstance(value, (tuple, list)):
+        if not any(isinstance(v, (torch.Tensor, tuple, list, dict)) for v in value):
+            return value
+        items = [
+            _template(v, counter) if isinstance(v, (torch.Tensor, tuple, list, dict)) else v
+            for v in value
+        ]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _template(v, counter) for k, v in value.items()}
+    return value
+
+
+def _fill(value: Any, tensors: Sequence[torch.Tensor]) -> Any:
+    if type(value) is _Slot:
+        return tensors[value.position]
+    if isinstance(value, (tuple, list)):
+        if not any(isinstance(v, (_Slot, tuple, list, dict)) for v in value):
+            return value
+        items = [_fill(v, tensors) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _fill(v, tensors) for k, v in value.items()}
+    return value
+
+
+_SIZE_READS = frozenset({"__get__", "size", "numel", "__len__", "nelement", "stride"})
+_SHAPE_PROPERTY = torch.Tensor.shape
+
+
 _SKIP_NAMES = frozenset(
     {
         "__get__",
@@ -309,6 +394,7 @@ class _Plan(NamedTuple):
     rows: tuple[TraceLayer, ...]
     called: tuple[str, ...]
     functional: tuple[tuple[str, str], ...]  # (parent module, op) of each functional row
+    reads: tuple[tuple[int, int | None], ...]  # size reads, nodes relative (-1: the input)
     output_node: int
     output_is_input: bool  # an in-place op returned the module's input tensor
     output_shape: Shape
@@ -376,6 +462,28 @@ class _Recorder:
     functional_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     call_log: list[str] = field(default_factory=list)
     functional_log: list[tuple[str, str]] = field(default_factory=list)
+    size_reads: list[tuple[int, int | None]] = field(default_factory=list)
+    listening: bool = True  # False while the tracer's own code runs inside the mode
+
+    def read_size(self, func: Callable[..., Any], name: str, args: tuple[Any, ...]) -> None:
+        """Note a size read off a tensor the model made from its input (see
+        :attr:`Trace.size_reads`)."""
+        if not self.listening or not args or not isinstance(args[0], torch.Tensor):
+            return
+        producer = self.producers.get(id(args[0]))
+        if producer is None:
+            return
+        if name == "__get__":
+            if getattr(func, "__self__", None) is not _SHAPE_PROPERTY:
+                return  # .dtype, .device, ...: not a size
+            dim = None
+        elif name == "size" and len(args) > 1 and isinstance(args[1], int):
+            dim = args[1] % max(1, args[0].dim())
+        elif name in ("__len__",):
+            dim = 0
+        else:
+            dim = None
+        self.size_reads.append((producer, dim))
 
     # ------------------------------------------------------------------ tensors
     def mark(self, tensor: torch.Tensor, index: int) -> None:
@@ -461,6 +569,7 @@ class _Recorder:
         rows_start: int,
         calls_start: int,
         functional_start: int,
+        reads_start: int,
         x: torch.Tensor,
         source: int | None,
         output: Any,
@@ -510,11 +619,20 @@ class _Recorder:
         last = self.producers.get(id(output))
         if last is None or last < start:
             return None
+        reads = []
+        for producer, dim in self.size_reads[reads_start:]:
+            if producer >= start:
+                reads.append((producer - start, dim))
+            elif producer == source:
+                reads.append((-1, dim))
+            else:
+                return None  # read a size from outside the call
         return _Plan(
             tuple(nodes),
             rows,
             tuple(c[cut:] for c in called),
             tuple((parent[cut:], op) for parent, op in self.functional_log[functional_start:]),
+            tuple(reads),
             last - start,
             output is x,
             tuple(output.shape),
@@ -548,6 +666,10 @@ class _Recorder:
                 )
                 for node in plan.nodes
             )
+        for r, dim in plan.reads:
+            read = source if r == -1 else start + r
+            if read is not None:
+                self.size_reads.append((read, dim))
         if plan.output_is_input:
             output = x
         else:
@@ -592,6 +714,11 @@ class _Recorder:
         index = len(self.nodes)
         shapes_in = tuple(tuple(t.shape) for t in tensors_in)
         out_shape = tuple(tensors_out[0].shape)
+        call = (
+            OpCall.capture(func, args, kwargs, tensors_in, tensors_out)
+            if self.short_circuit
+            else None
+        )
         effect = None
         if spec is None or type(spec).effect is Spec.effect:
             effect = effect_of_call(op, args, kwargs, shapes_in[0] if shapes_in else (), out_shape)
@@ -605,6 +732,7 @@ class _Recorder:
             spec,
             predicted,
             effect,
+            call,
         )
         self.nodes.append(node)
         for t in tensors_out:
@@ -758,6 +886,8 @@ class _Mode(TorchFunctionMode):
         kwargs = kwargs or {}
         raw_name = getattr(func, "__name__", "")
         if raw_name in _SKIP_NAMES:
+            if raw_name in _SIZE_READS:
+                self.recorder.read_size(func, raw_name, args)
             return func(*args, **kwargs)
         rec = self.recorder
         op = op_name(func)
@@ -1174,6 +1304,13 @@ def _instrument(module: nn.Module, recorder: _Recorder, tree: int | None) -> Non
     plans = caches.plans
 
     def forward(*args: Any, **kwargs: Any) -> Any:
+        recorder.listening = False  # our own reads of .shape below are not the model's
+        try:
+            return record(*args, **kwargs)
+        finally:
+            recorder.listening = True
+
+    def record(*args: Any, **kwargs: Any) -> Any:
         key = None
         if replayable and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
             key = (tree, tuple(args[0].shape), args[0].dtype)
@@ -1183,13 +1320,24 @@ def _instrument(module: nn.Module, recorder: _Recorder, tree: int | None) -> Non
         start, seen = len(recorder.nodes), len(recorder.disagreements)
         rows_start, calls_start = len(recorder.rows), len(recorder.call_log)
         functional_start = len(recorder.functional_log)
+        reads_start = len(recorder.size_reads)
         source = recorder.producers.get(id(args[0])) if key is not None else None
         recorder.pre_hook(module, args, kwargs)
+        recorder.listening = True
         output = original(*args, **kwargs)
+        recorder.listening = False
         recorder.post_hook(module, args, output)
         if key is not None and len(recorder.disagreements) == seen and not recorder.in_leaf():
             plan = recorder.plan(
-                name, start, rows_start, calls_start, functional_start, args[0], source, output
+                name,
+                start,
+                rows_start,
+                calls_start,
+                functional_start,
+                reads_start,
+                args[0],
+                source,
+                output,
             )
             if plan is not None:
                 caches.remember_plan(key, plan)
@@ -1437,6 +1585,7 @@ def _finish(
         fallback,
         output_nodes,
         inputs,
+        tuple(recorder.size_reads),
     )
 
 

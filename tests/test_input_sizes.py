@@ -8,7 +8,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from examples.article import MODELS
-from pytest_convcheck import assert_output_shape, input_size_rule, valid_input_sizes
+from pytest_convcheck import (
+    ShapeError,
+    assert_output_shape,
+    input_size_rule,
+    trace,
+    valid_input_sizes,
+)
+from pytest_convcheck.tracing import ModelRunError
+from tests.zoo import ZOO
+
+
+def _brute(model: nn.Module, shape: tuple[int, ...], dim: int, sizes: range) -> list[int]:
+    """The sizes at which a trace runs and keeps the batch, one trace per size."""
+    found = []
+    for n in sizes:
+        s = list(shape)
+        s[dim] = n
+        try:
+            result = trace(model, tuple(s))
+        except (ShapeError, ModelRunError):
+            continue
+        if all(out[0] == shape[0] for _, out in result.outputs):
+            found.append(n)
+    return found
+
 
 ARTICLE = {
     "s01_transposed_conv": "every size from 16; output 4·⌊n/4⌋ − 3",
@@ -22,7 +46,8 @@ def test_rule_of_the_article_models_equals_brute_force(name: str) -> None:
     factory, shape = MODELS[name]
     model = factory()
     rule = input_size_rule(model, shape, -1, limit=160)
-    assert rule.valid(range(1, 100)) == valid_input_sizes(model, shape, -1, sizes=range(1, 100))
+    assert rule.valid(range(1, 100)) == _brute(model, shape, -1, range(1, 100))
+    assert rule.method == "replayed from one trace"
     if name in ARTICLE:
         assert rule.describe() == ARTICLE[name]
 
@@ -78,3 +103,51 @@ def test_the_shapes_failure_prints_the_rule() -> None:
 def test_bad_dim_is_refused() -> None:
     with pytest.raises(ValueError, match="not a spatial dim"):
         input_size_rule(PoolUNet(), (1, 1, 32, 32), 0)
+
+
+# zoo models whose code reads a size that changes at sizes the layers take: traced at
+# each size (others read sizes too, e.g. InstanceNorm's check of the spatial numel,
+# but their reads only change where a layer refuses the input anyway)
+READS_SIZES = {
+    "eca_block", "eca_k5", "eca_resnet", "se_linear", "s2d_view_tresnet", "s2d_reshape",
+    "d2s_view_permute", "nonlocal", "nonlocal_subsampled", "vae_decoder_attention",
+    "fpn_nearest_size_odd", "crop_slice_narrow", "shufflenet_v1", "shufflenet_v2",
+    "spatial_softmax", "aspp_image_pooling", "unet_valid_crop", "unet_pad_bilinear_odd",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ZOO, ids=lambda c: c.name)
+def test_rule_of_the_zoo_equals_brute_force(case: object) -> None:
+    model = case.build()  # type: ignore[attr-defined]
+    shape = case.input_shape  # type: ignore[attr-defined]
+    top = 48 if len(shape) == 5 else 72
+    rule = input_size_rule(model, shape, -1, limit=4 * top)
+    assert rule.valid(range(1, top)) == _brute(model, shape, -1, range(1, top))
+    replayed = rule.method == "replayed from one trace"
+    assert replayed == (case.name not in READS_SIZES), rule.method  # type: ignore[attr-defined]
+
+
+class ReadsWidth(nn.Module):
+    """Pads to an even width only when the width is odd: a choice made in Python."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:
+            x = F.pad(x, (0, 1))
+        return F.max_pool2d(self.conv(x), 2).view(x.shape[0], -1)[:, :40]
+
+
+def test_a_model_reading_its_width_is_traced_and_exact() -> None:
+    rule = input_size_rule(ReadsWidth(), (2, 1, 8, 16), -1, limit=200)
+    assert rule.method.startswith("traced at each size: the model's code reads a size")
+    assert rule.valid(range(1, 90)) == _brute(ReadsWidth(), (2, 1, 8, 16), -1, range(1, 90))
+
+
+def test_valid_input_sizes_agrees_with_the_rule_past_what_was_examined() -> None:
+    rule = input_size_rule(PoolUNet(), (1, 1, 32, 32), -1)
+    sizes = range(1000, 1100)
+    assert valid_input_sizes(PoolUNet(), (1, 1, 32, 32), -1, sizes=sizes) == rule.valid(sizes)
+    assert rule.valid(sizes) == [n for n in sizes if n % 8 == 0]

@@ -1,0 +1,199 @@
+"""A trace replayed at another input size, without running the model.
+
+A trace on meta records, for each op, how it was called (:class:`~pytest_convcheck.
+tracing.OpCall`). At another size of the primary input, each node's output shapes
+follow from its inputs' shapes alone:
+
+- a node with a rule: the rule's formula (``spec.output_shape``, the authority
+  that also refuses what torch refuses, e.g. ``⌊(n + 2p − d(k − 1) − 1)/s⌋ + 1``
+  below 1 for a convolution, torch's ``nn.Conv2d`` docs);
+- a pointwise op: its inputs broadcast (torch's broadcasting semantics);
+- any other op (``view``, ``cat``, ``matmul``, …): called again, as recorded, on
+  empty meta tensors of the new shapes.
+
+Nodes whose inputs keep their shapes keep their outputs. This is the model's
+run *if* its Python code makes the same calls at every size, which holds when
+it never reads a size that changes: :attr:`Trace.size_reads` lists what it read,
+and :meth:`SizeProgram.run` returns the values those reads would give, so that
+the caller can check they stay the same (:func:`~pytest_convcheck.input_sizes.
+input_size_rule` does). An op whose number of outputs changes with the size
+(``torch.split(x, 4, dim=-1)``, iterating over a spatial dim) cannot be replayed:
+:class:`NotReplayable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from pytest_convcheck.effects import Pointwise
+from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.layers import Shape
+from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
+
+__all__ = ["NotReplayable", "SizeProgram", "SizeRun"]
+
+
+class NotReplayable(Exception):
+    """The trace cannot stand for the model at another size; the message says why."""
+
+
+@dataclass(frozen=True)
+class SizeRun:
+    """The model at one input size: ``outputs`` (one shape per output leaf, ``None``
+    when a layer refuses its input, with ``refusal`` saying which) and ``reads``
+    (the value of each of :attr:`Trace.size_reads`, ``None`` where not reached)."""
+
+    outputs: tuple[Shape, ...] | None
+    reads: tuple[Shape | int | None, ...]
+    refusal: str = ""
+
+
+@dataclass
+class SizeProgram:
+    """The ops of ``trace`` as a function of the primary input's shape."""
+
+    trace: Trace
+    _memo: dict[tuple[int, tuple[Shape, ...]], tuple[Shape, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trace.fallback:
+            raise NotReplayable(f"the model ran on CPU, not meta ({self.trace.fallback})")
+        for node in self.trace.nodes:
+            if node.call is None:
+                raise NotReplayable(f"{node.op} in {node.module or 'forward'} was not recorded")
+
+    def run(self, primary: Shape) -> SizeRun:
+        """The model's outputs and size reads at primary input shape ``primary``."""
+        nodes = self.trace.nodes
+        shapes: list[tuple[Shape, ...]] = []
+        refusal = ""
+        for node in nodes:
+            try:
+                shapes.append(self._node(node, primary, shapes))
+            except _Refused as error:
+                refusal = str(error)
+                break
+        reads = tuple(
+            self._read(node_id, dim, primary, shapes) for node_id, dim in self.trace.size_reads
+        )
+        if refusal:
+            return SizeRun(None, reads, refusal)
+        outputs = []
+        for (_, reference), node_id in zip(
+            self.trace.outputs, self.trace.output_nodes, strict=True
+        ):
+            if node_id == MODEL_INPUT:
+                outputs.append(tuple(primary))
+            else:
+                outputs.append(_pick(nodes[node_id], shapes[node_id], reference))
+        return SizeRun(tuple(outputs), reads)
+
+    def _node(
+        self, node: TraceNode, primary: Shape, shapes: Sequence[tuple[Shape, ...]]
+    ) -> tuple[Shape, ...]:
+        assert node.call is not None
+        nodes = self.trace.nodes
+        ins: list[Shape] = []
+        for i, producer in enumerate(node.inputs):
+            if producer is None:
+                ins.append(node.input_shapes[i])
+            elif producer == MODEL_INPUT:
+                ins.append(tuple(primary))
+            else:
+                ins.append(_pick(nodes[producer], shapes[producer], node.input_shapes[i]))
+        new = tuple(ins)
+        if new == node.input_shapes:
+            return node.call.outputs
+        key = (node.node_id, new)
+        known = self._memo.get(key)
+        if known is None:
+            known = self._memo[key] = _outputs(node, new)
+        return known
+
+    def _read(
+        self, node_id: int, dim: int | None, primary: Shape, shapes: Sequence[tuple[Shape, ...]]
+    ) -> Shape | int | None:
+        if node_id == MODEL_INPUT:
+            shape: Shape = tuple(primary)
+        elif node_id < len(shapes):
+            found = shapes[node_id]
+            if len(set(found)) > 1:
+                raise NotReplayable(
+                    f"a size is read off one of several outputs of "
+                    f"{self.trace.nodes[node_id].op}: which one is not recorded"
+                )
+            shape = found[0]
+        else:
+            return None
+        return shape if dim is None else shape[dim] if dim < len(shape) else None
+
+
+class _Refused(Exception):
+    """A layer refuses its input at this size."""
+
+
+def _pick(producer: TraceNode, outputs: tuple[Shape, ...], reference: Shape) -> Shape:
+    """Which of ``producer``'s outputs a consumer reads: the one whose shape at the
+    trace's size was the consumer's recorded input shape."""
+    if len(outputs) == 1:
+        return outputs[0]
+    assert producer.call is not None
+    matches = [k for k, shape in enumerate(producer.call.outputs) if shape == reference]
+    if len({outputs[k] for k in matches}) != 1:
+        raise NotReplayable(
+            f"{producer.op} in {producer.module or 'forward'} returns several tensors and "
+            f"which one its consumer reads cannot be told from their shapes"
+        )
+    return outputs[matches[0]]
+
+
+def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """The output shapes of ``node`` on inputs of shapes ``ins``."""
+    assert node.call is not None
+    count = len(node.call.outputs)
+    where = f"{node.op} in {node.module or 'forward'}"
+    varying = [i for i, (a, b) in enumerate(zip(ins, node.input_shapes, strict=True)) if a != b]
+    if node.spec is not None and varying == [0]:
+        try:
+            shape = node.spec.output_shape(ins[0], node.module or None)
+        except (ShapeError, ValueError, TypeError, IndexError) as error:
+            raise _Refused(f"{where}: {error}") from None
+        if count == 1 or len(set(node.call.outputs)) == 1:
+            return (tuple(shape),) * count
+    if isinstance(node.effect, Pointwise) and count == 1:
+        try:
+            shape = tuple(torch.broadcast_shapes(*ins))
+        except RuntimeError as error:
+            raise _Refused(f"{where}: {error}") from None
+        if node.op.endswith("_") and shape != ins[0]:
+            raise _Refused(f"{where}: an in-place op cannot grow its input to {shape}")
+        return (shape,)
+    tensors = [
+        torch.empty(shape, dtype=dtype, device="meta")
+        for shape, dtype in zip(ins, node.call.dtypes, strict=True)
+    ]
+    try:
+        with torch._C.DisableTorchFunction():
+            result = node.call.again(tensors)
+    except Exception as error:  # torch refuses the shapes: this size is invalid
+        raise _Refused(f"{where}: {type(error).__name__}: {error}") from None
+    found = _result_shapes(result)
+    if len(found) != count:
+        raise NotReplayable(
+            f"{where} returns {len(found)} tensors at this size and {count} at the traced "
+            f"one: the model's Python code depends on the size"
+        )
+    return found
+
+
+def _result_shapes(value: object) -> tuple[Shape, ...]:
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape),)
+    if isinstance(value, (tuple, list)):
+        return tuple(s for item in value for s in _result_shapes(item))
+    if isinstance(value, dict):
+        return tuple(s for item in value.values() for s in _result_shapes(item))
+    return ()
