@@ -11,20 +11,28 @@ to the controller (as ``user_properties``), which prints the table once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_convcheck.config import AVAILABLE_CHECKS, ModelConfig, load_models
+from pytest_convcheck.config import AVAILABLE_CHECKS, ModelConfig
 from pytest_convcheck.errors import ConvcheckConfigError
+from pytest_convcheck.options import (
+    add_options,
+    check_timeout,
+    device_or_skip,
+    invocation_path,
+    load_configured_models,
+    refuse_unusable_paths,
+    requested_device,
+    run_context,
+)
+from pytest_convcheck.time_limit import CheckTimeout, time_limit
 
 if TYPE_CHECKING:
     from pytest_convcheck.benchmarking import ConvBenchmark
@@ -32,114 +40,12 @@ if TYPE_CHECKING:
 
 _PROPERTY = "convcheck"
 _REPORTS: dict[str, dict[str, Any] | None] = {}  # per process: model name → report dict
-_DEFAULT_TIMEOUT = 300.0
 DID_NOT_FINISH = "did not finish"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("convcheck", "convolution semantics checks (pytest-convcheck)")
-    group.addoption(
-        "--convcheck",
-        action="store_true",
-        default=False,
-        help="check the models configured in [tool.convcheck.models.*] of pyproject.toml "
-        "(and --convcheck-model): one test item per model and check.",
-    )
-    group.addoption(
-        "--convcheck-model",
-        action="append",
-        default=[],
-        metavar="MODULE:FACTORY",
-        help="a model factory to check (repeatable); needs --convcheck-input.",
-    )
-    group.addoption(
-        "--convcheck-input",
-        action="append",
-        default=[],
-        metavar="N,C,H,W",
-        help="input shape for --convcheck-model, e.g. 2,1,28,28: one for all models, or "
-        "one per --convcheck-model, paired in order.",
-    )
-    group.addoption(
-        "--convcheck-device",
-        default=None,
-        metavar="DEVICE",
-        help="device for the parity check, the conformance suite and the convcheck_device "
-        "fixture: cpu, cuda (one GPU per xdist worker), cuda:N or mps.",
-    )
-    group.addoption(
-        "--convcheck-require-device",
-        action="store_true",
-        default=False,
-        help="fail, instead of skip, the checks and tests that need --convcheck-device "
-        "when that device is not available (for GPU jobs in CI).",
-    )
-    group.addoption(
-        "--convcheck-timeout",
-        type=float,
-        default=_DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"time limit of one generated check, model building included (default "
-        f"{_DEFAULT_TIMEOUT:g}; 0: none); a model's own 'timeout' key takes precedence.",
-    )
-    group.addoption(
-        "--convcheck-conformance",
-        action="store_true",
-        default=False,
-        help="run the conformance suite: the installed torch on --convcheck-device (default "
-        "cpu) against the documented semantics of conv, pooling and upsampling.",
-    )
-    group.addoption(
-        "--convcheck-conformance-examples",
-        type=int,
-        default=100,
-        metavar="N",
-        help="hypothesis examples per conformance item (default 100).",
-    )
-    group.addoption(
-        "--convcheck-report",
-        default=None,
-        metavar="PATH",
-        help="write the per-model summary of a --convcheck run as JSON to PATH.",
-    )
-    group.addoption(
-        "--convcheck-artifacts",
-        default=None,
-        metavar="DIR",
-        help="save pictures of failed checks (checkerboard tiles and spectra, effective "
-        "receptive fields) into DIR; needs the plots extra (matplotlib).",
-    )
-
-    group.addoption(
-        "--convcheck-snapshot-strict",
-        action="store_true",
-        default=None,
-        help="fail, instead of skip, the snapshot check of a model that has no snapshot yet "
-        "(for CI, once the snapshots are committed); also the ini option "
-        "convcheck_snapshot_strict = true.",
-    )
-    group.addoption(
-        "--convcheck-legend",
-        action="store_true",
-        default=False,
-        help="print the full legend of the convcheck summary table (by default only the "
-        "words the table uses are explained).",
-    )
-
-    parser.addini(
-        "convcheck_snapshot_strict",
-        type="bool",
-        default=False,
-        help="fail the snapshot check of a model without a snapshot (default: skip it with "
-        "'run pytest --convcheck --snapshot-update to start pinning').",
-    )
-    parser.addini(
-        "convcheck_models",
-        type="linelist",
-        default=[],
-        help="models for --convcheck, one per line: NAME MODULE:FACTORY N,C,H,W "
-        "[key=value ...] (the ini-file form of [tool.convcheck.models.NAME]).",
-    )
+    """The ``--convcheck*`` options and ``convcheck_*`` ini keys."""
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -153,68 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if hasattr(config, "workerinput"):
         return
-    _refuse_unusable_paths(config)
+    refuse_unusable_paths(config)
     if config.getoption("convcheck"):
         config.pluginmanager.register(ConvcheckSummary(config), "convcheck-summary")
-
-
-def _invocation_path(config: pytest.Config, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
-
-
-def _as_given(config: pytest.Config, value: str) -> Path:
-    """The path as the user wrote it while the working directory is still the one
-    pytest was started in (messages show it so), else resolved against that."""
-    if Path.cwd() == Path(config.invocation_params.dir):
-        return Path(value).expanduser()
-    return _invocation_path(config, value)
-
-
-def _first_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _refuse_unusable_paths(config: pytest.Config) -> None:
-    """``--convcheck-report`` and ``--convcheck-artifacts`` must be usable before the
-    run starts: a usage error (exit 4) now beats a lost report after the run."""
-    report = config.getoption("convcheck_report")
-    if report:
-        path = _invocation_path(config, str(report))
-        existing = _first_existing(path)
-        problem = None
-        if path.is_dir():
-            problem = "is a directory"
-        elif existing == path and not os.access(path, os.W_OK):
-            problem = "is not writable"
-        elif existing != path and not existing.is_dir():
-            problem = f"lies under {existing}, which is a file, not a directory"
-        elif existing != path and not os.access(existing, os.W_OK | os.X_OK):
-            problem = f"cannot be created: {existing} is not writable"
-        if problem:
-            raise pytest.UsageError(
-                f"--convcheck-report {report}: {path} {problem}.\n  fix: give the path of a "
-                f"JSON file in a writable folder, e.g. --convcheck-report convcheck.json."
-            )
-    artifacts = config.getoption("convcheck_artifacts")
-    if artifacts:
-        path = _invocation_path(config, str(artifacts))
-        existing = _first_existing(path)
-        problem = None
-        if path.exists() and not path.is_dir():
-            problem = "is a file, not a folder"
-        elif not existing.is_dir():
-            problem = f"lies under {existing}, which is a file, not a folder"
-        elif not os.access(existing, os.W_OK | os.X_OK):
-            problem = f"is not writable ({existing})"
-        if problem:
-            raise pytest.UsageError(
-                f"--convcheck-artifacts {artifacts}: {path} {problem}.\n  fix: give a folder "
-                f"for the pictures (it is created when missing), e.g. --convcheck-artifacts "
-                f"convcheck-pictures."
-            )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -222,14 +69,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     checks = sys.modules.get("pytest_convcheck.checks")
     if checks is not None:
         checks.forget_models()
-
-
-def _pyproject(config: pytest.Config) -> Path | None:
-    inipath = config.inipath
-    if inipath is not None and inipath.name == "pyproject.toml":
-        return inipath
-    candidate = config.rootpath / "pyproject.toml"
-    return candidate if candidate.is_file() else None
 
 
 # --------------------------------------------------------------------------- collection
@@ -252,17 +91,6 @@ def pytest_collection_modifyitems(
         )
 
 
-def _load(config: pytest.Config) -> tuple[list[ModelConfig], dict[str, str]]:
-    """The configured models; factories resolve against the project's folder."""
-    return load_models(
-        _pyproject(config),
-        config.getoption("convcheck_model"),
-        config.getoption("convcheck_input"),
-        list(config.getini("convcheck_models")),
-        root=config.rootpath,
-    )
-
-
 def _import_problem(config: pytest.Config, model: ModelConfig) -> str | None:
     """Why the model's factory (or ``example_inputs``) cannot be imported, found at
     collection (``None``: it imports). Importing is deterministic, so every xdist
@@ -283,7 +111,7 @@ def _import_problem(config: pytest.Config, model: ModelConfig) -> str | None:
 def _model_items(session: pytest.Session, config: pytest.Config) -> list[pytest.Item]:
     collector = ConvcheckCollector.from_parent(session, name="convcheck", nodeid="convcheck")
     try:
-        models, errors = _load(config)
+        models, errors = load_configured_models(config)
     except ConvcheckConfigError as error:
         return [ConvcheckItem.from_parent(collector, name="config", error=str(error))]
     if not models and not errors:
@@ -363,127 +191,6 @@ class ConvcheckFailure(Exception):
     """A failed check: its message is the whole report (no traceback)."""
 
 
-def _requested_device(config: pytest.Config) -> str | None:
-    value = config.getoption("convcheck_device")
-    return str(value) if value else None
-
-
-def _device_or_skip(config: pytest.Config, default: str | None) -> str | None:
-    """The concrete device of ``--convcheck-device`` for this process (one GPU per
-    xdist worker), ``default`` without the option; skips when it is unavailable."""
-    from pytest_convcheck.devices import DeviceUnavailable, resolve_device
-
-    requested = _requested_device(config) or default
-    if requested is None:
-        return None
-    try:
-        return resolve_device(requested)
-    except DeviceUnavailable as error:
-        if config.getoption("convcheck_require_device") and _requested_device(config):
-            pytest.fail(
-                f"{error}; --convcheck-require-device turns this skip into a failure.\n  fix: "
-                f"run on a machine with that device (check the job's GPU and the CUDA build "
-                f"of torch), or drop --convcheck-require-device.",
-                pytrace=False,
-            )
-        pytest.skip(str(error))
-    except ValueError as error:
-        pytest.fail(str(error), pytrace=False)
-
-
-def _context(config: pytest.Config, check: str) -> Any:
-    """The run's settings for ``check`` (only ``parity`` resolves the device, so that
-    an unavailable ``--convcheck-device`` skips that check alone)."""
-    from pytest_convcheck.checks import RunContext
-
-    artifacts = config.getoption("convcheck_artifacts")
-    update = bool(getattr(config.option, "update_snapshots", False))
-    strict = config.getoption("convcheck_snapshot_strict")
-    if strict is None:
-        strict = bool(config.getini("convcheck_snapshot_strict"))
-    return RunContext(
-        device=_device_or_skip(config, None) if check == "parity" else None,
-        artifacts=_as_given(config, str(artifacts)) if artifacts else None,
-        snapshots=config.rootpath / "__snapshots__" / "convcheck",
-        update_snapshots=update,
-        snapshot_strict=bool(strict),
-        pictures_in_memory=_html_report_wanted(config),
-    )
-
-
-def _html_report_wanted(config: pytest.Config) -> bool:
-    """pytest-html is active and writes a report: failed checks attach their pictures."""
-    return bool(getattr(config.option, "htmlpath", None)) and config.pluginmanager.hasplugin("html")
-
-
-class _Timeout(BaseException):
-    """Raised into a check that ran past its time limit (a BaseException, so that a
-    forward's ``except Exception`` cannot swallow it)."""
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`_Timeout` in this thread after ``seconds``. With SIGALRM free (no
-    pytest-timeout signal timer running) an interval timer, which also interrupts
-    ``time.sleep``; otherwise a watchdog thread that raises asynchronously in this
-    thread at its next Python instruction (it cannot interrupt one long C call)."""
-    if not seconds or seconds <= 0:
-        yield
-        return
-    free = (
-        hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    )
-    if free:
-
-        def expire(signum: int, frame: Any) -> None:
-            raise _Timeout
-
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        return
-    import ctypes  # only here: plain runs do not pay for it
-
-    target = ctypes.c_ulong(threading.get_ident())
-    lock, done = threading.Lock(), threading.Event()
-    state = {"active": True, "fired": False}
-
-    def watch() -> None:
-        if done.wait(seconds):
-            return
-        with lock:
-            if state["active"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(_Timeout))
-
-    watcher = threading.Thread(target=watch, name="convcheck-timeout", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        with lock:
-            state["active"] = False
-            if state["fired"]:  # not yet delivered: withdraw it
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)
-        done.set()
-        watcher.join()
-
-
-def _timeout(item: pytest.Item, config: ModelConfig) -> tuple[float | None, str]:
-    own = config.options.get("timeout")
-    if own is not None:
-        return float(own), f"timeout = {own:g} in the model's configuration"
-    value = float(item.config.getoption("convcheck_timeout") or 0.0)
-    return (value or None), f"--convcheck-timeout {value:g}"
-
-
 class _GeneratedItem(pytest.Item):
     """An item made by this plugin: a failure shows its message, not a traceback."""
 
@@ -551,14 +258,14 @@ class ConvcheckItem(_GeneratedItem):
             f"[convcheck] model {config.name!r} ({config.factory}, input "
             f"{config.input_text()}), check {self.check!r}:\n"
         )
-        seconds, limit = _timeout(self, config)
+        seconds, limit = check_timeout(self.config, config)
         try:  # a model that cannot be built is never allowed away
-            with _time_limit(seconds):
+            with time_limit(seconds):
                 model = checks.cached_model(config)
         except ConvcheckConfigError as error:
             self._cannot_build(header, str(error))
             return
-        except _Timeout:
+        except CheckTimeout:
             checks.remember_failure(
                 config,
                 f"model {config.name!r}: the factory {config.factory!r} did not finish within "
@@ -567,9 +274,9 @@ class ConvcheckItem(_GeneratedItem):
             )
             self._cannot_build(header, checks.cached_failure(config))
             return
-        context = _context(self.config, self.check)
+        context = run_context(self.config, self.check)
         try:
-            with _time_limit(seconds):
+            with time_limit(seconds):
                 facts["report"] = _report_dict(config, model)
                 checks.require_tensor_output(config, facts["report"])
                 checks.CHECKS[self.check](model, config, context)
@@ -578,7 +285,7 @@ class ConvcheckItem(_GeneratedItem):
             ShapeError,
             ModelRunError,
             ModelStateError,
-            _Timeout,
+            CheckTimeout,
             SystemExit,
             MemoryError,
         ) as error:
@@ -614,7 +321,7 @@ class ConvcheckItem(_GeneratedItem):
 def _failure_text(
     error: BaseException, config: ModelConfig, check: str, seconds: float | None, limit: str
 ) -> str:
-    if isinstance(error, _Timeout):
+    if isinstance(error, CheckTimeout):
         return (
             f"model {config.name!r}: check {check!r} did not finish within {seconds:g} s "
             f"({limit}).\n  fix: use a smaller input, leave {check!r} out of the model's "
@@ -679,7 +386,7 @@ class ConformanceItem(_GeneratedItem):
     def runtest(self) -> None:
         from pytest_convcheck.conformance import run_conformance
 
-        device = _device_or_skip(self.config, "cpu")
+        device = device_or_skip(self.config, "cpu")
         examples = max(1, int(self.config.getoption("convcheck_conformance_examples")))
         try:
             run_conformance(self.name, str(device), examples)
@@ -798,8 +505,8 @@ def convcheck_device(request: pytest.FixtureRequest) -> str:
     """
     from pytest_convcheck.devices import default_device
 
-    requested = _requested_device(request.config)
-    device = _device_or_skip(request.config, requested or default_device())
+    requested = requested_device(request.config)
+    device = device_or_skip(request.config, requested or default_device())
     return str(device)
 
 
@@ -1022,7 +729,7 @@ class ConvcheckSummary:
         return [m.name for m in models] + sorted(errors)
 
     def _load(self) -> tuple[list[ModelConfig], dict[str, str]]:
-        return _load(self.config)
+        return load_configured_models(self.config)
 
     def rows(self) -> list[tuple[str, ...]]:
         from pytest_convcheck.reports import field_text
@@ -1158,7 +865,7 @@ class ConvcheckSummary:
         target = self.config.getoption("convcheck_report")
         if not target:
             return
-        path = _invocation_path(self.config, str(target))
+        path = invocation_path(self.config, str(target))
         data = {
             "schema": 1,
             "models": {
