@@ -32,6 +32,7 @@ from pytest_convcheck.options import (
     requested_device,
     run_context,
 )
+from pytest_convcheck.session import convcheck_session
 from pytest_convcheck.time_limit import CheckTimeout, time_limit
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from pytest_convcheck.reports import ConvReport
 
 _PROPERTY = "convcheck"
-_REPORTS: dict[str, dict[str, Any] | None] = {}  # per process: model name → report dict
 DID_NOT_FINISH = "did not finish"
 
 
@@ -65,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _REPORTS.clear()  # a second session in one process (pytester in-process) starts afresh
+    convcheck_session(session.config).clear()  # a new session starts afresh
     checks = sys.modules.get("pytest_convcheck.checks")
     if checks is not None:
         checks.forget_models()
@@ -161,16 +161,12 @@ def _conformance_items(session: pytest.Session) -> list[pytest.Item]:
     return [ConformanceItem.from_parent(collector, name=name) for name in CONFORMANCE]
 
 
-_FIRST_ITEM: dict[str, str] = {}
-"""Per process: model name → node id of its first selected check item (the one that
-reports a model that cannot be built)."""
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
-    _FIRST_ITEM.clear()
+    first_items = convcheck_session(session.config).first_items
+    first_items.clear()
     for item in session.items:
         if isinstance(item, ConvcheckItem) and item.model is not None:
-            _FIRST_ITEM.setdefault(item.model.name, item.nodeid)
+            first_items.setdefault(item.model.name, item.nodeid)
 
 
 class ConvcheckCollector(pytest.Collector):
@@ -229,7 +225,8 @@ class ConvcheckItem(_GeneratedItem):
         """A model that cannot be built fails once: the first selected item of the
         model (the same in every xdist worker) fails with the message; the others
         skip, pointing at it. ``allow`` never turns this into a pass."""
-        first = _FIRST_ITEM.get(self.model.name if self.model else "", self.nodeid)
+        first_items = convcheck_session(self.config).first_items
+        first = first_items.get(self.model.name if self.model else "", self.nodeid)
         if first == self.nodeid:
             raise ConvcheckFailure(
                 f"{header}{message}\n  (the model's other checks are skipped: they need the model)"
@@ -277,7 +274,7 @@ class ConvcheckItem(_GeneratedItem):
         context = run_context(self.config, self.check)
         try:
             with time_limit(seconds):
-                facts["report"] = _report_dict(config, model)
+                facts["report"] = _report_dict(self.config, config, model)
                 checks.require_tensor_output(config, facts["report"])
                 checks.CHECKS[self.check](model, config, context)
         except (
@@ -358,20 +355,23 @@ def _trace_table(config: ModelConfig, model: Any) -> str:
         return f"no trace table: {type(error).__name__}: {error}"
 
 
-def _report_dict(config: ModelConfig, model: Any) -> dict[str, Any] | None:
-    """The model's report as a dict, computed once per process (``None`` when the
-    model cannot be traced: its checks say why)."""
-    if config.name not in _REPORTS:
+def _report_dict(
+    pytest_config: pytest.Config, config: ModelConfig, model: Any
+) -> dict[str, Any] | None:
+    """The model's report as a dict, computed once per process and run (``None`` when
+    the model cannot be traced: its checks say why)."""
+    reports = convcheck_session(pytest_config).reports
+    if config.name not in reports:
         from pytest_convcheck.checks import model_inputs, sharing_allow
         from pytest_convcheck.reports import report
 
         try:
             inputs = model_inputs(config)
             value = report(model, inputs, sharing_allow=sharing_allow(model, config))
-            _REPORTS[config.name] = value.to_dict()
+            reports[config.name] = value.to_dict()
         except (Exception, SystemExit):  # the checks report the failure with context
-            _REPORTS[config.name] = None
-    return _REPORTS[config.name]
+            reports[config.name] = None
+    return reports[config.name]
 
 
 class ConformanceItem(_GeneratedItem):
