@@ -11,7 +11,6 @@ to the controller (as ``user_properties``), which prints the table once.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,27 +19,29 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_convcheck.config import AVAILABLE_CHECKS, ModelConfig
+from pytest_convcheck.config import ModelConfig
 from pytest_convcheck.errors import ConvcheckConfigError
 from pytest_convcheck.options import (
     add_options,
     check_timeout,
     device_or_skip,
-    invocation_path,
     load_configured_models,
     refuse_unusable_paths,
     requested_device,
     run_context,
 )
 from pytest_convcheck.session import convcheck_session
+from pytest_convcheck.summary import FACTS_KEY
+from pytest_convcheck.summary import ConvcheckSummary as ConvcheckSummary
+from pytest_convcheck.summary_table import DID_NOT_FINISH as DID_NOT_FINISH
+from pytest_convcheck.summary_table import LEGEND as LEGEND
+from pytest_convcheck.summary_table import SHARING_WIDTH as SHARING_WIDTH
+from pytest_convcheck.summary_table import legend as legend
 from pytest_convcheck.time_limit import CheckTimeout, time_limit
 
 if TYPE_CHECKING:
     from pytest_convcheck.benchmarking import ConvBenchmark
     from pytest_convcheck.reports import ConvReport
-
-_PROPERTY = "convcheck"
-DID_NOT_FINISH = "did not finish"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -250,7 +251,7 @@ class ConvcheckItem(_GeneratedItem):
         from pytest_convcheck.tracing import ModelRunError
 
         facts: dict[str, Any] = {"model": config.name, "check": self.check, "report": None}
-        self.user_properties.append((_PROPERTY, facts))
+        self.user_properties.append((FACTS_KEY, facts))
         header = (
             f"[convcheck] model {config.name!r} ({config.factory}, input "
             f"{config.input_text()}), check {self.check!r}:\n"
@@ -531,7 +532,7 @@ def convcheck_report(
         value = report(model, input_shape, **options)
         request.node.user_properties.append(
             (
-                _PROPERTY,
+                FACTS_KEY,
                 {"model": request.node.name, "check": "report", "report": value.to_dict()},
             )
         )
@@ -628,399 +629,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     module = sys.modules.get("pytest_convcheck.benchmarking")
     for peak in module.measured_peaks() if module is not None else ():
         terminalreporter.write_line(f"convcheck roofline: {peak}")
-
-
-# --------------------------------------------------------------------------- summary
-
-
-def _check_order(check: str) -> tuple[int, str]:
-    known = AVAILABLE_CHECKS.index(check) if check in AVAILABLE_CHECKS else len(AVAILABLE_CHECKS)
-    return known, check
-
-
-def _generated(nodeid: str) -> tuple[str, str] | None:
-    """(model, check) of a generated item's node id ``convcheck::NAME::CHECK``."""
-    parts = nodeid.split("::")
-    if len(parts) == 3 and parts[0] == "convcheck":
-        return parts[1], parts[2]
-    return None
-
-
-class ConvcheckSummary:
-    """Collects per-model results from test reports (also those xdist workers send)
-    and prints the table at the end; writes ``--convcheck-report``.
-
-    Outcomes come from the generated items' node ids (``convcheck::NAME::CHECK``),
-    so a check whose worker crashed still counts; every selected check that never
-    reported counts as "did not finish". Models (in configuration order, then the
-    hand-written reports by name), checks and the ``failed`` lists are sorted, so
-    the table and the JSON do not depend on the order in which xdist workers
-    finish."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.models: dict[str, dict[str, Any]] = {}
-        self.expected: set[str] = set()
-        self.snapshots: dict[str, int] = {}
-        self.report_problem: str | None = None
-        self.unused: list[str] = []
-        self.deleted: list[str] = []
-
-    def _entry(self, model: str) -> dict[str, Any]:
-        return self.models.setdefault(model, {"report": None, "checks": {}})
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.expected.update(item.nodeid for item in session.items if _generated(item.nodeid))
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
-        self.expected.update(nodeid for nodeid in ids if _generated(nodeid))
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        generated = _generated(report.nodeid)
-        if generated is not None:
-            model, check = generated
-            entry = self._entry(model)
-            if report.when == "call":
-                outcome = "allowed" if hasattr(report, "wasxfail") else report.outcome
-                entry["checks"][check] = outcome
-            elif report.when not in ("setup", "teardown"):  # xdist: its worker crashed
-                entry["checks"][check] = DID_NOT_FINISH
-            elif report.when == "setup" and report.outcome != "passed":
-                entry["checks"][check] = report.outcome
-        if report.when != "call":  # checks and fixtures record their facts while running
-            return
-        for key, facts in report.user_properties:
-            if key != _PROPERTY or not isinstance(facts, dict) or not facts.get("model"):
-                continue
-            entry = self._entry(facts["model"])
-            if facts.get("report") is not None:
-                entry["report"] = facts["report"]
-            if facts.get("snapshot"):
-                self.snapshots[facts["snapshot"]] = self.snapshots.get(facts["snapshot"], 0) + 1
-            if facts.get("findings"):
-                entry.setdefault("findings", {}).update(facts["findings"])
-            if generated is None:  # a hand-written test's convcheck_report
-                outcome = "allowed" if hasattr(report, "wasxfail") else report.outcome
-                entry["checks"][facts["check"]] = outcome
-
-    def _finish(self) -> None:
-        """Checks that were selected and never reported did not finish."""
-        for nodeid in self.expected:
-            generated = _generated(nodeid)
-            assert generated is not None
-            model, check = generated
-            self._entry(model)["checks"].setdefault(check, DID_NOT_FINISH)
-        for entry in self.models.values():
-            entry["checks"] = dict(
-                sorted(entry["checks"].items(), key=lambda c: _check_order(c[0]))
-            )
-        order = {name: index for index, name in enumerate(self._configured_names())}
-        self.models = dict(
-            sorted(self.models.items(), key=lambda m: (order.get(m[0], len(order)), m[0]))
-        )
-
-    def _configured_names(self) -> list[str]:
-        """The model names in configuration order (tables, ini lines, command line)."""
-        try:
-            models, errors = self._load()
-        except ConvcheckConfigError:
-            return []
-        return [m.name for m in models] + sorted(errors)
-
-    def _load(self) -> tuple[list[ModelConfig], dict[str, str]]:
-        return load_configured_models(self.config)
-
-    def rows(self) -> list[tuple[str, ...]]:
-        from pytest_convcheck.reports import field_text
-        from pytest_convcheck.tracing import format_shape
-
-        rows: list[tuple[str, ...]] = []
-        for name, entry in self.models.items():
-            data = entry["report"]
-            failed = [c for c, o in entry["checks"].items() if o == "failed"]
-            allowed = [c for c, o in entry["checks"].items() if o == "allowed"]
-            unfinished = [c for c, o in entry["checks"].items() if o == DID_NOT_FINISH]
-            verdict = ", ".join(failed) if failed else "—"
-            if allowed:
-                verdict += f" (allowed: {', '.join(allowed)})"
-            if unfinished:
-                verdict += f" ({DID_NOT_FINISH}: {', '.join(unfinished)})"
-            if data is None:
-                rows.append((name, "—", "—", "—", "—", "—", "—", verdict))
-                continue
-            rows.append(
-                (
-                    name,
-                    format_shape(data["output_shape"]),
-                    field_text(data["receptive_field"]),
-                    _checkerboard_cell(data["checkerboard"], entry.get("findings", {})),
-                    _sharing_text(data["sharing"], data["layers"]),
-                    f"{data['parameters']:,}",
-                    _flops_text(data["flops"]),
-                    verdict,
-                )
-            )
-        return rows
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        snapshot_line = self._snapshot_line()
-        if not self.models and not snapshot_line:
-            return
-        terminalreporter.section("convcheck summary")
-        if self.models:
-            header = (
-                "model",
-                "output",
-                "receptive field",
-                "checkerboard",
-                "sharing",
-                "params",
-                "FLOPs",
-                "failed",
-            )
-            rows = self.rows()
-            widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
-            for row in (header, *rows):
-                terminalreporter.write_line(
-                    "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                )
-            everything = bool(self.config.getoption("convcheck_legend"))
-            for line in legend(rows, everything=everything):
-                terminalreporter.write_line(line)
-            for line in self._inferred_inputs():
-                terminalreporter.write_line(line)
-        if snapshot_line:
-            terminalreporter.write_line(snapshot_line)
-        target = self.config.getoption("convcheck_report")
-        if target and self.report_problem:
-            terminalreporter.write_line(self.report_problem, red=True, bold=True)
-        elif target:
-            terminalreporter.write_line(f"convcheck report written to {target}")
-
-    def _inferred_inputs(self) -> list[str]:
-        """A line per model whose input was inferred, with the rule that chose it."""
-        lines = []
-        for name, entry in self.models.items():
-            data = entry.get("report") or {}
-            for note in data.get("notes", ()):
-                if note.startswith("input ") and " inferred: " in note:
-                    lines.append(f"{name}: {note}")
-        return lines
-
-    def _snapshot_line(self) -> str:
-        """syrupy's count line for the snapshot check's files."""
-        parts = []
-        for status in ("passed", "written", "updated"):
-            count = self.snapshots.get(status, 0)
-            if count:
-                parts.append(f"{count} convcheck snapshot{'s' if count != 1 else ''} {status}.")
-        missing = self.snapshots.get("missing", 0)
-        if missing:
-            parts.append(
-                f"{missing} convcheck snapshot{'s' if missing != 1 else ''} missing (skipped): "
-                f"run pytest --convcheck --snapshot-update to start pinning."
-            )
-        if self.deleted:
-            count = len(self.deleted)
-            parts.append(
-                f"{count} unused convcheck snapshot{'s' if count != 1 else ''} deleted "
-                f"({', '.join(self.deleted)})."
-            )
-        if self.unused:
-            count = len(self.unused)
-            parts.append(
-                f"{count} convcheck snapshot{'s' if count != 1 else ''} unused "
-                f"({', '.join(self.unused)}): no configured model with the snapshot check has "
-                f"that name. Re-run with --snapshot-update to delete "
-                f"{'them' if count != 1 else 'it'}."
-            )
-        return " ".join(parts)
-
-    def _unused_snapshots(self, update: bool) -> None:
-        """Snapshot files of models no longer configured (or without the snapshot
-        check): reported, and deleted with ``--snapshot-update``, as syrupy does."""
-        folder = self.config.rootpath / "__snapshots__" / "convcheck"
-        if not folder.is_dir():
-            return
-        try:
-            models, errors = self._load()
-        except ConvcheckConfigError:
-            return  # the run reported it; never delete on a configuration we cannot read
-        used = {m.name for m in models if "snapshot" in m.checks} | set(errors)
-        for path in sorted(folder.glob("*.json")):
-            if path.stem in used or not path.is_file():
-                continue
-            if update:
-                path.unlink()
-                self.deleted.append(path.name)
-            else:
-                self.unused.append(path.name)
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self._finish()
-        if session.exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
-            self._unused_snapshots(bool(getattr(self.config.option, "update_snapshots", False)))
-        target = self.config.getoption("convcheck_report")
-        if not target:
-            return
-        path = invocation_path(self.config, str(target))
-        data = {
-            "schema": 1,
-            "models": {
-                name: {
-                    "checks": entry["checks"],
-                    "failed": [c for c, o in entry["checks"].items() if o == "failed"],
-                    **({"findings": entry["findings"]} if entry.get("findings") else {}),
-                    "report": entry["report"],
-                }
-                for name, entry in self.models.items()
-            },
-        }
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        except OSError as error:
-            self.report_problem = (
-                f"convcheck report NOT written to {target}: {type(error).__name__}: {error}"
-            )
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-SHARING_WIDTH = 60
-"""The sharing column's widest cell; longer ones end with a count of what is left out."""
-
-
-def _sharing_text(shared: dict[str, Any], layers: list[dict[str, Any]]) -> str:
-    """Aliases first (likely bugs), then reused modules that hold weights (reusing a
-    stateless module such as torchvision's one ReLU per block shares nothing) and
-    tied groups, counted; at most :data:`SHARING_WIDTH` characters (a long alias
-    group shows its first names and how many it has, further groups a count)."""
-
-    def holds_weights(name: str) -> bool:
-        return any(
-            row["parameters"]
-            and (row["name"] == name or row["name"].startswith((f"{name}.", f"{name}#")))
-            for row in layers
-        )
-
-    def alias(group: list[str], width: int) -> str:
-        text = f"ALIAS {'='.join(group)}"
-        if len(text) <= width:
-            return text
-        count = f"=… ({len(group)} names)"
-        first = group[0]
-        if len(f"ALIAS {first}{count}") > width:  # even one name is too long: cut it
-            first = "…" + first[-max(8, width - len(count) - 7) :]
-        shown = [first]
-        for name in group[1:]:
-            if len(f"ALIAS {'='.join([*shown, name])}{count}") > width:
-                break
-            shown.append(name)
-        return f"ALIAS {'='.join(shown)}{count}"
-
-    tail = f", {len(shared['tied'])} tied" if shared["tied"] else ""
-    groups = [list(g) for g in shared["suspicious"]]
-    if groups:
-        more = (
-            f", +{len(groups) - 1} alias{'es' if len(groups) > 2 else ''}"
-            if len(groups) > 1
-            else ""
-        )
-        return alias(groups[0], SHARING_WIDTH - len(more) - len(tail)) + more + tail
-    reused = [(n, count) for n, count in shared["reused"].items() if holds_weights(n)]
-    parts = [f"{name}×{count}" for name, count in reused[:2]]
-    if len(reused) > 2:
-        parts.append(f"+{len(reused) - 2} reused")
-    text = ", ".join(parts)
-    if len(text) + len(tail) > SHARING_WIDTH and reused:
-        name, count = reused[0]
-        first = f"{name}×{count}"
-        if len(first) > SHARING_WIDTH - 16:
-            first = f"{name[: SHARING_WIDTH - 20]}…×{count}"
-        text = first + (f", +{len(reused) - 1} reused" if len(reused) > 1 else "")
-    return (text + tail).lstrip(", ") or "—"
-
-
-def _checkerboard_cell(board: dict[str, Any], findings: dict[str, Any]) -> str:
-    """The structural verdict (:func:`~pytest_convcheck.reports.checkerboard_text`),
-    followed by what a failed ``weights``/``output``/``gradient`` kind found, so that
-    the table never says ``even`` alone where a checkerboard check failed."""
-    from pytest_convcheck.reports import checkerboard_text
-
-    text = checkerboard_text(board)
-    for kind, found in sorted(findings.get("checkerboard", {}).items()):
-        text += f"; {kind.upper()} {found['figure']}"
-    return text
-
-
-LEGEND: tuple[tuple[str, str, str], ...] = (
-    (
-        "receptive field",
-        r"\ball\b",
-        "all: the output sees the whole input along that axis (flatten + Linear, global pool)",
-    ),
-    (
-        "receptive field",
-        r"\(stride ",
-        "N×M (stride S): input pixels one output position sees, per axis; S input pixels per "
-        "output step (1/4: four output steps per input pixel)",
-    ),
-    ("receptive field", r"HOLES", "HOLES: positions inside the field that no path reaches"),
-    (
-        "receptive field",
-        r"norm stats",
-        "+N norm stats: N norm layers' statistics span the input; the size is the data path's",
-    ),
-    (
-        "checkerboard",
-        r"UNEVEN",
-        "UNEVEN ×R: kernel taps per output phase, max/min, at the worst layer or composed chain "
-        "(a failure lists each layer's own imbalance; JSON: output_imbalance); even: ×1",
-    ),
-    (
-        "checkerboard",
-        r"WEIGHTS",
-        "WEIGHTS s: failed 'weights' kind: spread of the weights' per-phase responses (over 0.05)",
-    ),
-    (
-        "checkerboard",
-        r"OUTPUT|GRADIENT",
-        "OUTPUT p% / GRADIENT p%: failed kind: spectral energy at the stride frequencies (over 2%)",
-    ),
-    ("sharing", r"ALIAS", "ALIAS a=b: one module instance under several names ([block] * 3)"),
-    ("sharing", r"×\d", "name×N: a module with weights called N times per forward"),
-    ("sharing", r"tied", "N tied: groups of parameters that are one tensor"),
-    ("failed", r"allowed", "allowed: failed, but in the model's allow list (reported as xfail)"),
-    ("failed", DID_NOT_FINISH, f"{DID_NOT_FINISH}: its worker died or the run stopped"),
-    ("", r"—", "—: nothing to report, or not known (the model did not run)"),
-)
-"""The summary table's words: (column, pattern in the column, definition)."""
-
-_COLUMNS = ("model", "output", "receptive field", "checkerboard", "sharing", "params", "FLOPs")
-
-
-def legend(rows: list[tuple[str, ...]], *, everything: bool = False) -> list[str]:
-    """The legend under the summary table: the definition of each word the table uses
-    (every word with ``everything``, ``--convcheck-legend``)."""
-    import re
-
-    index = {name: i for i, name in enumerate((*_COLUMNS, "failed"))}
-    lines = []
-    for column, pattern, text in LEGEND:
-        cells = [r[index[column]] for r in rows] if column else [c for r in rows for c in r[1:]]
-        if everything or any(re.search(pattern, cell) for cell in cells):
-            lines.append(f"  {text}")
-    if not lines:
-        return []
-    return ["legend:", *lines]
-
-
-def _flops_text(flops: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if flops >= scale:
-            return f"{flops / scale:.3g} {unit}"
-    return str(flops)

@@ -254,7 +254,7 @@ def test_models_from_an_ini_file(pytester: pytest.Pytester) -> None:
 
 
 def test_summary_sharing_column_names_weight_reuse_not_stateless_reuse() -> None:
-    from pytest_convcheck.plugin import _sharing_text
+    from pytest_convcheck.summary_table import sharing_text
 
     layers = [
         {"name": "block.relu", "parameters": 0},
@@ -263,10 +263,10 @@ def test_summary_sharing_column_names_weight_reuse_not_stateless_reuse() -> None
         {"name": "conv#2", "parameters": 40},
     ]
     shared = {"suspicious": [], "reused": {"block.relu": 2, "conv": 2}, "tied": []}
-    assert _sharing_text(shared, layers) == "conv×2"
-    assert _sharing_text({**shared, "reused": {"block.relu": 2}}, layers) == "—"
+    assert sharing_text(shared, layers) == "conv×2"
+    assert sharing_text({**shared, "reused": {"block.relu": 2}}, layers) == "—"
     aliased = {**shared, "suspicious": [["a", "b"]], "tied": [["a.weight", "b.weight"]]}
-    assert _sharing_text(aliased, layers) == "ALIAS a=b, 1 tied"
+    assert sharing_text(aliased, layers) == "ALIAS a=b, 1 tied"
 
 
 def test_factory_keyword_arguments_from_toml_and_ini(pytester: pytest.Pytester) -> None:

@@ -106,7 +106,7 @@ def test_a_stateless_module_under_two_names_is_a_note_in_analysis_and_plugin() -
     # one ReLU registered as `act` and as `final.0` (MONAI's SegResNet): nothing shared
     from pytest_convcheck.checks import RunContext, check_sharing
     from pytest_convcheck.config import ModelConfig
-    from pytest_convcheck.plugin import _sharing_text
+    from pytest_convcheck.summary_table import sharing_text
 
     class SharedActivation(nn.Module):
         def __init__(self) -> None:
@@ -126,4 +126,4 @@ def test_a_stateless_module_under_two_names_is_a_note_in_analysis_and_plugin() -
     check_sharing(model, config, RunContext())  # the plugin's sharing check passes
     data = report(model, shape).to_dict()
     assert data["sharing"]["suspicious"] == []
-    assert "ALIAS" not in _sharing_text(data["sharing"], data["layers"])
+    assert "ALIAS" not in sharing_text(data["sharing"], data["layers"])

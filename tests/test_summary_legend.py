@@ -3,12 +3,12 @@ short, and never says "even" alone where a checkerboard check failed (issue #19)
 
 from __future__ import annotations
 
-from pytest_convcheck.plugin import (
+from pytest_convcheck.summary_table import (
     LEGEND,
     SHARING_WIDTH,
-    _checkerboard_cell,
-    _sharing_text,
+    checkerboard_cell,
     legend,
+    sharing_text,
 )
 
 EVEN = {"structural": False, "output_imbalance": 1.0, "upsampling_layers": [{"imbalance": 1}]}
@@ -39,9 +39,9 @@ def test_the_full_legend_covers_every_word() -> None:
 
 def test_the_checkerboard_cell_shows_failed_weight_and_spectral_kinds() -> None:
     findings = {"checkerboard": {"output": {"figure": "82.9%"}, "weights": {"figure": "0.31"}}}
-    cell = _checkerboard_cell(EVEN, findings)
+    cell = checkerboard_cell(EVEN, findings)
     assert cell == "even; OUTPUT 82.9%; WEIGHTS 0.31"
-    assert _checkerboard_cell(EVEN, {}) == "even"
+    assert checkerboard_cell(EVEN, {}) == "even"
     text = "\n".join(legend([row(board=cell)]))
     assert "OUTPUT p% / GRADIENT p%: failed kind: spectral energy at the stride" in text
     assert "WEIGHTS s: failed 'weights' kind" in text
@@ -51,13 +51,13 @@ def test_the_sharing_column_is_truncated_with_a_count() -> None:
     layers = [{"name": f"blocks.{i}", "parameters": 10} for i in range(60)]
     names = [f"encoder.stage.blocks.{i}" for i in range(60)]
     shared = {"suspicious": [names, ["a", "b"]], "reused": {}, "tied": [["x", "y"]]}
-    cell = _sharing_text(shared, layers)
+    cell = sharing_text(shared, layers)
     assert len(cell) <= SHARING_WIDTH, cell
     assert cell.startswith("ALIAS encoder.stage.blocks.0=")
     assert "(60 names)" in cell and ", +1 alias, " in cell and cell.endswith("1 tied")
     one_long = {"suspicious": [["x" * 300, "y" * 300]], "reused": {}, "tied": []}
-    assert len(_sharing_text(one_long, layers)) <= SHARING_WIDTH
+    assert len(sharing_text(one_long, layers)) <= SHARING_WIDTH
     reused = {f"very.long.module.name.number.{i}": 2 for i in range(9)}
     layers = [{"name": n, "parameters": 1} for n in reused]
-    cell = _sharing_text({"suspicious": [], "reused": reused, "tied": []}, layers)
+    cell = sharing_text({"suspicious": [], "reused": reused, "tied": []}, layers)
     assert len(cell) <= SHARING_WIDTH and cell.endswith("+8 reused"), cell
