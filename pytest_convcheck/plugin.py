@@ -1,5 +1,7 @@
-"""pytest hooks of pytest-convcheck: options, markers, fixtures, the generated check
-items, the end-of-run summary and the JSON report.
+"""The pytest glue of pytest-convcheck: its hook implementations (the options,
+markers and configuration, collecting the generated items, running and reporting
+them, the GPU marker) and its fixtures. pytest loads this module as the plugin
+``convcheck`` (the ``pytest11`` entry point).
 
 Loading this plugin never imports torch. Without ``--convcheck`` (or
 ``--convcheck-conformance``) it adds no items; with it, every configured model
@@ -7,41 +9,40 @@ Loading this plugin never imports torch. Without ``--convcheck`` (or
 gets one test item per check, named ``convcheck::NAME::CHECK``, and the run ends
 with a table per model. Under pytest-xdist the workers send each item's report
 to the controller (as ``user_properties``), which prints the table once.
+
+The parts live in modules of their own: :mod:`~pytest_convcheck.options` (the
+options and their reading), :mod:`~pytest_convcheck.items` (the generated items),
+:mod:`~pytest_convcheck.session` (the run's state, on the config),
+:mod:`~pytest_convcheck.summary` and :mod:`~pytest_convcheck.summary_table` (the
+table and ``--convcheck-report``), :mod:`~pytest_convcheck.fixtures`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from pytest_convcheck.config import ModelConfig
+from pytest_convcheck.config_imports import import_factory, import_object
 from pytest_convcheck.errors import ConvcheckConfigError
-from pytest_convcheck.options import (
-    add_options,
-    check_timeout,
-    device_or_skip,
-    load_configured_models,
-    refuse_unusable_paths,
-    requested_device,
-    run_context,
-)
+from pytest_convcheck.fixtures import conv_benchmark as conv_benchmark
+from pytest_convcheck.fixtures import convcheck_device as convcheck_device
+from pytest_convcheck.fixtures import convcheck_report as convcheck_report
+from pytest_convcheck.items import ConformanceItem as ConformanceItem
+from pytest_convcheck.items import ConvcheckCollector as ConvcheckCollector
+from pytest_convcheck.items import ConvcheckFailure as ConvcheckFailure
+from pytest_convcheck.items import ConvcheckItem as ConvcheckItem
+from pytest_convcheck.options import add_options, load_configured_models, refuse_unusable_paths
 from pytest_convcheck.session import convcheck_session
-from pytest_convcheck.summary import FACTS_KEY
 from pytest_convcheck.summary import ConvcheckSummary as ConvcheckSummary
 from pytest_convcheck.summary_table import DID_NOT_FINISH as DID_NOT_FINISH
 from pytest_convcheck.summary_table import LEGEND as LEGEND
 from pytest_convcheck.summary_table import SHARING_WIDTH as SHARING_WIDTH
 from pytest_convcheck.summary_table import legend as legend
-from pytest_convcheck.time_limit import CheckTimeout, time_limit
-
-if TYPE_CHECKING:
-    from pytest_convcheck.benchmarking import ConvBenchmark
-    from pytest_convcheck.reports import ConvReport
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,8 +97,6 @@ def _import_problem(config: pytest.Config, model: ModelConfig) -> str | None:
     """Why the model's factory (or ``example_inputs``) cannot be imported, found at
     collection (``None``: it imports). Importing is deterministic, so every xdist
     worker collects the same items."""
-    from pytest_convcheck.config import import_factory, import_object
-
     # no time limit here: interrupting an import (torch's, say) midway would leave a
     # half-initialised module behind; pytest does not time-limit importing tests either
     try:
@@ -168,241 +167,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         if isinstance(item, ConvcheckItem) and item.model is not None:
             first_items.setdefault(item.model.name, item.nodeid)
-
-
-class ConvcheckCollector(pytest.Collector):
-    """The parent of the generated items (node id ``convcheck`` or
-    ``convcheck-conformance``)."""
-
-    def collect(self) -> list[pytest.Item]:  # items are created in modifyitems
-        return []
-
-
-def _skip(reason: str) -> None:
-    """Skip a generated item (:func:`pytest_runtest_makereport` reports it at the
-    item, ``SKIPPED [1] convcheck::NAME::CHECK: …``, not at a line of this plugin)."""
-    pytest.skip(reason)
-
-
-class ConvcheckFailure(Exception):
-    """A failed check: its message is the whole report (no traceback)."""
-
-
-class _GeneratedItem(pytest.Item):
-    """An item made by this plugin: a failure shows its message, not a traceback."""
-
-    prefix = "convcheck"
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, ConvcheckFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.prefix}::{self.name}"
-
-
-class ConvcheckItem(_GeneratedItem):
-    """One check of one configured model."""
-
-    def __init__(
-        self,
-        *,
-        model: ModelConfig | None = None,
-        check: str = "",
-        error: str | None = None,
-        blocked: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.model = model
-        self.check = check
-        self.error = error
-        self.blocked = blocked
-        self.attachments: list[tuple[str, bytes | str]] = []  # for pytest-html
-        self.add_marker("convcheck")
-
-    def _cannot_build(self, header: str, message: str) -> None:
-        """A model that cannot be built fails once: the first selected item of the
-        model (the same in every xdist worker) fails with the message; the others
-        skip, pointing at it. ``allow`` never turns this into a pass."""
-        first_items = convcheck_session(self.config).first_items
-        first = first_items.get(self.model.name if self.model else "", self.nodeid)
-        if first == self.nodeid:
-            raise ConvcheckFailure(
-                f"{header}{message}\n  (the model's other checks are skipped: they need the model)"
-            )
-        _skip(
-            f"model {self.model.name if self.model else ''!r} could not be built: see {first} "
-            f"({message.splitlines()[0]})"
-        )
-
-    def runtest(self) -> None:
-        if self.error is not None:
-            raise ConvcheckFailure(self.error)
-        config = self.model
-        assert config is not None
-        if self.blocked is not None:
-            _skip(
-                f"model {config.name!r} has a configuration error, reported once by {self.blocked}"
-            )
-        from pytest_convcheck import checks  # imports torch: only when a check runs
-        from pytest_convcheck.errors import ModelStateError, ShapeError
-        from pytest_convcheck.tracing import ModelRunError
-
-        facts: dict[str, Any] = {"model": config.name, "check": self.check, "report": None}
-        self.user_properties.append((FACTS_KEY, facts))
-        header = (
-            f"[convcheck] model {config.name!r} ({config.factory}, input "
-            f"{config.input_text()}), check {self.check!r}:\n"
-        )
-        seconds, limit = check_timeout(self.config, config)
-        try:  # a model that cannot be built is never allowed away
-            with time_limit(seconds):
-                model = checks.cached_model(config)
-        except ConvcheckConfigError as error:
-            self._cannot_build(header, str(error))
-            return
-        except CheckTimeout:
-            checks.remember_failure(
-                config,
-                f"model {config.name!r}: the factory {config.factory!r} did not finish within "
-                f"{seconds:g} s ({limit}).\n  fix: make the factory faster (no downloads or "
-                f"training in it), or raise the limit.",
-            )
-            self._cannot_build(header, checks.cached_failure(config))
-            return
-        context = run_context(self.config, self.check)
-        try:
-            with time_limit(seconds):
-                facts["report"] = _report_dict(self.config, config, model)
-                checks.require_tensor_output(config, facts["report"])
-                checks.CHECKS[self.check](model, config, context)
-        except (
-            AssertionError,
-            ShapeError,
-            ModelRunError,
-            ModelStateError,
-            CheckTimeout,
-            SystemExit,
-            MemoryError,
-        ) as error:
-            text = f"{header}{_failure_text(error, config, self.check, seconds, limit)}"
-            if context.pictures_in_memory:
-                context.attachments.append(("trace table", _trace_table(config, model)))
-            if self.check in config.allow:
-                pytest.xfail(f"allowed in config (reported, not failed): {text}")
-            raise ConvcheckFailure(text) from None
-        except ConvcheckConfigError as error:
-            raise ConvcheckFailure(f"{header}{error}") from None
-        except checks.CheckSkipped as skipped:
-            _skip(str(skipped))
-        except Exception as error:  # an analysis that cannot handle this model
-            user = checks.user_error(error, config)
-            if user is not None:
-                text = f"{header}{user}"
-                if self.check in config.allow:
-                    pytest.xfail(f"allowed in config (reported, not failed): {text}")
-                raise ConvcheckFailure(text) from None
-            raise ConvcheckFailure(
-                f"{header}pytest-convcheck could not analyse this model: "
-                f"{type(error).__name__}: {error}\n  This is likely a gap in pytest-convcheck, "
-                f"not in your model: please report it with the model's code. Until then, "
-                f"leave {self.check!r} out of the model's checks (or put it in allow)."
-            ) from None
-        finally:
-            if context.notes:
-                facts.update(context.notes)
-            self.attachments = list(context.attachments)
-
-
-def _failure_text(
-    error: BaseException, config: ModelConfig, check: str, seconds: float | None, limit: str
-) -> str:
-    if isinstance(error, CheckTimeout):
-        return (
-            f"model {config.name!r}: check {check!r} did not finish within {seconds:g} s "
-            f"({limit}).\n  fix: use a smaller input, leave {check!r} out of the model's "
-            f"checks, or raise the limit."
-        )
-    if isinstance(error, SystemExit):
-        return (
-            f"model {config.name!r}: forward called sys.exit({error.code!r}) while check "
-            f"{check!r} ran it.\n  fix: raise an exception instead of exiting the process."
-        )
-    if isinstance(error, MemoryError):
-        return (
-            f"model {config.name!r}: out of memory with input {config.input_text()}.\n"
-            f"  fix: use a smaller input (the checks run the model on the CPU)."
-        )
-    text = str(error)
-    if type(error).__name__ == "ModelRunError" and "fix" not in text:
-        text += (
-            "\n  fix: the model's own forward raised this, on the input above; it fails the "
-            "same way outside pytest-convcheck (call the model on torch.randn of that shape "
-            "to see its traceback)."
-        )
-    return text
-
-
-def _trace_table(config: ModelConfig, model: Any) -> str:
-    """The model's report as text (the per-layer trace table) for the HTML report."""
-    from pytest_convcheck.checks import model_inputs, sharing_allow
-    from pytest_convcheck.reports import report
-
-    try:
-        return str(report(model, model_inputs(config), sharing_allow=sharing_allow(model, config)))
-    except Exception as error:  # the failure text already says why the model cannot run
-        return f"no trace table: {type(error).__name__}: {error}"
-
-
-def _report_dict(
-    pytest_config: pytest.Config, config: ModelConfig, model: Any
-) -> dict[str, Any] | None:
-    """The model's report as a dict, computed once per process and run (``None`` when
-    the model cannot be traced: its checks say why)."""
-    reports = convcheck_session(pytest_config).reports
-    if config.name not in reports:
-        from pytest_convcheck.checks import model_inputs, sharing_allow
-        from pytest_convcheck.reports import report
-
-        try:
-            inputs = model_inputs(config)
-            value = report(model, inputs, sharing_allow=sharing_allow(model, config))
-            reports[config.name] = value.to_dict()
-        except (Exception, SystemExit):  # the checks report the failure with context
-            reports[config.name] = None
-    return reports[config.name]
-
-
-class ConformanceItem(_GeneratedItem):
-    """One conformance check (see :mod:`pytest_convcheck.conformance`)."""
-
-    prefix = "convcheck-conformance"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_marker("convcheck")
-
-    def runtest(self) -> None:
-        from pytest_convcheck.conformance import run_conformance
-
-        device = device_or_skip(self.config, "cpu")
-        examples = max(1, int(self.config.getoption("convcheck_conformance_examples")))
-        try:
-            run_conformance(self.name, str(device), examples)
-        except AssertionError as error:
-            notes = "\n".join(getattr(error, "__notes__", []))
-            raise ConvcheckFailure(
-                f"[convcheck-conformance] {self.name} on {device} with torch "
-                f"{_torch_version()}:\n{error}\n{notes}"
-            ) from None
-
-
-def _torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)
 
 
 # --------------------------------------------------------------------------- reports
@@ -487,140 +251,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("CONVCHECK_REQUIRE_GPU") == "1":
         pytest.fail(f"{reason}, and CONVCHECK_REQUIRE_GPU=1 requires one", pytrace=False)
     pytest.skip(reason)
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def convcheck_device(request: pytest.FixtureRequest) -> str:
-    """The device for hand-written tests: ``--convcheck-device`` when given, else this
-    worker's GPU when CUDA is available (one GPU per xdist worker), else ``cpu``.
-    Skips the test when the requested device is not available.
-
-    Example::
-
-        def test_decoder_on_device(convcheck_device):
-            model = Decoder().to(convcheck_device)
-            assert model(torch.zeros(1, 1, 28, 28, device=convcheck_device)).shape[-1] == 28
-    """
-    from pytest_convcheck.devices import default_device
-
-    requested = requested_device(request.config)
-    device = device_or_skip(request.config, requested or default_device())
-    return str(device)
-
-
-@pytest.fixture
-def convcheck_report(
-    request: pytest.FixtureRequest,
-) -> Callable[..., ConvReport]:
-    """A factory: ``convcheck_report(model, input_shape, sharing_allow=())`` returns the
-    model's :class:`~pytest_convcheck.reports.ConvReport` (one meta trace) and adds it
-    to the ``--convcheck`` summary and ``--convcheck-report`` under the test's name.
-
-    Example::
-
-        def test_decoder(convcheck_report):
-            r = convcheck_report(Decoder(), (1, 1, 28, 28))
-            assert r.output_shape == (1, 1, 28, 28)
-            assert not r.checkerboard["structural"]
-    """
-    from pytest_convcheck.reports import report
-
-    def make(model: Any, input_shape: Sequence[int], **options: Any) -> ConvReport:
-        value = report(model, input_shape, **options)
-        request.node.user_properties.append(
-            (
-                FACTS_KEY,
-                {"model": request.node.name, "check": "report", "report": value.to_dict()},
-            )
-        )
-        return value
-
-    return make
-
-
-@pytest.fixture
-def conv_benchmark(request: pytest.FixtureRequest) -> Callable[..., ConvBenchmark]:
-    """``conv_benchmark(layer_or_model, input_shape, *, backward=False, dtype=None,
-    channels_last=False, warmup=0.2, device=None)`` times one forward (or forward +
-    backward) pass with pytest-benchmark on ``device`` (default: the
-    ``convcheck_device`` fixture's) and records ``flops``
-    (rule table), ``gflops``, ``roofline`` (fraction of the measured matmul peak),
-    the device's ``environment`` and the layout in the benchmark's ``extra_info``.
-
-    A comparison (``--benchmark-compare``) with a saved run from another
-    environment (CPU against GPU, or two GPU models) fails the test instead of
-    reporting a meaningless speed-up. Under ``--benchmark-disable`` and under
-    pytest-xdist the call runs once, untimed.
-
-    Example::
-
-        def test_decoder_speed(conv_benchmark):
-            result = conv_benchmark(Decoder(), (8, 1, 28, 28), backward=True)
-            assert result.flops > 0
-    """
-    from pytest_convcheck.benchmarking import run_conv_benchmark
-    from pytest_convcheck.tracing import ModelRunError
-
-    try:
-        benchmark = request.getfixturevalue("benchmark")
-    except pytest.FixtureLookupError:
-        pytest.fail(
-            "conv_benchmark needs pytest-benchmark's 'benchmark' fixture, and pytest-benchmark "
-            "is not active (is it disabled with -p no:benchmark?).\n  fix: install "
-            "pytest-benchmark (a dependency of pytest-convcheck) and do not disable it.",
-            pytrace=False,
-        )
-    device = request.getfixturevalue("convcheck_device")
-    used = False
-
-    def run(model: Any, input_shape: Sequence[int], **options: Any) -> ConvBenchmark:
-        __tracebackhide__ = True
-        nonlocal used
-        if used:
-            pytest.fail(
-                f"{request.node.nodeid}: conv_benchmark can run once per test (one "
-                f"pytest-benchmark result per test).\n  fix: parametrize the test over the "
-                f"layers or inputs instead.",
-                pytrace=False,
-            )
-        used = True
-        chosen = str(options.pop("device", device))
-        try:
-            result = run_conv_benchmark(benchmark, model, input_shape, device=chosen, **options)
-        except (ValueError, TypeError, ModelRunError) as error:  # ShapeError is a ValueError
-            problem = f"conv_benchmark: {error}"
-        else:
-            problem = ""
-        if problem:  # failed outside the except block: no chained torch traceback
-            pytest.fail(problem, pytrace=False)
-        _refuse_foreign_comparison(request, benchmark.fullname, result.extra_info["environment"])
-        return result
-
-    return run
-
-
-def _refuse_foreign_comparison(request: pytest.FixtureRequest, name: str, here: str) -> None:
-    """Fail when ``--benchmark-compare`` loaded a saved result of this benchmark that
-    was measured in another environment, and drop it so it is not compared."""
-    from pytest_convcheck.benchmark_comparison import saved_environment
-
-    session = getattr(request.config, "_benchmarksession", None)
-    for path, saved_runs in (getattr(session, "compared_mapping", None) or {}).items():
-        saved = saved_runs.get(name)
-        there = None if saved is None else saved_environment(saved)
-        if there is None or there == here:
-            continue
-        del saved_runs[name]
-        pytest.fail(
-            f"{name}: --benchmark-compare loaded {path}, measured on {there!r}; this run is on "
-            f"{here!r}. Timings of different devices are never compared.\n  fix: keep one "
-            f"storage per environment, e.g. --benchmark-storage=.benchmarks/"
-            f"{here.split(':')[0]}, and compare runs within it.",
-            pytrace=False,
-        )
 
 
 @pytest.hookimpl(trylast=True)
