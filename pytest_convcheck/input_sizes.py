@@ -236,7 +236,9 @@ def _rule(
         return cache[n]
 
     period = _period(reference, axis) if reference is not None and axis >= 0 else 1
-    # a threshold past which validity repeats with the period, checked twice over
+    # a threshold past which validity repeats with the period, checked twice over, in a
+    # window that covers the described size (a flatten feeding a linear layer takes a
+    # window of sizes around it, e.g. 28–31, wherever the described size is)
     n_max = min(limit, max(base[dim], period) + 4 * period + 8)
     while True:
         valid = {n: run(n) is not None for n in range(1, n_max + 1)}

@@ -21,6 +21,7 @@ from torch import nn
 
 from pytest_convcheck.batch_independence import assert_batch_independent, batch_kept
 from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.input_sizes import input_size_rule
 from pytest_convcheck.inputs import as_inputs
 from pytest_convcheck.layers import ConvSpec, PoolSpec, Shape
 from pytest_convcheck.tracing import (
@@ -278,15 +279,24 @@ def valid_input_sizes(
 ) -> list[int]:
     """Sorted sizes along ``dim`` of the primary input (other dims and inputs as
     described, see :mod:`pytest_convcheck.inputs`) at which the model runs *and* its
-    output keeps the input's batch size."""
+    output keeps the input's batch size.
+
+    Read off the model's :func:`~pytest_convcheck.input_sizes.input_size_rule` (one
+    trace replayed over one period past a threshold), so any range costs the same;
+    sizes past what the rule could settle (no period up to its limit) are traced."""
     inputs = as_inputs(input_shape, example_inputs=example_inputs, input=input)
     base = list(inputs.shape)
     if not -len(base) <= dim < len(base):
         raise ValueError(f"dim {dim} is out of range for input_shape {tuple(base)}")
     if dim % len(base) == 0:
         raise ValueError("dim 0 is the batch dim; pick a spatial dim such as -1")
-    valid = []
-    for size in sorted(set(sizes)):
+    wanted = sorted({n for n in sizes if n >= 1})
+    if not wanted:
+        return []
+    rule = input_size_rule(model, inputs, dim)
+    settled = rule.threshold <= rule.checked_to
+    valid = [n for n in wanted if (settled or n <= rule.checked_to) and rule.is_valid(n)]
+    for size in (n for n in wanted if not settled and n > rule.checked_to):
         shape = list(base)
         shape[dim] = size
         try:
@@ -295,7 +305,7 @@ def valid_input_sizes(
             continue
         if batch_kept(result, base[0]):
             valid.append(size)
-    return valid
+    return sorted(valid)
 
 
 def nearby_inputs(
