@@ -135,8 +135,7 @@ def _refuse_foreign_comparison(request: pytest.FixtureRequest, name: str, here: 
     was measured in another environment, and drop it so it is not compared."""
     from pytest_convcheck.benchmark_comparison import saved_environment
 
-    session = getattr(request.config, "_benchmarksession", None)
-    for path, saved_runs in (getattr(session, "compared_mapping", None) or {}).items():
+    for path, saved_runs in _compared_runs(request.config).items():
         saved = saved_runs.get(name)
         there = None if saved is None else saved_environment(saved)
         if there is None or there == here:
@@ -149,3 +148,17 @@ def _refuse_foreign_comparison(request: pytest.FixtureRequest, name: str, here: 
             f"{here.split(':')[0]}, and compare runs within it.",
             pytrace=False,
         )
+
+
+def _compared_runs(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """The saved runs ``--benchmark-compare`` loaded: per file, benchmark name → saved
+    result (empty without pytest-benchmark or without the option).
+
+    pytest-benchmark documents no API for them. Its ``BenchmarkSession`` is
+    registered as the plugin ``"pytest-benchmark"`` (a public lookup, which also
+    works where pytest-benchmark is disabled: ``None``), and it keeps the loaded runs
+    in its public attribute ``compared_mapping``; this is the one place that reads
+    it."""
+    session = config.pluginmanager.get_plugin("pytest-benchmark")
+    mapping = getattr(session, "compared_mapping", None)
+    return mapping or {}
