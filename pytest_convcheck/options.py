@@ -245,7 +245,7 @@ def run_context(config: pytest.Config, check: str) -> RunContext:
     from pytest_convcheck.checks import RunContext
 
     artifacts = config.getoption("convcheck_artifacts")
-    update = bool(getattr(config.option, "update_snapshots", False))
+    update = bool(config.getoption("update_snapshots", False))
     strict = config.getoption("convcheck_snapshot_strict")
     if strict is None:
         strict = bool(config.getini("convcheck_snapshot_strict"))
@@ -261,7 +261,7 @@ def run_context(config: pytest.Config, check: str) -> RunContext:
 
 def _html_report_wanted(config: pytest.Config) -> bool:
     """pytest-html is active and writes a report: failed checks attach their pictures."""
-    return bool(getattr(config.option, "htmlpath", None)) and config.pluginmanager.hasplugin("html")
+    return bool(config.getoption("htmlpath", None)) and config.pluginmanager.hasplugin("html")
 
 
 def check_timeout(config: pytest.Config, model: ModelConfig) -> tuple[float | None, str]:

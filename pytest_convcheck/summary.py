@@ -214,7 +214,7 @@ class ConvcheckSummary:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self._finish()
         if session.exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
-            self._unused_snapshots(bool(getattr(self.config.option, "update_snapshots", False)))
+            self._unused_snapshots(bool(self.config.getoption("update_snapshots", False)))
         target = self.config.getoption("convcheck_report")
         if not target:
             return
