@@ -208,11 +208,11 @@ def test_copy_does_not_share_mutable_state_with_the_model() -> None:
 
 
 def test_tied_parameters_stay_tied_in_the_copy() -> None:
-    from pytest_convcheck.tracing import _copy_with
+    from pytest_convcheck.tracing.copying import copy_with
 
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
     model[1].weight = model[0].weight
-    copy = _copy_with(model, "meta")
+    copy = copy_with(model, "meta")
     assert copy[0].weight is copy[1].weight and copy[0].weight.device.type == "meta"
     assert copy[0].bias is not copy[1].bias
 

@@ -95,7 +95,7 @@ def test_a_repeated_trace_copies_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     def refuse(*_: Any) -> None:
         raise AssertionError("copied")
 
-    monkeypatch.setattr(tracing, "_copy_with", refuse)
+    monkeypatch.setattr(tracing.run, "copy_with", refuse)  # where trace() looks it up
     assert _facts(trace(model, (1, 4, 8, 8))) == _facts(first)
 
 
