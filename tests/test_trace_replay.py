@@ -119,15 +119,15 @@ def test_a_model_with_a_non_plain_attribute_is_traced_each_time() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Conv2d(1, 1, 3)
-            self.sizes = {"crop": 1}  # a dict: not part of a signature, never replayed
+            self.sizes = {"crop": [object()]}  # holds an object: never replayed
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            c = self.sizes["crop"]
+            c = len(self.sizes["crop"])
             return self.conv(x)[..., c:, c:]
 
     model = Scaled()
     assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 6, 6)
-    model.sizes["crop"] = 2
+    model.sizes["crop"].append(object())
     assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 5, 5)
 
 
@@ -136,3 +136,21 @@ def test_clear_makes_the_next_trace_cold() -> None:
     assert tracing.caches.plans
     tracing.caches.clear()
     assert not tracing.caches.plans and not tracing.caches.verified and not tracing.caches.trees
+
+
+def test_a_dict_of_plain_data_is_part_of_the_signature() -> None:
+    class Configured(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+            self.cfg = {"crop": 1, "mean": (0.5,), "name": "x"}  # as timm's pretrained_cfg
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            c = self.cfg["crop"]
+            return self.conv(x)[..., c:, c:]
+
+    model = Configured()
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 6, 6)
+    assert tracing.tree_signatures(model)[""] is not None
+    model.cfg["crop"] = 2
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 5, 5)

@@ -269,6 +269,38 @@ def _full_signature(module: nn.Module) -> tuple[Any, ...] | None:
             items.append((key, kind, *value))
         elif isinstance(value, torch.Tensor):
             items.append((key, tuple(value.shape), value.dtype))
+        elif kind is dict:
+            frozen = _frozen_data(value)
+            if frozen is None:
+                return None
+            items.append((key, dict, frozen))
         else:
             return None
     return (type(module), tuple(items))
+
+
+def _frozen_data(value: Any, depth: int = 0) -> Any:
+    """A dict, list or tuple of plain values (e.g. timm's ``pretrained_cfg``) as a
+    hashable value that compares by content; ``None`` when it holds anything else."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if depth > 4:
+        return None
+    if kind is dict:
+        pairs = []
+        for k, v in value.items():
+            frozen = _frozen_data(v, depth + 1)
+            if type(k) not in _PLAIN or (frozen is None and v is not None):
+                return None
+            pairs.append((k, frozen))
+        return (dict, tuple(pairs))
+    if kind is tuple or kind is list:
+        items = []
+        for v in value:
+            frozen = _frozen_data(v, depth + 1)
+            if frozen is None and v is not None:
+                return None
+            items.append(frozen)
+        return (kind, tuple(items))
+    return None
