@@ -264,9 +264,13 @@ def _full_signature(module: nn.Module) -> tuple[Any, ...] | None:
         elif key in skipped:
             continue
         elif kind is tuple or kind is list:
-            if not all(type(v) in plain for v in value):
+            if all(type(v) in plain for v in value):
+                items.append((key, kind, *value))
+                continue
+            frozen = _frozen_data(value)  # e.g. timm's feature_info: a list of dicts
+            if frozen is None:
                 return None
-            items.append((key, kind, *value))
+            items.append((key, frozen))
         elif isinstance(value, torch.Tensor):
             items.append((key, tuple(value.shape), value.dtype))
         elif kind is dict:
