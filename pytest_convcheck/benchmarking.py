@@ -219,7 +219,9 @@ def _channels_last_model(model: nn.Module) -> nn.Module:
             return tensor.contiguous(memory_format=_memory_format(True, tensor.dim(), ""))
         return tensor
 
-    return model._apply(convert)
+    # Module._apply is untyped in torch's stubs: its type, given where it is bound
+    apply: Callable[[Callable[[torch.Tensor], torch.Tensor]], nn.Module] = model._apply
+    return apply(convert)
 
 
 def _laid_out(label: str, tensor: torch.Tensor) -> torch.Tensor:

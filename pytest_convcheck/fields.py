@@ -46,7 +46,7 @@ can be over-stated (and a note says so), never under-stated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -511,7 +511,7 @@ def assert_receptive_field(
         input=input,
     )
     spatial = len(field.size)
-    checks = [
+    checks: list[tuple[Any, Callable[[int, int], bool], str]] = [
         (
             _as_axes(min_size, spatial, "min_size"),
             lambda got, want: got >= want,

@@ -165,7 +165,7 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
             return (tuple(shape),) * count
     if isinstance(node.effect, Pointwise) and count == 1:
         try:
-            shape = tuple(torch.broadcast_shapes(*ins))
+            shape = tuple(torch.broadcast_shapes(*ins))  # type: ignore[no-untyped-call, unused-ignore]
         except RuntimeError as error:
             raise _Refused(f"{where}: {error}") from None
         if node.op.endswith("_") and shape != ins[0]:

@@ -529,7 +529,7 @@ def _backward(model: nn.Module, x: torch.Tensor | Call) -> None:
     """One backward of a fixed weighted sum of every floating output of ``model`` on
     copies of the inputs ``x`` (a tensor or built ``(args, kwargs)``)."""
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
+        torch.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         outputs = output_tensors(call_model(model, fresh_call(as_call(x))))
     if not outputs:
         raise ValueError(f"{type(model).__name__} returned no tensor")
@@ -544,7 +544,7 @@ def _backward(model: nn.Module, x: torch.Tensor | Call) -> None:
             f"so there are no gradients to compare.\n  fix: check a model whose reused "
             f"modules have trainable parameters (requires_grad=True)."
         )
-    torch.stack(terms).sum().backward()
+    torch.autograd.backward(torch.stack(terms).sum())
 
 
 def assert_ties_preserved(model: nn.Module) -> None:
