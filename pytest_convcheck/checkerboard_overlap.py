@@ -473,7 +473,18 @@ def checkerboard(
 
 
 def report_from_trace(result: Trace, model: nn.Module | None = None) -> CheckerboardReport:
-    """The checkerboard report of a traced model (weights read from ``model``)."""
+    """The checkerboard report of a traced model (weights read from ``model``); the
+    structural one (no model) is computed once per trace and per plan it is replayed
+    from (:attr:`Trace.analyses`)."""
+    if model is not None:
+        return _report_from_trace(result, model)
+    known = result.analyses.get("checkerboard")
+    if known is None:
+        known = result.analyses["checkerboard"] = _report_from_trace(result, None)
+    return known
+
+
+def _report_from_trace(result: Trace, model: nn.Module | None) -> CheckerboardReport:
     spatial = result.spatial
     counts = phase_counts(result)
     modules = dict(model.named_modules()) if model is not None else {}

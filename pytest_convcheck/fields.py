@@ -330,7 +330,18 @@ def field_of_trace(
 ) -> ReceptiveField:
     """The receptive field of the traced model's (first) output, with a row per layer
     (``rows=False``: without them, for callers that need only the totals);
-    ``include_statistics`` counts normalisation statistics (see the module doc)."""
+    ``include_statistics`` counts normalisation statistics (see the module doc).
+
+    Computed once per trace (and per plan a trace is replayed from:
+    :attr:`Trace.analyses`)."""
+    key = ("receptive_field", rows, include_statistics)
+    known = result.analyses.get(key)
+    if known is None:
+        known = result.analyses[key] = _field_of_trace(result, rows, include_statistics)
+    return known
+
+
+def _field_of_trace(result: Trace, rows: bool, include_statistics: bool) -> ReceptiveField:
     layouts, propagation = node_layouts(result, include_statistics=include_statistics)
     spatial = result.spatial
     extents = result.input_shape[-spatial:]

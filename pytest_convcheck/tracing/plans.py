@@ -36,6 +36,9 @@ class Plan(NamedTuple):
     output_is_input: bool  # an in-place op returned the module's input tensor
     output_shape: Shape
     output_dtype: torch.dtype
+    analyses: dict[Any, Any]
+    """What analyses of a whole model's trace found (:attr:`Trace.analyses`); the
+    same dict for every trace replayed from this plan."""
 
 
 @dataclass(frozen=True)

@@ -292,6 +292,7 @@ class Recorder:
             output is x,
             tuple(output.shape),
             output.dtype,
+            {},
         )
 
     def can_replay(self, name: str, plan: Plan) -> bool:

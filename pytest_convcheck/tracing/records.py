@@ -6,7 +6,7 @@ tensors of other shapes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -98,6 +98,11 @@ class Trace:
     ``(node, dim)`` (``node`` :data:`MODEL_INPUT` for the input itself, ``dim``
     ``None`` for the whole shape or ``numel()``). What a replay of the trace at
     another input size must check (see :mod:`pytest_convcheck.size_program`)."""
+    analyses: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Results of pure analyses of this trace (receptive field, checkerboard
+    structure), by analysis and options: computed once, shared by every trace
+    replayed from the same plan (:attr:`~pytest_convcheck.tracing.plans.Plan.analyses`),
+    so a model reported again is not analysed again."""
 
     @property
     def spatial(self) -> int:

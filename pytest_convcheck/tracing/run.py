@@ -154,15 +154,18 @@ def _run(
     fallback: str | None = None,
 ) -> Trace:
     trees = tree_signatures(model) if meta else {}
+    root_key = None
     if meta and trees.get("") is not None:
         args, kwargs = inputs.meta(dtype)
         x = args[0] if len(args) == 1 and not kwargs else None
         if isinstance(x, torch.Tensor):
-            plan = caches.plans.get((trees[""], tuple(x.shape), x.dtype))
+            root_key = (trees[""], tuple(x.shape), x.dtype)
+            plan = caches.plans.get(root_key)
             if plan is not None:  # this model was traced on this input before: no copy
                 recorder = Recorder({}, frozenset(), {}, short_circuit=True)
                 recorder.mark(x, MODEL_INPUT)
-                return _finish(model, inputs, recorder, recorder.replay("", x, plan), None)
+                output = recorder.replay("", x, plan)
+                return _finish(model, inputs, recorder, output, None, plan.analyses)
     try:
         work = copy_with(model, "meta" if meta else "cpu")
     except Exception as error:  # an attribute that cannot be deep-copied
@@ -214,11 +217,18 @@ def _run(
             f"{type(model).__name__}.forward failed on input {inputs.describe()} "
             f"({type(error).__name__}: {error})"
         ) from error
-    return _finish(model, inputs, recorder, output, fallback)
+    recorded = caches.plans.get(root_key) if root_key is not None else None
+    analyses = recorded.analyses if recorded is not None else {}
+    return _finish(model, inputs, recorder, output, fallback, analyses)
 
 
 def _finish(
-    model: nn.Module, inputs: Inputs, recorder: Recorder, output: Any, fallback: str | None
+    model: nn.Module,
+    inputs: Inputs,
+    recorder: Recorder,
+    output: Any,
+    fallback: str | None,
+    analyses: dict[Any, Any],
 ) -> Trace:
     """The :class:`Trace` of a recorded run that returned ``output``."""
     outputs = tuple((path, tuple(t.shape)) for path, t in named_output_leaves(output))
@@ -244,6 +254,7 @@ def _finish(
         output_nodes,
         inputs,
         tuple(recorder.size_reads),
+        analyses,
     )
 
 
