@@ -23,6 +23,7 @@ input_size_rule` does). An op whose number of outputs changes with the size
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from pytest_convcheck.effects import Pointwise
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.layers import Shape
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
+from pytest_convcheck.tracing.records import Slot
 
 __all__ = ["NotReplayable", "SizeProgram", "SizeRun"]
 
@@ -171,6 +173,9 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
         if node.op.endswith("_") and shape != ins[0]:
             raise _Refused(f"{where}: an in-place op cannot grow its input to {shape}")
         return (shape,)
+    relaid = _relayout(node, ins)
+    if relaid is not None:
+        return (relaid,)
     tensors = [
         torch.empty(shape, dtype=dtype, device="meta")
         for shape, dtype in zip(ins, node.call.dtypes, strict=True)
@@ -187,6 +192,53 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
             f"one: the model's Python code depends on the size"
         )
     return found
+
+
+def _relayout(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:
+    """The output shape of a ``view``/``reshape``/``flatten``/``contiguous`` of one
+    tensor, computed as torch does (one ``-1`` inferred from the element count);
+    ``None`` for any other call, or arguments of another form (then the op is called
+    again on meta)."""
+    assert node.call is not None
+    call, op = node.call, node.op
+    if len(ins) != 1 or not call.args or type(call.args[0]) is not Slot:
+        return None
+    (shape,) = ins
+    rest = call.args[1:]
+    if op == "contiguous" and not rest and not call.kwargs:
+        return shape
+    numel = math.prod(shape)
+    if op in ("view", "reshape") and not call.kwargs:
+        wanted = rest[0] if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else rest
+        if not all(type(v) is int for v in wanted) or sum(v == -1 for v in wanted) > 1:
+            return None
+        known = math.prod(v for v in wanted if v != -1)
+        if -1 in wanted:
+            if known == 0 or numel % known:
+                raise _Refused(
+                    f"{op} in {node.module or 'forward'}: shape {tuple(wanted)} "
+                    f"is invalid for input of size {numel}"
+                )
+            return tuple(numel // known if v == -1 else v for v in wanted)
+        if known != numel:
+            raise _Refused(
+                f"{op} in {node.module or 'forward'}: shape {tuple(wanted)} is "
+                f"invalid for input of size {numel}"
+            )
+        return tuple(wanted)
+    if op == "flatten":
+        if len(rest) > 2 or set(call.kwargs) - {"start_dim", "end_dim"} or not shape:
+            return None
+        start = rest[0] if rest else call.kwargs.get("start_dim", 0)
+        end = rest[1] if len(rest) > 1 else call.kwargs.get("end_dim", -1)
+        if type(start) is not int or type(end) is not int:
+            return None
+        start, end = start % len(shape), end % len(shape)
+        start, end = start % len(shape), end % len(shape)
+        if start > end:
+            return None
+        return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+    return None
 
 
 def _result_shapes(value: object) -> tuple[Shape, ...]:

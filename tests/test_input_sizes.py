@@ -151,3 +151,26 @@ def test_valid_input_sizes_agrees_with_the_rule_past_what_was_examined() -> None
     sizes = range(1000, 1100)
     assert valid_input_sizes(PoolUNet(), (1, 1, 32, 32), -1, sizes=sizes) == rule.valid(sizes)
     assert rule.valid(sizes) == [n for n in sizes if n % 8 == 0]
+
+
+class Relayouts(nn.Module):
+    """view with -1, reshape with a tuple, flatten by keywords: shapes computed in
+    Python by the replay, each refusing what torch refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2)
+        self.head = nn.Linear(4 * 3 * 7, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).contiguous()
+        y = y.view(2, 4, -1).reshape((2, 4, 3, -1))
+        y = torch.flatten(y, start_dim=1, end_dim=-1)
+        return self.head(y.flatten(1))
+
+
+def test_relayouts_replayed_in_python_match_torch() -> None:
+    rule = input_size_rule(Relayouts(), (2, 1, 7, 15), -1, limit=200)
+    assert rule.method == "replayed from one trace"
+    assert rule.valid(range(1, 60)) == _brute(Relayouts(), (2, 1, 7, 15), -1, range(1, 60))
+    assert rule.describe() == "15–16"

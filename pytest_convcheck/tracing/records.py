@@ -149,7 +149,7 @@ class Trace:
         return text
 
 
-class _Slot(NamedTuple):
+class Slot(NamedTuple):
     """Where the ``position``-th tensor argument of a recorded call goes (its producer
     is ``node.inputs[position]``)."""
 
@@ -157,7 +157,7 @@ class _Slot(NamedTuple):
 
 
 class OpCall(NamedTuple):
-    """How a node's op was called, tensors replaced by :class:`_Slot` markers, so that
+    """How a node's op was called, tensors replaced by :class:`Slot` markers, so that
     it can be called again on tensors of other shapes (see :meth:`again`)."""
 
     func: Callable[..., Any]
@@ -192,11 +192,11 @@ class OpCall(NamedTuple):
 
 
 def _template(value: Any, counter: list[int]) -> Any:
-    """``value`` with each tensor replaced by a :class:`_Slot`, numbered in the order
+    """``value`` with each tensor replaced by a :class:`Slot`, numbered in the order
     :func:`tensors_of` finds them."""
     if isinstance(value, torch.Tensor):
         counter[0] += 1
-        return _Slot(counter[0] - 1)
+        return Slot(counter[0] - 1)
     if isinstance(value, (tuple, list)):
         if not any(isinstance(v, (torch.Tensor, tuple, list, dict)) for v in value):
             return value
@@ -211,10 +211,10 @@ def _template(value: Any, counter: list[int]) -> Any:
 
 
 def _fill(value: Any, tensors: Sequence[torch.Tensor]) -> Any:
-    if type(value) is _Slot:
+    if type(value) is Slot:
         return tensors[value.position]
     if isinstance(value, (tuple, list)):
-        if not any(isinstance(v, (_Slot, tuple, list, dict)) for v in value):
+        if not any(isinstance(v, (Slot, tuple, list, dict)) for v in value):
             return value
         items = [_fill(v, tensors) for v in value]
         return items if isinstance(value, list) else tuple(items)
