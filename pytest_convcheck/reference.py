@@ -13,9 +13,9 @@ and is not:
 * every ``padding_mode`` pads as documented;
 * the transposed convolution is the adjoint of the convolution
   (⟨Ax, y⟩ = ⟨x, Aᵀy⟩) and equals the gradient of the convolution with respect
-  to its input — and it is not its inverse (the article's §一 calls it "the
-  inverse process"): ``transpose_is_not_inverse`` measures how far Aᵀ(Ax) lands
-  from x.
+  to its input — and it is not its inverse (tutorials often call it "the inverse
+  process" of a convolution): ``transpose_is_not_inverse`` measures how far
+  Aᵀ(Ax) lands from x.
 """
 
 from __future__ import annotations

@@ -79,12 +79,16 @@ class TraceCaches:
         self.plans: dict[tuple[Any, ...], Plan] = {}
         self.verified: dict[tuple[Any, ...], _Verified] = {}
         self.trees: dict[tuple[Any, ...], int] = {}
+        # per module class, (len(__dict__), *names of its plain attributes): the fast
+        # path of _module_signature
+        self.configuration_keys: dict[type, tuple[Any, ...]] = {}
 
     def clear(self) -> None:
         """Forget everything: the next trace executes every op again."""
         self.plans.clear()
         self.verified.clear()
         self.trees.clear()
+        self.configuration_keys.clear()
 
     def tree_id(self, signature: tuple[Any, ...]) -> int:
         """The small integer standing for ``signature``."""
@@ -221,9 +225,6 @@ _NOT_CONFIGURATION = (
 )
 
 
-_CONFIGURATION_KEYS: dict[type, tuple[Any, ...]] = {}  # (len(__dict__), *attribute names)
-
-
 def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     """Everything of a leaf module's configuration that can change what its call
     returns, as a hashable key: its class and its plain attributes (``return_indices``,
@@ -235,7 +236,7 @@ def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     instance, read as they are when the instance has exactly those and their values
     hash (plain values and tuples of them); otherwise the full walk."""
     state = module.__dict__
-    keys = _CONFIGURATION_KEYS.get(type(module))
+    keys = caches.configuration_keys.get(type(module))
     if keys is not None and len(state) == keys[0]:
         try:
             values = tuple([state[k] for k in keys[1:]])
@@ -252,7 +253,7 @@ def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
             if type(v) in _PLAIN or (type(v) is tuple and all(type(i) in _PLAIN for i in v))
         ]
         if len(names) == len(found[1]):  # every configuration attribute is plain
-            _CONFIGURATION_KEYS[type(module)] = (len(state), *names)
+            caches.configuration_keys[type(module)] = (len(state), *names)
             return (type(module), tuple(state[k] for k in names))
     return found
 

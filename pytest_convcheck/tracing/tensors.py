@@ -5,8 +5,8 @@ result with their places (:func:`output_leaves`), shapes as text
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -48,19 +48,19 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return found[0] if found else None
 
 
-_OP_NAMES: dict[Any, str] = {}
-
-
 def op_name(func: Callable[..., Any]) -> str:
-    """``F.max_pool2d`` → ``max_pool2d``, ``Tensor.__add__`` → ``add``, ``__iadd__`` → ``add_``."""
+    """``F.max_pool2d`` → ``max_pool2d``, ``Tensor.__add__`` → ``add``, ``__iadd__`` → ``add_``
+    (cached per function: :func:`op_name_of`; unhashable callables are named each time)."""
     try:
-        return _OP_NAMES[func]
-    except (KeyError, TypeError):
-        pass
-    name = _compute_op_name(func)
-    with contextlib.suppress(TypeError):  # an unhashable callable: not cached
-        _OP_NAMES[func] = name
-    return name
+        return op_name_of(func)
+    except TypeError:
+        return _compute_op_name(func)
+
+
+@functools.lru_cache(maxsize=4096)
+def op_name_of(func: Callable[..., Any]) -> str:
+    """:func:`op_name` of a hashable function, cached (``op_name_of.cache_clear()``)."""
+    return _compute_op_name(func)
 
 
 def _compute_op_name(func: Callable[..., Any]) -> str:
