@@ -153,18 +153,19 @@ def _explain(names: tuple[str, ...], model: nn.Module) -> Suspicion:
 class SharingReport:
     """How a model shares weights, and what that does to parameters and compute.
 
-    ``calls``: module name → times called in one forward. ``shared``: groups of
-    parameter names that are one tensor. ``suspicious``: module aliases that are
-    likely accidental. ``unique_parameters`` counts each tensor once (by storage);
-    ``naive_parameters`` counts every registered name (what tools that walk
-    ``named_parameters(remove_duplicate=False)`` report); ``unshared_parameters``
-    is what the model would hold if every call of a reused leaf module had its own
-    copy. ``flops`` is per forward, every call counted, from the rule table.
+    ``calls``: module name → times called in one forward. ``tied``: groups of
+    parameter names that are one tensor (``shared`` reads it under its old name).
+    ``suspicious``: module aliases that are likely accidental. ``unique_parameters``
+    counts each tensor once (by storage); ``naive_parameters`` counts every
+    registered name (what tools that walk ``named_parameters(remove_duplicate=False)``
+    report); ``unshared_parameters`` is what the model would hold if every call of a
+    reused leaf module had its own copy. ``flops`` is per forward, every call
+    counted, from the rule table.
     """
 
     model: str
     calls: dict[str, int]
-    shared: tuple[tuple[str, ...], ...]
+    tied: tuple[tuple[str, ...], ...]
     aliases: tuple[tuple[str, ...], ...]
     suspicious: tuple[Suspicion, ...]
     unique_parameters: int
@@ -178,6 +179,11 @@ class SharingReport:
         """Modules called more than once in one forward."""
         return {name: n for name, n in self.calls.items() if n > 1 and name}
 
+    @property
+    def shared(self) -> tuple[tuple[str, ...], ...]:
+        """The tied groups (:attr:`tied`) under the name README.md documents."""
+        return self.tied
+
     def __str__(self) -> str:
         lines = [
             f"weight sharing of {self.model}: {self.unique_parameters:,} unique parameters "
@@ -190,7 +196,7 @@ class SharingReport:
                 f"  reused: {name} called {count}× — {self.flops_by_module.get(name, 0):,} FLOPs "
                 f"in total (reuse saves parameters, not compute)"
             )
-        for group in self.shared:
+        for group in self.tied:
             lines.append(f"  tied: {', '.join(group)} are one tensor")
         for suspicion in self.suspicious:
             lines.append(f"  suspicious: {suspicion}")

@@ -35,7 +35,7 @@ def test_section_ten_reuse_is_counted_not_flagged() -> None:
     factory, shape = MODELS["s10_conv_reuse"]
     report = sharing(factory(), shape)
     assert report.calls["conv3"] == 2 and report.reused == {"conv3": 2}
-    assert report.shared == () and report.suspicious == ()
+    assert report.tied == () and report.suspicious == ()
     # conv1 60 + conv2 1,020 + conv3 1,220 + fc1 13,050 + fc2 510 parameters
     assert report.unique_parameters == report.naive_parameters == 15_860
     assert report.unshared_parameters == 15_860 + 1_220  # a second conv3 would add 1,220
@@ -77,7 +77,8 @@ def test_module_list_and_two_attributes_are_flagged() -> None:
 def test_tied_weights_are_one_group_and_the_tie_is_checked() -> None:
     model = Tied()
     report = sharing(model, (2, 6))
-    assert report.shared == (("encode.weight", "decode.weight"),)
+    assert report.tied == (("encode.weight", "decode.weight"),)
+    assert report.shared is report.tied  # the name README.md documents
     assert report.suspicious == ()
     assert report.unique_parameters == 36 + 6 + 6
     assert report.naive_parameters == 36 * 2 + 12
