@@ -52,7 +52,7 @@ def convcheck_report(
         def test_decoder(convcheck_report):
             r = convcheck_report(Decoder(), (1, 1, 28, 28))
             assert r.output_shape == (1, 1, 28, 28)
-            assert not r.checkerboard["structural"]
+            assert not r.checkerboard.structural
     """
     from pytest_convcheck.reports import report
 

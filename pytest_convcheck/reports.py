@@ -7,6 +7,15 @@ timings, no device, no weight values (the checkerboard verdict is the structural
 one, which depends on the architecture only), floats rounded to 4 significant
 digits, fractional strides written as ``"1/2"``.
 
+The report holds one typed section per analysis — :class:`FieldSummary`,
+:class:`CheckerboardSummary`, :class:`SharingSummary` — each with its JSON entry
+(``entries()``, the only place its keys are named) and its one text (``str()``,
+the cell that ``str(report)`` and the ``convcheck summary`` table both show; the
+table reads it back from the JSON with ``from_dict``). ``report.checkerboard["structural"]``
+still reads a section as the dict it used to be. The totals are the report's own:
+``flops`` is the sum of its layer rows, ``parameters`` the sharing analysis's count
+with each tensor once.
+
 ``checkerboard.output_imbalance`` is the model's one checkerboard figure,
 :attr:`~pytest_convcheck.checkerboards.CheckerboardReport.imbalance` (the largest
 per-phase overlap ratio over each upsampling layer's own tile, the tile composed
@@ -21,20 +30,30 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from torch import nn
 
-from pytest_convcheck.checkerboards import format_imbalance
+from pytest_convcheck.checkerboards import CheckerboardReport, format_imbalance
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
-from pytest_convcheck.fields import field_of_trace
+from pytest_convcheck.fields import ReceptiveField, field_of_trace
 from pytest_convcheck.tracing import Trace, format_shape, gc_paused, trace, with_sizes
-from pytest_convcheck.weight_sharing import sharing_from_trace
+from pytest_convcheck.weight_sharing import SharingReport, sharing_from_trace
 
-__all__ = ["ConvReport", "LayerRow", "checkerboard_text", "field_text", "report"]
+__all__ = [
+    "CheckerboardSummary",
+    "ConvReport",
+    "FieldSummary",
+    "LayerRow",
+    "SharingSummary",
+    "UpsamplingLayer",
+    "checkerboard_text",
+    "field_text",
+    "report",
+]
 
 SCHEMA = 1
 """Version of :meth:`ConvReport.to_dict`'s layout; bumped when keys change."""
@@ -52,6 +71,232 @@ class LayerRow:
     parameters: int
     flops: int
 
+    def entries(self) -> dict[str, Any]:
+        """The row's entry of ``to_dict()["layers"]``."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "input": _jsonable(self.input_shape),
+            "output": _jsonable(self.output_shape),
+            "parameters": self.parameters,
+            "flops": self.flops,
+        }
+
+
+class _Section:
+    """A report section that still reads as the dict it used to be
+    (``report.checkerboard["structural"]``): ``section[key]`` is
+    ``section.entries()[key]``, unrounded."""
+
+    def entries(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.entries()[key]
+
+
+@dataclass(frozen=True)
+class FieldSummary(_Section):
+    """The receptive field as the report keeps it: per spatial axis ``size``,
+    ``stride`` (a ``Fraction`` after upsampling), ``offset`` and ``whole`` (the
+    output sees the whole axis); ``holes``; ``statistics``, the normalisation layers
+    whose statistics span the input (not counted in the size). ``error`` says why
+    there is no field (no spatial axes, an op the analysis cannot follow)."""
+
+    size: tuple[int, ...] = ()
+    stride: tuple[Fraction | int, ...] = ()
+    offset: tuple[Any, ...] = ()
+    whole: tuple[bool, ...] = ()
+    holes: bool = False
+    statistics: tuple[str, ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def of(cls, field: ReceptiveField) -> FieldSummary:
+        """The section of an analysed field (:func:`~pytest_convcheck.fields.field_of_trace`)."""
+        return cls(
+            tuple(field.size),
+            tuple(field.stride),
+            tuple(field.offset),
+            tuple(field.whole),
+            field.holes,
+            tuple(field.statistics),
+        )
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> FieldSummary:
+        """The section back from its ``to_dict()`` entry (``"1/2"`` strides become
+        fractions again)."""
+        if "error" in entry:
+            return cls(error=str(entry["error"]))
+        return cls(
+            tuple(entry["size"]),
+            tuple(Fraction(s) if isinstance(s, str) else s for s in entry["stride"]),
+            tuple(entry.get("offset", ())),
+            tuple(entry["whole"]),
+            bool(entry["holes"]),
+            tuple(entry.get("statistics", ())),
+        )
+
+    def entries(self) -> dict[str, Any]:
+        """The ``receptive_field`` entry of ``to_dict()`` (``statistics`` only when
+        some norm's statistics span the input), unrounded."""
+        if self.error is not None:
+            return {"error": self.error}
+        found: dict[str, Any] = {
+            "size": list(self.size),
+            "stride": list(self.stride),
+            "offset": list(self.offset),
+            "whole": list(self.whole),
+            "holes": self.holes,
+        }
+        if self.statistics:
+            found["statistics"] = list(self.statistics)
+        return found
+
+    def __str__(self) -> str:
+        """The field in one cell: ``212×212 (stride 32)``, ``all`` for an axis the
+        output sees whole, ``HOLES`` when positions inside the field are unreachable,
+        ``+4 norm stats`` when four normalisation layers' statistics span the input
+        (the size is the data path's), ``—`` when unknown."""
+        if self.error is not None:
+            return "—"
+        sizes = ["all" if w else str(s) for s, w in zip(self.size, self.whole, strict=True)]
+        per_axis = [str(_jsonable(s)) for s in self.stride]
+        strides = per_axis[0] if len(set(per_axis)) == 1 else "×".join(per_axis)
+        text = f"{'×'.join(sizes)} (stride {strides})"
+        if self.statistics:
+            text += f" +{len(self.statistics)} norm stats"
+        return text + " HOLES" if self.holes else text
+
+
+@dataclass(frozen=True)
+class UpsamplingLayer:
+    """An upsampling layer of the checkerboard section: a transposed conv or pixel
+    shuffle (``imbalance``: its own tile's ratio), or an interpolation (with its
+    ``mode``; ratio 1)."""
+
+    name: str
+    kind: str
+    imbalance: float
+    mode: str | None = None  # interpolations only
+
+    def entries(self) -> dict[str, Any]:
+        """The layer's entry of ``upsampling_layers``."""
+        mode = {} if self.mode is None else {"mode": self.mode}
+        return {"name": self.name, "kind": self.kind, **mode, "imbalance": self.imbalance}
+
+
+@dataclass(frozen=True)
+class CheckerboardSummary(_Section):
+    """The structural checkerboard verdict as the report keeps it: ``structural``,
+    ``imbalance`` (the model's one figure,
+    :attr:`~pytest_convcheck.checkerboards.CheckerboardReport.imbalance`; JSON
+    ``output_imbalance``) and the upsampling ``layers``."""
+
+    structural: bool = False
+    imbalance: float = 1.0
+    layers: tuple[UpsamplingLayer, ...] = ()
+
+    @classmethod
+    def of(cls, board: CheckerboardReport) -> CheckerboardSummary:
+        """The section of a checkerboard analysis (the model's one figure, not only
+        the output's)."""
+        layers = [UpsamplingLayer(t.name, t.kind, t.ratio) for t in board.layers]
+        layers += [UpsamplingLayer(i.name, i.kind, i.ratio, i.mode) for i in board.interpolations]
+        return cls(board.structural, board.imbalance, tuple(layers))
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> CheckerboardSummary:
+        """The section back from its ``to_dict()`` entry (``"inf"`` is ∞ again)."""
+        return cls(
+            bool(entry["structural"]),
+            float(entry.get("output_imbalance", 1.0)),
+            tuple(
+                UpsamplingLayer(
+                    layer.get("name", ""),
+                    layer.get("kind", ""),
+                    float(layer.get("imbalance", 1.0)),
+                    layer.get("mode"),
+                )
+                for layer in entry["upsampling_layers"]
+            ),
+        )
+
+    def entries(self) -> dict[str, Any]:
+        """The ``checkerboard`` entry of ``to_dict()``, unrounded."""
+        return {
+            "structural": self.structural,
+            "output_imbalance": self.imbalance,
+            "upsampling_layers": [layer.entries() for layer in self.layers],
+        }
+
+    def __str__(self) -> str:
+        """The verdict in one cell: ``no upsampling``; ``even (interpolation)`` when
+        every upsampling layer interpolates (``nn.Upsample``, ``F.interpolate``: even
+        by construction); ``even``; or ``UNEVEN ×`` the model's imbalance, written as
+        the failure text writes it
+        (:func:`~pytest_convcheck.checkerboards.format_imbalance`)."""
+        if not self.layers:
+            return "no upsampling"
+        if self.structural:
+            return f"UNEVEN ×{format_imbalance(self.imbalance)}"
+        if all(layer.mode is not None for layer in self.layers):
+            return "even (interpolation)"
+        return "even"
+
+
+@dataclass(frozen=True)
+class SharingSummary(_Section):
+    """Weight sharing as the report keeps it: ``reused`` (module → calls, when more
+    than one), ``tied`` (groups of parameter names that are one tensor),
+    ``suspicious`` (groups of module names that are one instance, likely by
+    accident), and the parameter counts of
+    :class:`~pytest_convcheck.weight_sharing.SharingReport` (only
+    ``unshared_parameters`` is in the JSON entry; the others are the report's
+    ``parameters`` and ``naive_parameters``)."""
+
+    reused: dict[str, int]
+    tied: tuple[tuple[str, ...], ...]
+    suspicious: tuple[tuple[str, ...], ...]
+    unique_parameters: int
+    naive_parameters: int
+    unshared_parameters: int
+
+    @classmethod
+    def of(cls, shared: SharingReport) -> SharingSummary:
+        """The section of a sharing analysis."""
+        return cls(
+            shared.reused,
+            shared.tied,
+            tuple(s.names for s in shared.suspicious),
+            shared.unique_parameters,
+            shared.naive_parameters,
+            shared.unshared_parameters,
+        )
+
+    def entries(self) -> dict[str, Any]:
+        """The ``sharing`` entry of ``to_dict()``."""
+        return {
+            "reused": dict(self.reused),
+            "tied": [list(g) for g in self.tied],
+            "suspicious": [list(g) for g in self.suspicious],
+            "unshared_parameters": self.unshared_parameters,
+        }
+
+    def lines(self) -> list[str]:
+        """The lines of ``str(report)`` about sharing (none when nothing is shared)."""
+        found = []
+        if self.reused:
+            found.append(
+                "reused modules: " + ", ".join(f"{k} ×{v}" for k, v in self.reused.items())
+            )
+        if self.tied:
+            found.append(f"tied parameters: {'; '.join(', '.join(g) for g in self.tied)}")
+        if self.suspicious:
+            found.append("suspicious aliases: " + "; ".join(", ".join(g) for g in self.suspicious))
+        return found
+
 
 @dataclass(frozen=True)
 class ConvReport:
@@ -61,14 +306,37 @@ class ConvReport:
     input_shape: tuple[int, ...]
     output_shape: Any
     layers: tuple[LayerRow, ...]
-    parameters: int
-    naive_parameters: int
-    flops: int
-    receptive_field: dict[str, Any]
-    checkerboard: dict[str, Any]
-    sharing: dict[str, Any]
+    receptive_field: FieldSummary
+    checkerboard: CheckerboardSummary
+    sharing: SharingSummary
     notes: tuple[str, ...] = ()
     inputs: str | None = None  # several inputs: all of them; input_shape is the primary's
+
+    @property
+    def parameters(self) -> int:
+        """Parameters of the model, each tensor counted once (tied ones too)."""
+        return self.sharing.unique_parameters
+
+    @property
+    def naive_parameters(self) -> int:
+        """Parameters counted per registered name (what tools that walk
+        ``named_parameters(remove_duplicate=False)`` report)."""
+        return self.sharing.naive_parameters
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of one forward: the sum of the layer rows (every call counted)."""
+        return sum(row.flops for row in self.layers)
+
+    @property
+    def field_text(self) -> str:
+        """The receptive field in one cell (see :class:`FieldSummary`)."""
+        return str(self.receptive_field)
+
+    @property
+    def checkerboard_text(self) -> str:
+        """The checkerboard verdict in one cell (see :class:`CheckerboardSummary`)."""
+        return str(self.checkerboard)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types, in a fixed key order (``inputs`` only for a
@@ -83,20 +351,10 @@ class ConvReport:
             "parameters": self.parameters,
             "naive_parameters": self.naive_parameters,
             "flops": self.flops,
-            "receptive_field": _jsonable(self.receptive_field),
-            "checkerboard": _jsonable(self.checkerboard),
-            "sharing": _jsonable(self.sharing),
-            "layers": [
-                {
-                    "name": row.name,
-                    "kind": row.kind,
-                    "input": _jsonable(row.input_shape),
-                    "output": _jsonable(row.output_shape),
-                    "parameters": row.parameters,
-                    "flops": row.flops,
-                }
-                for row in self.layers
-            ],
+            "receptive_field": _jsonable(self.receptive_field.entries()),
+            "checkerboard": _jsonable(self.checkerboard.entries()),
+            "sharing": _jsonable(self.sharing.entries()),
+            "layers": [row.entries() for row in self.layers],
             "notes": list(self.notes),
         }
 
@@ -106,18 +364,7 @@ class ConvReport:
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
         return _SCALAR_LIST.sub(_one_line, text) + "\n"
 
-    @property
-    def field_text(self) -> str:
-        """The receptive field in one cell (see :func:`field_text`)."""
-        return field_text(self.receptive_field)
-
-    @property
-    def checkerboard_text(self) -> str:
-        """The checkerboard verdict in one cell (see :func:`checkerboard_text`)."""
-        return checkerboard_text(self.checkerboard)
-
     def __str__(self) -> str:
-        shared = self.sharing
         lines = [
             f"{self.model} on input {self.inputs or format_shape(self.input_shape)} → "
             f"{format_shape(self.output_shape)}",
@@ -125,15 +372,7 @@ class ConvReport:
             f"FLOPs {self.flops:,}",
             f"  receptive field {self.field_text}; checkerboard {self.checkerboard_text}",
         ]
-        if shared["reused"]:
-            reused = ", ".join(f"{k} ×{v}" for k, v in shared["reused"].items())
-            lines.append(f"  reused modules: {reused}")
-        if shared["tied"]:
-            lines.append(f"  tied parameters: {'; '.join(', '.join(g) for g in shared['tied'])}")
-        if shared["suspicious"]:
-            lines.append(
-                "  suspicious aliases: " + "; ".join(", ".join(g) for g in shared["suspicious"])
-            )
+        lines += [f"  {line}" for line in self.sharing.lines()]
         header = ("layer", "kind", "input", "output", "params", "FLOPs")
         rows = [
             (
@@ -162,40 +401,18 @@ def _one_line(match: re.Match[str]) -> str:
     return "[" + ", ".join(part.strip() for part in match.group(1).split(",") if part.strip()) + "]"
 
 
-def field_text(field: dict[str, Any]) -> str:
-    """A ``receptive_field`` entry of :meth:`ConvReport.to_dict` in one cell:
-    ``212×212 (stride 32)``, ``all`` for an axis the output sees whole, ``HOLES``
-    when positions inside the field are unreachable, ``+4 norm stats`` when four
-    normalisation layers' statistics span the input (the size is the data path's),
-    ``—`` when unknown."""
-    if "error" in field:
-        return "—"
-    sizes = ["all" if w else str(s) for s, w in zip(field["size"], field["whole"], strict=True)]
-    per_axis = [str(_jsonable(s)) for s in field["stride"]]
-    strides = per_axis[0] if len(set(per_axis)) == 1 else "×".join(per_axis)
-    text = f"{'×'.join(sizes)} (stride {strides})"
-    if field.get("statistics"):
-        # the data path's field; these norms' statistics span the input
-        text += f" +{len(field['statistics'])} norm stats"
-    return text + " HOLES" if field["holes"] else text
+def field_text(field: FieldSummary | Mapping[str, Any]) -> str:
+    """The receptive field in one cell (:meth:`FieldSummary.__str__`), of the section
+    or of its ``to_dict()`` entry."""
+    return str(field if isinstance(field, FieldSummary) else FieldSummary.from_dict(field))
 
 
-def checkerboard_text(board: dict[str, Any]) -> str:
-    """A ``checkerboard`` entry of :meth:`ConvReport.to_dict` in one cell:
-    ``no upsampling``; ``even (interpolation)`` when every upsampling layer
-    interpolates (``nn.Upsample``, ``F.interpolate``: even by construction);
-    ``even``; or ``UNEVEN ×`` the model's imbalance
-    (:attr:`~pytest_convcheck.checkerboards.CheckerboardReport.imbalance`, its
-    ``output_imbalance`` entry), written as the failure text writes it
-    (:func:`~pytest_convcheck.checkerboards.format_imbalance`)."""
-    layers = board["upsampling_layers"]
-    if not layers:
-        return "no upsampling"
-    if board["structural"]:
-        return f"UNEVEN ×{format_imbalance(float(board['output_imbalance']))}"
-    if all("mode" in layer for layer in layers):
-        return "even (interpolation)"
-    return "even"
+def checkerboard_text(board: CheckerboardSummary | Mapping[str, Any]) -> str:
+    """The checkerboard verdict in one cell (:meth:`CheckerboardSummary.__str__`), of
+    the section or of its ``to_dict()`` entry."""
+    if isinstance(board, CheckerboardSummary):
+        return str(board)
+    return str(CheckerboardSummary.from_dict(board))
 
 
 def _round(value: float) -> float | str:
@@ -242,6 +459,18 @@ def _layer_rows(result: Trace, model: nn.Module, node_flops: Sequence[int]) -> t
     return tuple(rows)
 
 
+def _field_section(result: Trace, notes: list[str]) -> FieldSummary:
+    """The receptive field of a trace with spatial axes; its notes go to ``notes``."""
+    try:
+        field = field_of_trace(result, rows=False)
+    except (ValueError, KeyError) as error:
+        return FieldSummary(error=str(error))
+    if field.statistics:
+        notes.append(field.statistics_note())
+    notes += field.notes
+    return FieldSummary.of(field)
+
+
 def report_from_trace(
     result: Trace, model: nn.Module, *, sharing_allow: Sequence[str] = ()
 ) -> ConvReport:
@@ -253,57 +482,21 @@ def report_from_trace(
         notes.append(f"traced on CPU, not meta: {result.fallback}")
     notes += result.disagreements
     if result.spatial >= 1:
-        try:
-            field = field_of_trace(result, rows=False)
-            receptive: dict[str, Any] = {
-                "size": list(field.size),
-                "stride": list(field.stride),
-                "offset": list(field.offset),
-                "whole": list(field.whole),
-                "holes": field.holes,
-            }
-            if field.statistics:
-                # normalisation layers whose statistics span the input (not counted)
-                receptive["statistics"] = list(field.statistics)
-                notes.append(field.statistics_note())
-            notes += field.notes
-        except (ValueError, KeyError) as error:
-            receptive = {"error": str(error)}
-        board = checkerboard_of_trace(result)
-        checker: dict[str, Any] = {
-            "structural": board.structural,
-            # the model's one figure (CheckerboardReport.imbalance), not only the output's
-            "output_imbalance": board.imbalance,
-            "upsampling_layers": [
-                {"name": t.name, "kind": t.kind, "imbalance": t.ratio} for t in board.layers
-            ]
-            + [
-                {"name": i.name, "kind": i.kind, "mode": i.mode, "imbalance": i.ratio}
-                for i in board.interpolations
-            ],
-        }
+        receptive = _field_section(result, notes)
+        checker = CheckerboardSummary.of(checkerboard_of_trace(result))
     else:
-        receptive = {"error": "no spatial axes"}
-        checker = {"structural": False, "output_imbalance": 1.0, "upsampling_layers": []}
+        receptive = FieldSummary(error="no spatial axes")
+        checker = CheckerboardSummary()
     node_flops = [node.flops() for node in result.nodes]
     shared = sharing_from_trace(result, model, allow=sharing_allow, node_flops=node_flops)
-    sharing_dict = {
-        "reused": shared.reused,
-        "tied": [list(g) for g in shared.shared],
-        "suspicious": [list(s.names) for s in shared.suspicious],
-        "unshared_parameters": shared.unshared_parameters,
-    }
     return ConvReport(
         result.model,
         result.input_shape,
         result.output_shape,
         _layer_rows(result, with_sizes(model, result.inputs or result.input_shape), node_flops),
-        shared.unique_parameters,
-        shared.naive_parameters,
-        shared.flops,
         receptive,
         checker,
-        sharing_dict,
+        SharingSummary.of(shared),
         tuple(dict.fromkeys(notes)),
         None if result.inputs is None or result.inputs.single else result.inputs.describe(),
     )

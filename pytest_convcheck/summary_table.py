@@ -71,12 +71,14 @@ def sharing_text(shared: dict[str, Any], layers: list[dict[str, Any]]) -> str:
 
 
 def checkerboard_cell(board: dict[str, Any], findings: dict[str, Any]) -> str:
-    """The structural verdict (:func:`~pytest_convcheck.reports.checkerboard_text`),
-    followed by what a failed ``weights``/``output``/``gradient`` kind found, so that
-    the table never says ``even`` alone where a checkerboard check failed."""
-    from pytest_convcheck.reports import checkerboard_text
+    """The structural verdict (the text of
+    :class:`~pytest_convcheck.reports.CheckerboardSummary`, read back from the
+    report's ``checkerboard`` entry), followed by what a failed
+    ``weights``/``output``/``gradient`` kind found, so that the table never says
+    ``even`` alone where a checkerboard check failed."""
+    from pytest_convcheck.reports import CheckerboardSummary
 
-    text = checkerboard_text(board)
+    text = str(CheckerboardSummary.from_dict(board))
     for kind, found in sorted(findings.get("checkerboard", {}).items()):
         text += f"; {kind.upper()} {found['figure']}"
     return text
@@ -138,7 +140,7 @@ def table_rows(models: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
     model's report as a dict, or ``None``; ``checks``: check → outcome;
     ``findings``: what failed checks found). Imports torch when a model has a
     report."""
-    from pytest_convcheck.reports import field_text
+    from pytest_convcheck.reports import FieldSummary
     from pytest_convcheck.tracing import format_shape
 
     found: list[tuple[str, ...]] = []
@@ -159,7 +161,7 @@ def table_rows(models: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
             (
                 name,
                 format_shape(data["output_shape"]),
-                field_text(data["receptive_field"]),
+                str(FieldSummary.from_dict(data["receptive_field"])),
                 checkerboard_cell(data["checkerboard"], entry.get("findings", {})),
                 sharing_text(data["sharing"], data["layers"]),
                 f"{data['parameters']:,}",

@@ -39,9 +39,9 @@ def test_a_tied_autoencoder_is_shared_where_it_can_be() -> None:
     assert "tied: enc.weight and dec.weight, one tensor of shape (8, 1, 3, 3)" in text
     assert "note: enc.bias (8,) and dec.bias (1,) cannot be tied (different shapes)" in text
     # the other direction: an intended tie is not accidental sharing
-    assert sharing(model, (1, 1, 8, 8)).shared == (("enc.weight", "dec.weight"),)
+    assert sharing(model, (1, 1, 8, 8)).tied == (("enc.weight", "dec.weight"),)
     assert assert_no_accidental_sharing(model, (1, 1, 8, 8)).suspicious == ()
-    assert report(model, (1, 1, 8, 8)).sharing["suspicious"] == []
+    assert report(model, (1, 1, 8, 8)).sharing.suspicious == ()
 
 
 class TwoConvs(nn.Module):
