@@ -100,7 +100,7 @@ def main() -> None:
     torch.set_num_threads(2)
     cases: list[tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = [
         ("small U-Net", SmallUNet, (1, 3, 64, 64)),
-        ("ResNet-50 (trunk+head)", lambda: resnet50(head=True), (1, 3, 64, 224)),
+        ("ResNet-50 (trunk+head)", lambda: resnet50(head=True), (1, 3, 32, 224)),
         *[(name, factory, shape) for name, (factory, shape) in sorted(MODELS.items())],
     ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, widths 1–512")

@@ -236,10 +236,12 @@ def _rule(
         return cache[n]
 
     period = _period(reference, axis) if reference is not None and axis >= 0 else 1
-    # a threshold past which validity repeats with the period, checked twice over, in a
-    # window that covers the described size (a flatten feeding a linear layer takes a
-    # window of sizes around it, e.g. 28–31, wherever the described size is)
-    n_max = min(limit, max(base[dim], period) + 4 * period + 8)
+    # A threshold past which validity repeats with the period, checked twice over. A
+    # flatten feeding a linear layer takes a window of at most one period of sizes
+    # (e.g. 28–31) wherever the described size is: where no size repeats, the window
+    # examined grows to cover the described size; where sizes repeat twice over, no
+    # such window is at work, and the described size only has to agree with the rule.
+    n_max = min(limit, 4 * period + 8)
     while True:
         valid = {n: run(n) is not None for n in range(1, n_max + 1)}
         threshold = next(
@@ -250,9 +252,17 @@ def _rule(
             ),
             None,
         )
-        if threshold is not None or n_max >= limit:
+        if n_max >= limit:
             break
-        n_max = min(limit, n_max * 2)
+        if threshold is not None:
+            t = threshold
+            repeating = any(valid[n] for n in range(t, t + period))
+            described = base[dim] <= n_max - 2 * period
+            n = base[dim]
+            predicted = valid[n] if n < t else valid[t + (n - t) % period]
+            if (repeating or described) and predicted == (run(n) is not None):
+                break
+        n_max = min(limit, max(n_max * 2, base[dim] + 4 * period + 8))
     name = type(model).__name__
     if threshold is None:  # no period below the limit: list what was seen
         seen = tuple(n for n in range(1, n_max + 1) if valid[n])
