@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_convcheck.errors import ComparisonError
+
 __all__ = [
     "Comparison",
     "ComparisonError",
@@ -45,10 +47,6 @@ __all__ = [
 ]
 
 STATS = ("mean", "median", "min", "max")
-
-
-class ComparisonError(ValueError):
-    """The runs cannot be compared; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 
+from pytest_convcheck.errors import DeviceUnavailable
+
 __all__ = ["DeviceUnavailable", "default_device", "resolve_device", "worker_index"]
-
-
-class DeviceUnavailable(RuntimeError):
-    """The requested device does not exist here; the message says why (a skip reason)."""
 
 
 def worker_index() -> int:

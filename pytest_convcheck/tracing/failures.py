@@ -1,7 +1,8 @@
 """How a run of the model fails, in words: :class:`ModelRunError` (the model's own
-code failed), the dtype and device clash hints (:func:`forward_failures`,
-:func:`clash_hint`), :class:`MetaUnsupported` (the meta device cannot run an op: the
-trace re-runs on CPU) and the message for a forward given too few inputs
+code failed; defined in :mod:`pytest_convcheck.errors`, importable from here too),
+the dtype and device clash hints (:func:`forward_failures`, :func:`clash_hint`),
+:class:`MetaUnsupported` (the meta device cannot run an op: the trace re-runs on
+CPU) and the message for a forward given too few inputs
 (:func:`missing_inputs_message`)."""
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_convcheck.errors import ModelRunError as ModelRunError  # its old home
 from pytest_convcheck.errors import ModelStateError, ShapeError
 from pytest_convcheck.inputs import Inputs
-
-
-class ModelRunError(RuntimeError):
-    """The model's own code failed (not a torch op rejecting a shape)."""
-
 
 _DTYPE_CLASH = ("expected scalar type", "same dtype", "dtype", "Double", "Half", "BFloat16")
 _DEVICE_CLASH = ("same device", "Expected all tensors to be on")
