@@ -15,7 +15,7 @@ from torch import nn
 
 from pytest_convcheck.axis_maps import AxisMap, conv_like_map, interpolation_map, transposed_map
 from pytest_convcheck.effects import Effect, Mix, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     AXIS_NAMES,
     Geometry,
@@ -79,25 +79,34 @@ class PoolSpec(Spec):
         lead, spatial = split_spatial(input_shape, n)
         if any(size == 0 for size in input_shape[-n - 1 :]):
             raise ShapeError(
-                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
-                f"dimension; pooling needs a non-empty input."
-                "\n  fix: feed a non-empty input (only the batch may be 0)."
+                problem(
+                    label,
+                    f"input of shape {tuple(input_shape)} has a zero-size non-batch "
+                    f"dimension; pooling needs a non-empty input.",
+                    fix="feed a non-empty input (only the batch may be 0).",
+                )
             )
         for axis, k, s, d, p in zip(
             axes, self.kernel, self.stride, self.dilation, self.padding, strict=True
         ):
             if k <= 0 or s <= 0 or d <= 0 or p < 0:
                 raise ShapeError(
-                    f"{label}: kernel_size, stride and dilation must be positive and padding "
-                    f"non-negative along {axis}, got kernel={k}, stride={s}, dilation={d}, "
-                    f"padding={p}."
-                    "\n  fix: kernel_size, stride and dilation ≥ 1; padding ≥ 0."
+                    problem(
+                        label,
+                        f"kernel_size, stride and dilation must be positive and padding "
+                        f"non-negative along {axis}, got kernel={k}, stride={s}, "
+                        f"dilation={d}, padding={p}.",
+                        fix="kernel_size, stride and dilation ≥ 1; padding ≥ 0.",
+                    )
                 )
             if p > k // 2:
                 raise ShapeError(
-                    f"{label}: padding={p} along {axis} must be at most half the kernel size "
-                    f"(kernel_size // 2 = {k} // 2 = {k // 2}).\n  fix: use padding ≤ {k // 2} "
-                    f"or a larger kernel."
+                    problem(
+                        label,
+                        f"padding={p} along {axis} must be at most half the kernel size "
+                        f"(kernel_size // 2 = {k} // 2 = {k // 2}).",
+                        fix=f"use padding ≤ {k // 2} or a larger kernel.",
+                    )
                 )
         out = []
         for axis, size, k, s, d, p in zip(
@@ -106,13 +115,17 @@ class PoolSpec(Spec):
             o = pool_output_size(size, k, s, p, d, self.ceil_mode)
             if o < 1:
                 eff = d * (k - 1) + 1
+                rounding = "ceil" if self.ceil_mode else "floor"
                 raise ShapeError(
-                    f"{label}: output size along {axis} is too small: out = "
-                    f"{'ceil' if self.ceil_mode else 'floor'}((in + 2p − d(k−1) − 1)/s) + 1 = "
-                    f"{'ceil' if self.ceil_mode else 'floor'}(({size} + {2 * p} − {eff - 1} − 1)"
-                    f"/{s}) + 1 = {o} for input of shape {tuple(input_shape)}.\n  fix: feed at "
-                    f"least {max(eff - 2 * p, 1)} along {axis} (a larger model input), or use a "
-                    f"smaller kernel_size/dilation, or padding."
+                    problem(
+                        label,
+                        f"output size along {axis} is too small: out = "
+                        f"{rounding}((in + 2p − d(k−1) − 1)/s) + 1 = "
+                        f"{rounding}(({size} + {2 * p} − {eff - 1} − 1)/{s}) + 1 = {o} for "
+                        f"input of shape {tuple(input_shape)}.",
+                        fix=f"feed at least {max(eff - 2 * p, 1)} along {axis} (a larger model "
+                        f"input), or use a smaller kernel_size/dilation, or padding.",
+                    )
                 )
             out.append(o)
         if n == 3 and self.family in ("avg", "lp"):
@@ -122,10 +135,13 @@ class PoolSpec(Spec):
             for axis, size, k in zip(axes, spatial, self.kernel, strict=True):
                 if size < k:
                     raise ShapeError(
-                        f"{label}: input size {size} along {axis} is smaller than the kernel "
-                        f"size {k}; 3-D average pooling needs in ≥ kernel_size (padding does "
-                        f"not count) for input of shape {tuple(input_shape)}.\n  fix: feed at "
-                        f"least {k} along {axis}, or use a smaller kernel."
+                        problem(
+                            label,
+                            f"input size {size} along {axis} is smaller than the kernel size "
+                            f"{k}; 3-D average pooling needs in ≥ kernel_size (padding does "
+                            f"not count) for input of shape {tuple(input_shape)}.",
+                            fix=f"feed at least {k} along {axis}, or use a smaller kernel.",
+                        )
                     )
         return (*lead, *out)
 
@@ -184,7 +200,9 @@ def _check_divisor_override(divisor: Any) -> None:
     error into an :class:`InvalidSpec`."""
     if divisor is not None and int(divisor) == 0:
         raise ShapeError(
-            "divisor_override must not be zero.\n  fix: drop it, or give the divisor ≠ 0."
+            problem(
+                None, "divisor_override must not be zero.", fix="drop it, or give the divisor ≠ 0."
+            )
         )
 
 
@@ -202,8 +220,12 @@ def pool_from_module(module: nn.Module) -> PoolSpec:
         # F.lp_pool1d multiplies by kernel_size: a tuple fails in torch with
         # "mul(): argument 'other' must be Tensor, not tuple" (docs: "a single int").
         raise ShapeError(
-            f"kernel_size must be a single int for LPPool1d, got {m.kernel_size!r} (torch "
-            f"fails in mul()).\n  fix: LPPool1d(norm_type, {kernel[0]})."
+            problem(
+                None,
+                f"kernel_size must be a single int for LPPool1d, got {m.kernel_size!r} (torch "
+                f"fails in mul()).",
+                fix=f"LPPool1d(norm_type, {kernel[0]}).",
+            )
         )
     _check_divisor_override(getattr(m, "divisor_override", None))
     return PoolSpec(kind, family, n, kernel, stride, padding, dilation, bool(m.ceil_mode))
@@ -281,8 +303,11 @@ class AdaptivePoolSpec(Spec):
         check_spatial_rank(label, input_shape, n)
         if len(self.output_size) != n:
             raise ShapeError(
-                f"{label}: output_size={self.output_size} must have {n} entries (one per "
-                f"spatial axis).\n  fix: output_size=s or a tuple of {n} sizes."
+                problem(
+                    label,
+                    f"output_size={self.output_size} must have {n} entries (one per spatial axis).",
+                    fix=f"output_size=s or a tuple of {n} sizes.",
+                )
             )
         check_at_least(
             label,
@@ -386,9 +411,12 @@ class FractionalPoolSpec(Spec):
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
         if self.samples is not None and self.samples[1] != dtype:
             raise ShapeError(
-                f"{layer_label(self.kind, name)}: _random_samples are {self.samples[1]} but the "
-                f"input is {dtype}; they must have the same dtype.\n  fix: create the "
-                f"samples with dtype=x.dtype."
+                problem(
+                    layer_label(self.kind, name),
+                    f"_random_samples are {self.samples[1]} but the input is {dtype}; they "
+                    f"must have the same dtype.",
+                    fix="create the samples with dtype=x.dtype.",
+                )
             )
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
@@ -402,9 +430,12 @@ class FractionalPoolSpec(Spec):
             batch = input_shape[0] if len(input_shape) == n + 2 else 1
             if len(shape) != 3 or shape[0] < batch or shape[1] != lead[-1] or shape[2] != n:
                 raise ShapeError(
-                    f"{label}: _random_samples of shape {shape} must be (≥ N, C, {n}) = "
-                    f"(≥ {batch}, {lead[-1]}, {n}) for input {tuple(input_shape)}.\n  fix: "
-                    f"drop _random_samples, or draw them as torch.rand(N, C, {n})."
+                    problem(
+                        label,
+                        f"_random_samples of shape {shape} must be (≥ N, C, {n}) = "
+                        f"(≥ {batch}, {lead[-1]}, {n}) for input {tuple(input_shape)}.",
+                        fix=f"drop _random_samples, or draw them as torch.rand(N, C, {n}).",
+                    )
                 )
         if self.output_size is not None:
             out = self.output_size
@@ -418,11 +449,15 @@ class FractionalPoolSpec(Spec):
             if o + k - 1 > size or (strictly_less and o + k - 1 == size):
                 need = o + k if strictly_less else o + k - 1
                 raise ShapeError(
-                    f"{label}: kernel {k} is too large for output size {o} along {axis}: "
-                    f"out + kernel − 1 = {o} + {k} − 1 = {o + k - 1} must be "
-                    f"{'<' if strictly_less else '≤'} in = {size} (input {tuple(input_shape)}).\n  "
-                    f"fix: feed at least {need} along {axis}, or ask for a smaller output or "
-                    f"kernel."
+                    problem(
+                        label,
+                        f"kernel {k} is too large for output size {o} along {axis}: "
+                        f"out + kernel − 1 = {o} + {k} − 1 = {o + k - 1} must be "
+                        f"{'<' if strictly_less else '≤'} in = {size} "
+                        f"(input {tuple(input_shape)}).",
+                        fix=f"feed at least {need} along {axis}, or ask for a smaller output "
+                        f"or kernel.",
+                    )
                 )
         return (*lead, *out)
 
@@ -432,8 +467,11 @@ def _fractional_pool_spec(
 ) -> FractionalPoolSpec:
     if size is None and ratio is None:
         raise ShapeError(
-            "needs either output_size or output_ratio.\n  fix: give one of them, e.g. "
-            "output_ratio=0.5."
+            problem(
+                None,
+                "needs either output_size or output_ratio.",
+                fix="give one of them, e.g. output_ratio=0.5.",
+            )
         )
     ratios = None
     if size is None:
@@ -443,8 +481,11 @@ def _fractional_pool_spec(
         ratios = tuple(float(r) for r in items)
         if len(ratios) != n:
             raise ShapeError(
-                f"output_ratio={ratio!r} must have {n} entries."
-                "\n  fix: give one ratio, or one per axis."
+                problem(
+                    None,
+                    f"output_ratio={ratio!r} must have {n} entries.",
+                    fix="give one ratio, or one per axis.",
+                )
             )
     return FractionalPoolSpec(
         kind,
@@ -545,9 +586,13 @@ class UnpoolSpec(Spec):
             check_at_least(label, "stride", self.stride, 1, "use stride ≥ 1.")
         if self.indices_shape is not None and self.indices_shape != tuple(input_shape):
             raise ShapeError(
-                f"{label}: indices of shape {self.indices_shape} must have the input's shape "
-                f"{tuple(input_shape)}.\n  fix: pass the indices that the matching "
-                f"MaxPool (return_indices=True) returned with this tensor."
+                problem(
+                    label,
+                    f"indices of shape {self.indices_shape} must have the input's shape "
+                    f"{tuple(input_shape)}.",
+                    fix="pass the indices that the matching MaxPool (return_indices=True) "
+                    "returned with this tensor.",
+                )
             )
         check_non_empty(label, input_shape, n, "unpooling")
         lead, spatial = split_spatial(input_shape, n)
@@ -563,23 +608,33 @@ class UnpoolSpec(Spec):
                 wanted = wanted[2:]
             if len(wanted) != n:
                 raise ShapeError(
-                    f"{label}: output_size {self.output_size} must have {n} or {n + 2} "
-                    f"entries.\n  fix: pass the size of the tensor that was pooled."
+                    problem(
+                        label,
+                        f"output_size {self.output_size} must have {n} or {n + 2} entries.",
+                        fix="pass the size of the tensor that was pooled.",
+                    )
                 )
             for axis, want, base, s in zip(
                 AXIS_NAMES[n], wanted, default, self.stride, strict=True
             ):
                 if not base - s < want < base + s:
                     raise ShapeError(
-                        f"{label}: output_size {want} along {axis} is out of reach: it must "
-                        f"lie strictly between (in−1)·s + k − 2p ∓ s = {base - s} and "
-                        f"{base + s}.\n  fix: pass the size of the tensor that was pooled."
+                        problem(
+                            label,
+                            f"output_size {want} along {axis} is out of reach: it must lie "
+                            f"strictly between (in−1)·s + k − 2p ∓ s = {base - s} and "
+                            f"{base + s}.",
+                            fix="pass the size of the tensor that was pooled.",
+                        )
                     )
             out = tuple(wanted)
         if any(o < 0 for o in out):
             raise ShapeError(
-                f"{label}: output size {out} is negative: out = (in − 1)·s + k − 2p must be "
-                f"≥ 0.\n  fix: reduce padding or feed a larger input."
+                problem(
+                    label,
+                    f"output size {out} is negative: out = (in − 1)·s + k − 2p must be ≥ 0.",
+                    fix="reduce padding or feed a larger input.",
+                )
             )
         return (*lead, *out)
 
