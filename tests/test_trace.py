@@ -264,7 +264,7 @@ def test_in_place_residual_add_through_every_analysis() -> None:
 
 # --------------------------------------------------------------------------- slicing
 
-from hypothesis import given  # noqa: E402
+from hypothesis import assume, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from pytest_convcheck.errors import ShapeError  # noqa: E402
@@ -300,9 +300,8 @@ def test_slice_rule_matches_torch(case: tuple[tuple[int, ...], tuple[object, ...
 def test_narrow_rule_matches_torch(
     shape: tuple[int, ...], dim: int, start: int, length: int
 ) -> None:
+    assume(-len(shape) <= dim < len(shape))  # else torch's own dim error; no rule for it
     x = torch.empty(shape)
-    if not -len(shape) <= dim < len(shape):
-        return  # torch's own dim error; no rule is made for it
     spec = spec_for_call(torch.narrow, (x, dim, start, length), {})
     assert isinstance(spec, SliceSpec)
     try:
