@@ -40,6 +40,7 @@ from torch import nn
 from pytest_convcheck.checkerboards import CheckerboardReport, format_imbalance
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
 from pytest_convcheck.fields import ReceptiveField, field_of_trace
+from pytest_convcheck.module_index import ModuleIndex
 from pytest_convcheck.tracing import Trace, format_shape, gc_paused, trace, with_sizes
 from pytest_convcheck.weight_sharing import SharingReport, sharing_from_trace
 
@@ -435,8 +436,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _layer_rows(result: Trace, model: nn.Module, node_flops: Sequence[int]) -> tuple[LayerRow, ...]:
-    modules = dict(model.named_modules())
+def _layer_rows(
+    result: Trace, index: ModuleIndex, node_flops: Sequence[int]
+) -> tuple[LayerRow, ...]:
+    modules = dict(index.modules)
     counted: dict[int, int] = {}  # module id → parameters (a reused module is counted once)
 
     def parameters_of(module: nn.Module) -> int:
@@ -488,12 +491,17 @@ def report_from_trace(
         receptive = FieldSummary(error="no spatial axes")
         checker = CheckerboardSummary()
     node_flops = [node.flops() for node in result.nodes]
-    shared = sharing_from_trace(result, model, allow=sharing_allow, node_flops=node_flops)
+    index = ModuleIndex.of(model)
+    shared = sharing_from_trace(
+        result, model, allow=sharing_allow, node_flops=node_flops, index=index
+    )
+    if index.lazy:  # parameters counted on a copy whose lazy layers have their shapes
+        index = ModuleIndex.of(with_sizes(model, result.inputs or result.input_shape))
     return ConvReport(
         result.model,
         result.input_shape,
         result.output_shape,
-        _layer_rows(result, with_sizes(model, result.inputs or result.input_shape), node_flops),
+        _layer_rows(result, index, node_flops),
         receptive,
         checker,
         SharingSummary.of(shared),

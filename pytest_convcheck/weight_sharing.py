@@ -29,6 +29,7 @@ from torch import nn
 
 from pytest_convcheck.calls import Call, as_call, build_call, call_model, fresh_call, output_tensors
 from pytest_convcheck.inputs import as_inputs
+from pytest_convcheck.module_index import ModuleIndex
 from pytest_convcheck.tracing import Trace, materialized_copy, trace, with_sizes
 
 __all__ = [
@@ -86,10 +87,10 @@ def _tensor_groups(
     return tuple(tuple(names) for names in groups.values() if len(names) > 1), unique
 
 
-def _module_aliases(model: nn.Module) -> list[tuple[str, ...]]:
+def _module_aliases(index: ModuleIndex) -> list[tuple[str, ...]]:
     """Top-most groups of module names that are one object."""
     by_id: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
+    for name, module in index.modules:
         if name:
             by_id.setdefault(id(module), []).append(name)
     groups = [tuple(names) for names in by_id.values() if len(names) > 1]
@@ -225,11 +226,14 @@ def sharing_from_trace(
     *,
     allow: Sequence[str] = (),
     node_flops: Sequence[int] | None = None,
+    index: ModuleIndex | None = None,
 ) -> SharingReport:
     """The sharing report from a trace of ``model`` (see :func:`sharing`);
-    ``node_flops``: each node's FLOPs when the caller has them already."""
+    ``node_flops``: each node's FLOPs and ``index``: the model's
+    :class:`~pytest_convcheck.module_index.ModuleIndex`, when the caller has them."""
     described = result.inputs if result.inputs is not None else result.input_shape
-    aliases = _module_aliases(model)
+    index = index if index is not None else ModuleIndex.of(model)
+    aliases = _module_aliases(index)
     allowed = set(allow)
     # aliasing a module without parameters or buffers (one ReLU or Identity under two
     # names, as in MONAI's SegResNet) shares nothing: it stays in .aliases, as a note
@@ -238,16 +242,24 @@ def sharing_from_trace(
         for group in aliases
         if not allowed.intersection(group) and _holds_state(model.get_submodule(group[0]))
     )
-    counted = with_sizes(model, described)
-    lazy = counted is not model
-    named = list(counted.named_parameters(remove_duplicate=False))  # one walk for all counts
+    lazy = index.lazy
+    named = (  # one walk for all counts
+        list(with_sizes(model, described).named_parameters(remove_duplicate=False))
+        if lazy
+        else index.parameters
+    )
     groups, unique = _tensor_groups(named)
     naive = sum(p.numel() for _, p in named)
     unshared = unique
+    modules = dict(index.modules) if not lazy else {}
     for name, count in result.calls.items():
         if count > 1 and name:
-            prefix = f"{name}."
-            once = {id(p): p.numel() for n, p in named if n.startswith(prefix)}
+            module = modules.get(name)
+            if module is not None:
+                once = {id(p): p.numel() for p in module.parameters()}
+            else:  # a lazy model: its parameters have sizes on the copy only
+                prefix = f"{name}."
+                once = {id(p): p.numel() for n, p in named if n.startswith(prefix)}
             unshared += (count - 1) * sum(once.values())
     flops_by_module: dict[str, int] = {}
     total = 0

@@ -1,0 +1,55 @@
+"""One walk of a model's module tree, shared by the analyses that read the model.
+
+``nn.Module.named_modules``/``named_parameters`` are recursive generators: on a
+300-module timm model each walk costs about a millisecond, and a report needs
+several (module aliases, parameter ties and counts, per-row parameters, lazy
+layers). :class:`ModuleIndex` walks once, with a stack, and keeps what those
+walks would yield, in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pytest_convcheck.layers import is_lazy
+
+__all__ = ["ModuleIndex"]
+
+
+@dataclass(frozen=True)
+class ModuleIndex:
+    """What one walk of ``model`` found.
+
+    - ``modules``: ``model.named_modules(remove_duplicate=False)``, in its order
+      (a module registered under two names appears twice);
+    - ``parameters``: ``model.named_parameters(remove_duplicate=False)``, in its order;
+    - ``lazy``: some module still has uninitialised (lazy) parameters.
+    """
+
+    model: nn.Module
+    modules: tuple[tuple[str, nn.Module], ...]
+    parameters: tuple[tuple[str, torch.Tensor], ...]
+    lazy: bool
+
+    @classmethod
+    def of(cls, model: nn.Module) -> ModuleIndex:
+        modules: list[tuple[str, nn.Module]] = []
+        parameters: list[tuple[str, torch.Tensor]] = []
+        lazy = False
+        stack: list[tuple[str, nn.Module]] = [("", model)]
+        while stack:
+            name, module = stack.pop()
+            modules.append((name, module))
+            lazy = lazy or is_lazy(module)
+            prefix = f"{name}." if name else ""
+            for key, tensor in module._parameters.items():
+                if tensor is not None:
+                    parameters.append((prefix + key, tensor))
+            children = [
+                (prefix + key, child) for key, child in module._modules.items() if child is not None
+            ]
+            stack.extend(reversed(children))
+        return cls(model, tuple(modules), tuple(parameters), lazy)
