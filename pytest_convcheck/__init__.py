@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "ShapeError": "pytest_convcheck.errors",
     "ModelStateError": "pytest_convcheck.errors",
     "MeasurementRefused": "pytest_convcheck.errors",
-    "ModelRunError": "pytest_convcheck.tracing",
+    "ModelRunError": "pytest_convcheck.errors",
     "output_shape": "pytest_convcheck.layers",
     "Geometry": "pytest_convcheck.layers",
     "trace": "pytest_convcheck.tracing",
