@@ -10,8 +10,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+from pathlib import Path
 
+import _pytest.pytester
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -35,3 +39,46 @@ settings.register_profile(
     suppress_health_check=_COMMON["suppress_health_check"],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# In-process pytester runs (``runpytest_inprocess``) restore ``sys.modules`` after each
+# run and each test, dropping every module imported meanwhile: a torch or matplotlib
+# submodule first imported inside a run would be imported again, as a second module
+# object, by whichever test comes next (an order-dependent state). Libraries (this
+# environment's site-packages, the standard library) and the package under test stay
+# loaded, as in any one process; modules of the pytester projects (mymodels, …) are
+# still dropped, so no run sees another's. The plugin keeps no state in its modules
+# across sessions: its per-run state lives on the config, its caches are cleared at
+# session start.
+_LIBRARY_ROOTS = tuple(
+    str(Path(root).resolve())
+    for root in {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        Path(__file__).parents[1] / "pytest_convcheck",
+    }
+)
+
+
+@functools.cache
+def _library_file(file: str) -> bool:
+    return str(Path(file).resolve()).startswith(_LIBRARY_ROOTS)
+
+
+def _is_library(name: str) -> bool:
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if file is not None:
+        return _library_file(file)
+    top = name.partition(".")[0]  # no file (torch._C._nn, a builtin): its package's
+    return top in sys.builtin_module_names or (top != name and _is_library(top))
+
+
+class _LibrariesStayLoaded(_pytest.pytester.SysModulesSnapshot):
+    def __init__(self, preserve=None) -> None:
+        super().__init__(
+            preserve=lambda name: _is_library(name) or bool(preserve and preserve(name))
+        )
+
+
+_pytest.pytester.SysModulesSnapshot = _LibrariesStayLoaded  # type: ignore[misc]

@@ -1,7 +1,8 @@
 """Benchmark helpers: the rule table's FLOPs against ``torch.utils.flop_counter``,
-the timed step, and the ``conv_benchmark`` fixture as users run it (pytester, in a
-subprocess): extra_info, ``--benchmark-disable``, xdist, the regression workflow
-and the refusal to compare runs of different devices."""
+the timed step, and the ``conv_benchmark`` fixture as users run it (pytester
+in-process; xdist and the regression gate in subprocesses): extra_info,
+``--benchmark-disable``, xdist, the regression workflow and the refusal to compare
+runs of different devices."""
 
 from __future__ import annotations
 
@@ -258,13 +259,18 @@ def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def bench_project(pytester: pytest.Pytester) -> pytest.Pytester:
+def bench_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    from pytest_convcheck import benchmarking
+
+    # The matmul peak is measured once per process and reported by every run of that
+    # process: in-process runs start, as a fresh process would, without one.
+    monkeypatch.setattr(benchmarking, "_PEAKS", {})
     pytester.makepyfile(test_bench=BENCH_TESTS)
     return pytester
 
 
 def test_fixture_records_flops_rate_and_roofline(bench_project: pytest.Pytester) -> None:
-    result = bench_project.runpytest_subprocess(*FAST, "--benchmark-json=out.json")
+    result = bench_project.runpytest_inprocess(*FAST, "--benchmark-json=out.json")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
@@ -290,7 +296,9 @@ def test_fixture_records_flops_rate_and_roofline(bench_project: pytest.Pytester)
 def test_fixture_runs_untimed_when_benchmarks_are_off(
     bench_project: pytest.Pytester, mode: list[str]
 ) -> None:
-    result = bench_project.runpytest_subprocess(*FAST, *mode, "-k", "not bad and not twice")
+    # xdist starts worker processes either way: only that run needs a subprocess
+    run = bench_project.runpytest_subprocess if "-n" in mode else bench_project.runpytest_inprocess
+    result = run(*FAST, *mode, "-k", "not bad and not twice")
     result.assert_outcomes(passed=2)
     assert "convcheck roofline" not in result.stdout.str()
 
@@ -341,13 +349,13 @@ def test_regression_workflow_flags_a_slowdown_and_refuses_other_devices(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_speed=REGRESSION_TESTS)
-    base = pytester.runpytest_subprocess(*FAST, CPU_TIMER, STORE, "--benchmark-autosave")
+    base = pytester.runpytest_inprocess(*FAST, CPU_TIMER, STORE, "--benchmark-autosave")
     base.assert_outcomes(passed=2)
     saved = list((pytester.path / "store").rglob("*.json"))
     assert len(saved) == 1
 
     monkeypatch.setenv("SLOWDOWN", "3")
-    slowed = pytester.runpytest_subprocess(*FAST, CPU_TIMER, STORE, *COMPARE)
+    slowed = pytester.runpytest_inprocess(*FAST, CPU_TIMER, STORE, *COMPARE)
     assert slowed.ret != 0  # pytest-benchmark lists regressions on stderr
     slowed.stderr.fnmatch_lines(
         ["Performance has regressed:", "*test_slowed*Field 'mean' has failed*"]
@@ -358,7 +366,7 @@ def test_regression_workflow_flags_a_slowdown_and_refuses_other_devices(
         bench["extra_info"]["environment"] = "cuda: NVIDIA H100 80GB HBM3"
     saved[0].write_text(json.dumps(run))
     monkeypatch.setenv("SLOWDOWN", "1")
-    foreign = pytester.runpytest_subprocess(*FAST, CPU_TIMER, STORE, *COMPARE)
+    foreign = pytester.runpytest_inprocess(*FAST, CPU_TIMER, STORE, *COMPARE)
     foreign.assert_outcomes(failed=2)
     foreign.stdout.fnmatch_lines(
         ["*measured on 'cuda: NVIDIA H100 80GB HBM3'; this run is on 'cpu'*never compared*"]
@@ -536,6 +544,9 @@ def test_regression_gate_confirms_a_real_slowdown_and_clears_a_lucky_baseline(
     # runs beside others on 2 cores, where a 4 ms busy wait once measured 10 ms.
     (repo / "benchmarks" / "slowdown.txt").write_text("10")
     env["CONVCHECK_GATE_THRESHOLD"] = "50"
+    # Two A/B rounds (the default is 3): still interleaved and averaged per side,
+    # each run a fresh process (the gate's design), two fewer pytest starts.
+    env["CONVCHECK_GATE_ROUNDS"] = "2"
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slower")
 
     gate = subprocess.run(
@@ -545,7 +556,7 @@ def test_regression_gate_confirms_a_real_slowdown_and_clears_a_lucky_baseline(
     out = gate.stdout
     assert gate.returncode == 1, out + gate.stderr
     assert "regression_gate: 2 benchmark(s) more than 50 % slower:" in out
-    assert "A/B, interleaved, 3 run(s) per side" in out
+    assert "A/B, interleaved, 2 run(s) per side" in out
     rows = {line.split("`")[1]: line for line in out.splitlines() if line.startswith("| `")}
     assert rows["test_slowed"].endswith("| **regression** |")
     assert "regression" not in rows["test_steady"]  # cleared (same, or faster under load)

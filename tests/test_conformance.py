@@ -13,7 +13,7 @@ def test_conformance_suite_passes_on_this_torch(pytester: pytest.Pytester) -> No
     # the whole suite wired as users run it, in an empty project on CPU; 3 examples per
     # item: the rule families themselves are fuzzed by tests/test_layers_property.py,
     # and the README's figure is the full run (100 examples per item)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest_inprocess(
         "--convcheck-conformance", "--convcheck-conformance-examples", "3", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=len(CONFORMANCE))
@@ -23,7 +23,7 @@ def test_conformance_suite_passes_on_this_torch(pytester: pytest.Pytester) -> No
 def test_conformance_on_a_missing_device_skips_with_the_reason(pytester: pytest.Pytester):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the suite would run")
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest_inprocess(
         "--convcheck-conformance", "--convcheck-device", "cuda", "-rs", "-k", "cross_correlation"
     )
     result.assert_outcomes(skipped=1, deselected=len(CONFORMANCE) - 1)
@@ -88,12 +88,12 @@ def test_gpu_marker_skips_without_cuda_or_fails_when_required(
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     pytester.makepyfile(test_gpu=GPU_TESTS)
-    result = pytester.runpytest_subprocess("-rs")
+    result = pytester.runpytest_inprocess("-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*needs a CUDA device; torch * sees none*"])
-    result = pytester.runpytest_subprocess("-rs", "--convcheck-device", "cuda")
+    result = pytester.runpytest_inprocess("-rs", "--convcheck-device", "cuda")
     result.assert_outcomes(skipped=2)  # the fixture skips too: the device is not here
     monkeypatch.setenv("CONVCHECK_REQUIRE_GPU", "1")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     result.assert_outcomes(passed=1, errors=1)  # fails in setup: an error, exit code 1
     result.stdout.fnmatch_lines(["*CONVCHECK_REQUIRE_GPU=1 requires one*"])

@@ -60,7 +60,7 @@ def test_plain_pytest_run_with_the_plugin_never_imports_torch(pytester: pytest.P
 
 
 def test_help_lists_the_option_group(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines(["*convolution semantics checks*", "*--convcheck *"])
 
 

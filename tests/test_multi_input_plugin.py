@@ -1,5 +1,5 @@
 """Models with several inputs, keyword inputs, integer inputs and example-input
-factories, run as users run them (``pytest --convcheck`` in a subprocess) and
+factories, run as users run them (``pytest --convcheck``, pytester in-process) and
 through the analyses (issue #17)."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _project(pytester: pytest.Pytester, config: str) -> None:
 
 def test_multi_input_models_pass_every_default_check(pytester: pytest.Pytester) -> None:
     _project(pytester, CONFIG)
-    result = pytester.runpytest_subprocess("--convcheck", "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_inprocess("--convcheck", "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=35)
     assert "INTERNALERROR" not in result.stdout.str()
 
@@ -170,7 +170,7 @@ input = [2, 3, 16, 16]
 checks = ["layout"]
 """,
     )
-    result = pytester.runpytest_subprocess("--convcheck", "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_inprocess("--convcheck", "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(failed=2)
     text = result.stdout.str()
     assert "pooled" in text and "flat" in text
@@ -187,9 +187,9 @@ convcheck_models =
     unet mymodels:TimestepUNet sample=2,4,16,16;timestep=2:int64 checks=shapes,batch
 """
     )
-    result = pytester.runpytest_subprocess("--convcheck", "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_inprocess("--convcheck", "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=4)
-    cli = pytester.runpytest_subprocess(
+    cli = pytester.runpytest_inprocess(
         "--convcheck",
         "-p",
         "no:cacheprovider",
@@ -214,7 +214,7 @@ input = [2, 3, 16, 16]
 checks = ["shapes"]
 """,
     )
-    result = pytester.runpytest_subprocess("--convcheck", "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_inprocess("--convcheck", "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*Inpaint.forward needs 1 more input(s): mask*", "*fix: describe every input*mask*"]

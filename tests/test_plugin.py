@@ -1,4 +1,6 @@
-"""``pytest --convcheck`` as users run it: pytester in a subprocess."""
+"""``pytest --convcheck`` as users run it: pytester in-process (each run a fresh
+config; per-process model caches are cleared at session start), in a subprocess
+where a process boundary is what a test is about (xdist, one build per process)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
         expect_output = [2, 1, 28, 28]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
+    result = pytester.runpytest_inprocess("--convcheck", "--collect-only", "-q")
     result.stdout.fnmatch_lines(
         [
             "convcheck::good::shapes",
@@ -38,7 +40,7 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
         ]
     )
     # first run: green, the snapshot item skipped with how to start pinning
-    result = pytester.runpytest_subprocess("--convcheck", "-rs")
+    result = pytester.runpytest_inprocess("--convcheck", "-rs")
     result.assert_outcomes(passed=7, skipped=1)
     result.stdout.fnmatch_lines(
         ["1 convcheck snapshot missing (skipped): run pytest --convcheck --snapshot-update*"]
@@ -50,16 +52,16 @@ def test_items_per_model_and_check(pytester: pytest.Pytester) -> None:
         ]
     )
     # CI opts into strictness
-    result = pytester.runpytest_subprocess("--convcheck", "--convcheck-snapshot-strict")
+    result = pytester.runpytest_inprocess("--convcheck", "--convcheck-snapshot-strict")
     result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines(["*no snapshot at*good.json*", "*--snapshot-update*"])
-    result = pytester.runpytest_subprocess("--convcheck", "-o", "convcheck_snapshot_strict=true")
+    result = pytester.runpytest_inprocess("--convcheck", "-o", "convcheck_snapshot_strict=true")
     result.assert_outcomes(passed=7, failed=1)
-    result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
+    result = pytester.runpytest_inprocess("--convcheck", "--snapshot-update")
     result.assert_outcomes(passed=8)
     snapshot = pytester.path / "__snapshots__" / "convcheck" / "good.json"
     assert '"output_shape": [2, 1, 28, 28]' in snapshot.read_text()
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(passed=8)
 
 
@@ -72,7 +74,7 @@ def test_without_the_flag_nothing_is_added(pytester: pytest.Pytester) -> None:
         input = [2, 1, 28, 28]
     """,
     )
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
@@ -86,7 +88,7 @@ def test_wrong_output_size_fails_with_the_trace(pytester: pytest.Pytester) -> No
         expect_output = [2, 1, 28, 28]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck", "-k", "shapes")
+    result = pytester.runpytest_inprocess("--convcheck", "-k", "shapes")
     result.assert_outcomes(failed=1, deselected=7)
     result.stdout.fnmatch_lines(["collected 8 items / 7 deselected / 1 selected"])
     result.stdout.fnmatch_lines(
@@ -109,7 +111,7 @@ def test_batch_mixing_view_is_caught(pytester: pytest.Pytester) -> None:
         checks = ["batch"]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*a batch of 9 went in, output 4×3 came out*the batch dimension changed at view*"]
@@ -128,14 +130,14 @@ def test_allowed_check_is_reported_not_failed(pytester: pytest.Pytester) -> None
         allow = ["shapes"]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck", "-rx")
+    result = pytester.runpytest_inprocess("--convcheck", "-rx")
     result.assert_outcomes(xfailed=1)
     result.stdout.fnmatch_lines(["*allowed in config*", "*got 1×1×29×29*"])
 
 
 def test_command_line_model(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(mymodels=MODELS_PY)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest_inprocess(
         "--convcheck",
         "--convcheck-model",
         "mymodels:Good",
@@ -162,7 +164,7 @@ def test_receptive_field_bounds_and_holes(pytester: pytest.Pytester) -> None:
         checks = ["receptive_field"]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [
@@ -195,9 +197,9 @@ def test_checkerboard_check_and_kinds(pytester: pytest.Pytester) -> None:
         checkerboard_kinds = ["spectrum"]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck", "--collect-only", "-q")
+    result = pytester.runpytest_inprocess("--convcheck", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["convcheck::typo::config"])
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(
         [
@@ -224,7 +226,7 @@ def test_sharing_check_flags_repeated_blocks(pytester: pytest.Pytester) -> None:
         sharing_allow = ["0"]
     """,
     )
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*`0`, `1` and `2` are one Sequential object: `[[]block[]] * 3`*"])
 
@@ -241,7 +243,7 @@ def test_models_from_an_ini_file(pytester: pytest.Pytester) -> None:
             bad mymodels:Good
         """
     )
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(
         [
@@ -301,7 +303,7 @@ class Sized(nn.Module):
             ini mymodels:Sized 2,1,8,8 kwargs.width=5 expect_output=2,2 checks=shapes
         """
     )
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(passed=2)
 
 
@@ -346,7 +348,8 @@ def test_the_json_report_is_the_same_with_and_without_xdist(pytester: pytest.Pyt
     reports = []
     for workers in ("0", "2"):
         target = pytester.path / f"report-{workers}.json"
-        result = pytester.runpytest_subprocess(
+        run = pytester.runpytest_inprocess if workers == "0" else pytester.runpytest_subprocess
+        result = run(
             "--convcheck", "-p", "no:randomly", "-n", workers, "--convcheck-report", str(target)
         )
         assert result.ret == 1  # planted bugs fail
@@ -369,24 +372,24 @@ def test_unused_snapshots_are_reported_and_deleted_with_counts(pytester: pytest.
     """,
     )
     folder = pytester.path / "__snapshots__" / "convcheck"
-    result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
+    result = pytester.runpytest_inprocess("--convcheck", "--snapshot-update")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["1 convcheck snapshot written."])
     (folder / "removed_model.json").write_text("{}\n")
     (folder / "good.json").write_text("{}\n")
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*1 convcheck snapshot unused (removed_model.json)*--snapshot-update to delete it."]
     )
     assert (folder / "removed_model.json").exists()
-    result = pytester.runpytest_subprocess("--convcheck", "--snapshot-update")
+    result = pytester.runpytest_inprocess("--convcheck", "--snapshot-update")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         ["1 convcheck snapshot updated. 1 unused convcheck snapshot deleted (removed_model.json)."]
     )
     assert not (folder / "removed_model.json").exists()
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.stdout.fnmatch_lines(["1 convcheck snapshot passed."])
 
 
@@ -411,9 +414,9 @@ def counted():
         checks = ["shapes", "batch", "receptive_field", "sharing"]
         """
     )
-    result = pytester.runpytest_subprocess("--convcheck")
+    result = pytester.runpytest_inprocess("--convcheck")
     result.assert_outcomes(passed=4)
-    result = pytester.runpytest_subprocess("--convcheck", "-k", "batch")
+    result = pytester.runpytest_subprocess("--convcheck", "-k", "batch")  # a fresh process
     result.assert_outcomes(passed=1, deselected=3)
     calls = (pytester.path / "calls.txt").read_text().splitlines()
     assert len(calls) == 2  # once per process

@@ -345,7 +345,7 @@ def test_shapes_check_fails_for_layers_torch_refuses(pytester: pytest.Pytester) 
             """
         ),
     )
-    result = pytester.runpytest_subprocess("--convcheck", "-p", "no:randomly")
+    result = pytester.runpytest_inprocess("--convcheck", "-p", "no:randomly")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         ["*padding must be ≥ 0 along every axis*", "*dilation must be ≥ 1 along every axis*"]

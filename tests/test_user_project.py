@@ -1,4 +1,4 @@
-"""``examples/user_project`` run as its users run it (pytester, in a subprocess):
+"""``examples/user_project`` run as its users run it (pytester in-process; xdist in a subprocess):
 exact outcomes, the key failure lines, the summary (once, also under xdist), the
 JSON report and the pictures of failed checks."""
 
@@ -36,7 +36,7 @@ FAILED = [
 
 
 def test_planted_bugs_are_found_and_the_sound_model_passes(user_project: pytest.Pytester):
-    result = user_project.runpytest_subprocess("--convcheck", "-p", "no:cacheprovider")
+    result = user_project.runpytest_inprocess("--convcheck", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=16, failed=5)
     result.stdout.fnmatch_lines(FAILED, consecutive=False)
     result.stdout.fnmatch_lines(
@@ -64,7 +64,7 @@ def test_planted_bugs_are_found_and_the_sound_model_passes(user_project: pytest.
 
 
 def test_without_the_flag_only_hand_written_tests_run(user_project: pytest.Pytester):
-    result = user_project.runpytest_subprocess("-p", "no:cacheprovider")
+    result = user_project.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, failed=1)
     assert "convcheck summary" not in result.stdout.str()
 
@@ -79,7 +79,7 @@ def test_xdist_gives_the_same_outcomes_and_one_summary(user_project: pytest.Pyte
 
 
 def test_json_report(user_project: pytest.Pytester):
-    result = user_project.runpytest_subprocess(
+    result = user_project.runpytest_inprocess(
         "--convcheck", "--convcheck-report", "out/report.json", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=16, failed=5)
@@ -97,7 +97,7 @@ def test_json_report(user_project: pytest.Pytester):
 
 def test_artifacts_hold_pictures_of_failed_checks(user_project: pytest.Pytester):
     pytest.importorskip("matplotlib")
-    result = user_project.runpytest_subprocess(
+    result = user_project.runpytest_inprocess(
         "--convcheck",
         "--convcheck-artifacts",
         "pictures",
