@@ -2,8 +2,8 @@
 
 For every family and 1, 2 and 3 spatial dims, ``output_shape`` must equal the
 shape torch produces, and raise ``ShapeError`` exactly when torch raises.
-Profiles (see ``tests/conftest.py``): ``ci`` (default, 2,000 examples per
-family and dims) and ``deep`` (``HYPOTHESIS_PROFILE=deep``).
+Profiles (see ``tests/conftest.py``): ``ci`` (default, 200 examples per
+family and dims), ``dev`` (50) and ``deep`` (``HYPOTHESIS_PROFILE=deep``, 10,000).
 """
 
 from __future__ import annotations
