@@ -4,7 +4,8 @@ a traceback from inside the plugin.
 
 Most cases live in one user project, run once in a subprocess (module fixture);
 each case is its own test of that run's output. Cases that break the whole run
-(invalid TOML, command-line errors) get their own runs.
+(invalid TOML, command-line errors) get their own runs, in-process (pytester)
+unless a process boundary is the point: timeouts (SIGALRM), a dying xdist worker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from plugin_models import MODELS_PY as PLUGIN_MODELS_PY
@@ -390,6 +392,19 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+class Ran(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_inprocess(pytester: pytest.Pytester, *args: str) -> Ran:
+    """``run``'s result, from a run in this process (pytester: its own config, the
+    project's modules dropped afterwards), in the current directory."""
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+    return Ran(int(result.ret), result.stdout.str(), result.stderr.str())
+
+
 def sections(output: str) -> dict[str, str]:
     """Failure text per item (``convcheck::NAME::CHECK`` → text)."""
     found: dict[str, str] = {}
@@ -647,7 +662,8 @@ RUN_CASES: dict[str, tuple[dict[str, str], list[str], list[str], int]] = {
 
 
 @pytest.mark.parametrize("case", list(RUN_CASES))
-def test_run_level_errors(tmp_path: Path, case: str) -> None:
+def test_run_level_errors(pytester: pytest.Pytester, case: str) -> None:
+    tmp_path = pytester.path
     files, args, messages, code = RUN_CASES[case]
     if case == "require-device":
         import torch
@@ -658,7 +674,10 @@ def test_run_level_errors(tmp_path: Path, case: str) -> None:
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(textwrap.dedent(text))
-    result = run(tmp_path, "--convcheck", *args)
+    if case == "timeout-option":  # a timer signal: its own process
+        result: subprocess.CompletedProcess[str] | Ran = run(tmp_path, "--convcheck", *args)
+    else:
+        result = run_inprocess(pytester, "--convcheck", *args)
     output = result.stdout + result.stderr
     assert result.returncode == code, output[-3000:]
     for message in messages:
@@ -700,19 +719,23 @@ def test_the_timeout_works_when_another_plugin_holds_sigalrm(tmp_path: Path) -> 
     _no_plugin_traceback(output)
 
 
-def test_a_missing_device_skips_parity_without_require_device(tmp_path: Path) -> None:
+def test_a_missing_device_skips_parity_without_require_device(pytester: pytest.Pytester) -> None:
     import torch
 
+    tmp_path = pytester.path
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here: the device is not missing")
     (tmp_path / "mymodels.py").write_text(MODELS_PY)
     (tmp_path / "pyproject.toml").write_text(PARITY_TOML)
-    result = run(tmp_path, "--convcheck", "--convcheck-device", "cuda", "-rs")
+    result = run_inprocess(pytester, "--convcheck", "--convcheck-device", "cuda", "-rs")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "1 skipped" in result.stdout
 
 
-def test_a_traversing_model_name_writes_no_snapshot_outside_its_folder(tmp_path: Path) -> None:
+def test_a_traversing_model_name_writes_no_snapshot_outside_its_folder(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp_path = pytester.path
     project = tmp_path / "a" / "b"
     project.mkdir(parents=True)
     (project / "mymodels.py").write_text(MODELS_PY)
@@ -720,7 +743,8 @@ def test_a_traversing_model_name_writes_no_snapshot_outside_its_folder(tmp_path:
         '[tool.convcheck.models."../../../x"]\nfactory = "mymodels:Good"\n'
         'input = [1, 1, 8, 8]\nchecks = ["snapshot"]\n'
     )
-    result = run(project, "--convcheck", "--snapshot-update")
+    monkeypatch.chdir(project)
+    result = run_inprocess(pytester, "--convcheck", "--snapshot-update")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-2000:]
     assert "model name '../../../x'" in output and "is not usable" in output
@@ -728,23 +752,24 @@ def test_a_traversing_model_name_writes_no_snapshot_outside_its_folder(tmp_path:
     _no_plugin_traceback(output)
 
 
-def test_cli_models_of_one_name_get_distinct_names(tmp_path: Path) -> None:
+def test_cli_models_of_one_name_get_distinct_names(pytester: pytest.Pytester) -> None:
+    tmp_path = pytester.path
     (tmp_path / "mymodels.py").write_text(MODELS_PY)
     (tmp_path / "othermodels.py").write_text(MODELS_PY)
     models = ["mymodels:Good", "othermodels:Good", "mymodels:Good"]
     args = [a for m in models for a in ("--convcheck-model", m)]
-    result = run(
-        tmp_path, "--convcheck", *args, "--convcheck-input", "1,1,8,8", "--collect-only", "-q"
+    result = run_inprocess(
+        pytester, "--convcheck", *args, "--convcheck-input", "1,1,8,8", "--collect-only", "-q"
     )
     assert result.returncode == 0, result.stdout[-2000:]
     for name in ("mymodels.Good", "othermodels.Good", "mymodels.Good-2"):
         assert f"convcheck::{name}::shapes" in result.stdout
 
 
-def test_cli_inputs_pair_with_the_models_in_order(tmp_path: Path) -> None:
-    (tmp_path / "mymodels.py").write_text(MODELS_PY)
-    result = run(
-        tmp_path,
+def test_cli_inputs_pair_with_the_models_in_order(pytester: pytest.Pytester) -> None:
+    (pytester.path / "mymodels.py").write_text(MODELS_PY)
+    result = run_inprocess(
+        pytester,
         "--convcheck",
         *("--convcheck-model", "mymodels:Good", "--convcheck-input", "1,1,8,8"),
         *("--convcheck-model", "mymodels:Flat", "--convcheck-input", "2,1,28,28"),
@@ -755,7 +780,8 @@ def test_cli_inputs_pair_with_the_models_in_order(tmp_path: Path) -> None:
     assert "2 passed" in result.stdout
 
 
-def test_a_report_that_cannot_be_written_keeps_the_summary(tmp_path: Path) -> None:
+def test_a_report_that_cannot_be_written_keeps_the_summary(pytester: pytest.Pytester) -> None:
+    tmp_path = pytester.path
     (tmp_path / "mymodels.py").write_text(MODELS_PY)
     (tmp_path / "pyproject.toml").write_text(GOOD_TOML + 'checks = ["shapes"]\n')
     (tmp_path / "out").mkdir()
@@ -763,7 +789,7 @@ def test_a_report_that_cannot_be_written_keeps_the_summary(tmp_path: Path) -> No
         "import shutil\n\ndef test_spoil():\n    shutil.rmtree('out')\n"
         "    open('out', 'w').close()\n"
     )
-    result = run(tmp_path, "--convcheck", "--convcheck-report", "out/report.json")
+    result = run_inprocess(pytester, "--convcheck", "--convcheck-report", "out/report.json")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert "convcheck summary" in output and "2 passed" in output
