@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from pytest_convcheck.effects import Effect, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 
 Shape = tuple[int, ...]
 PhaseTaps = list[tuple[int, int, list[list[tuple[int, float]]]]]
@@ -158,8 +158,11 @@ def per_axis(value: Any, n: int, what: str) -> tuple[int, ...]:
         return items * n
     if len(items) != n:
         raise ShapeError(
-            f"{what} must be an int or a tuple of {n} ints, got {value!r}"
-            "\n  fix: give one int, or one per spatial axis."
+            problem(
+                None,
+                f"{what} must be an int or a tuple of {n} ints, got {value!r}",
+                fix="give one int, or one per spatial axis.",
+            )
         )
     return tuple(int(v) for v in items)
 
@@ -187,8 +190,11 @@ def check_at_least(label: str, what: str, values: Sequence[int], low: int, fix: 
     ``Im2Col.cpp``: kernel, stride and dilation ≥ 1, padding ≥ 0)."""
     if any(v < low for v in values):
         raise ShapeError(
-            f"{label}: {what} must be ≥ {low} along every axis, got {what}="
-            f"{format_per_axis(values)}.\n  fix: {fix}"
+            problem(
+                label,
+                f"{what} must be ≥ {low} along every axis, got {what}={format_per_axis(values)}.",
+                fix=fix,
+            )
         )
 
 
@@ -199,11 +205,15 @@ def check_same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None)
         return
     kind = str(dtype).removeprefix("torch.")
     raise ShapeError(
-        f"{label}: the input is {kind} but the weight is "
-        f"{str(weight).removeprefix('torch.')}; they must have one dtype.\n  cause: a weight "
-        f"kept as a plain tensor attribute (not a parameter or buffer) or made in forward "
-        f"with a fixed dtype, which model.to()/.double() do not cast.\n  fix: register it "
-        f"with nn.Parameter or register_buffer, or create it with dtype=x.dtype."
+        problem(
+            label,
+            f"the input is {kind} but the weight is {str(weight).removeprefix('torch.')}; they "
+            "must have one dtype.",
+            cause="a weight kept as a plain tensor attribute (not a parameter or buffer) or made "
+            "in forward with a fixed dtype, which model.to()/.double() do not cast.",
+            fix="register it with nn.Parameter or register_buffer, or create it with "
+            "dtype=x.dtype.",
+        )
     )
 
 
@@ -232,8 +242,12 @@ def check_rank(
     if len(input_shape) not in ranks:
         allowed = " or ".join(f"{r}-D" for r in ranks)
         raise ShapeError(
-            f"{label}: expected a {allowed} input ({meaning}), got {len(input_shape)}-D "
-            f"input of shape {tuple(input_shape)}.\n  fix: {fix}"
+            problem(
+                label,
+                f"expected a {allowed} input ({meaning}), got {len(input_shape)}-D input of shape "
+                f"{tuple(input_shape)}.",
+                fix=fix,
+            )
         )
 
 
@@ -253,9 +267,12 @@ def check_non_empty(label: str, input_shape: Shape, n: int, what: str) -> None:
     non-batch dimensions`` in aten's pooling kernels)."""
     if any(size == 0 for size in input_shape[-n - 1 :]):
         raise ShapeError(
-            f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
-            f"dimension; {what} needs a non-empty input.\n  fix: feed a non-empty input "
-            f"(only the batch may be 0)."
+            problem(
+                label,
+                f"input of shape {tuple(input_shape)} has a zero-size non-batch dimension; {what} "
+                "needs a non-empty input.",
+                fix="feed a non-empty input (only the batch may be 0).",
+            )
         )
 
 
@@ -267,9 +284,12 @@ def wrap_dim(
     extent = max(rank, 1) if wrap_scalar else rank
     if not -extent <= dim < extent:
         raise ShapeError(
-            f"{label}: dim {dim} is out of range for a {rank}-D input of shape "
-            f"{tuple(input_shape)} (expected {-extent}..{extent - 1})."
-            "\n  fix: use a dim inside the range, counting from 0 (or from −1 at the end)."
+            problem(
+                label,
+                f"dim {dim} is out of range for a {rank}-D input of shape {tuple(input_shape)} "
+                f"(expected {-extent}..{extent - 1}).",
+                fix="use a dim inside the range, counting from 0 (or from −1 at the end).",
+            )
         )
     return dim % extent
 
