@@ -17,7 +17,7 @@ from torch import nn
 
 from pytest_convcheck.axis_maps import conv_like_map, transposed_map, transposed_phase_taps
 from pytest_convcheck.effects import Effect, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     AXIS_NAMES,
     DILATION_FIX,
@@ -118,32 +118,47 @@ class ConvSpec(Spec):
                     else "; the padding strings are 'same' and 'valid'"
                 )
                 raise ShapeError(
-                    f"{label}: padding={self.padding!r} is not supported{where}.\n  fix: "
-                    f"give the padding as ints, e.g. padding={half}."
+                    problem(
+                        label,
+                        f"padding={self.padding!r} is not supported{where}.",
+                        fix=f"give the padding as ints, e.g. padding={half}.",
+                    )
                 )
             if self.padding == "same" and any(s != 1 for s in self.stride):
                 raise ShapeError(
-                    f"{label}: padding='same' is not supported for strided convolutions "
-                    f"(stride={format_per_axis(self.stride)}).\n  fix: give the padding as "
-                    f"ints, e.g. padding={half}, or use stride=1."
+                    problem(
+                        label,
+                        "padding='same' is not supported for strided convolutions (stride="
+                        f"{format_per_axis(self.stride)}).",
+                        fix=f"give the padding as ints, e.g. padding={half}, or use stride=1.",
+                    )
                 )
         elif self.padding_mode == "zeros":
             # other modes pad with F.pad first, where a negative padding crops
             check_at_least(label, "padding", self.padding, 0, PADDING_FIX)
         if self.groups < 1:
             raise ShapeError(
-                f"{label}: groups must be ≥ 1, got groups={self.groups}.\n  fix: groups=1 "
-                f"for an ordinary conv, groups=in_channels for a depthwise one."
+                problem(
+                    label,
+                    f"groups must be ≥ 1, got groups={self.groups}.",
+                    fix="groups=1 for an ordinary conv, groups=in_channels for a depthwise one.",
+                )
             )
         if self.out_channels % self.groups:
             raise ShapeError(
-                f"{label}: out_channels={self.out_channels} is not divisible by "
-                f"groups={self.groups}.\n  fix: choose out_channels as a multiple of groups."
+                problem(
+                    label,
+                    f"out_channels={self.out_channels} is not divisible by groups={self.groups}.",
+                    fix="choose out_channels as a multiple of groups.",
+                )
             )
         if self.in_channels is not None and self.in_channels % self.groups:
             raise ShapeError(
-                f"{label}: in_channels={self.in_channels} is not divisible by "
-                f"groups={self.groups}.\n  fix: choose in_channels as a multiple of groups."
+                problem(
+                    label,
+                    f"in_channels={self.in_channels} is not divisible by groups={self.groups}.",
+                    fix="choose in_channels as a multiple of groups.",
+                )
             )
         if self.transposed and self.output_size is None:  # output_size overrides it
             check_at_least(
@@ -155,9 +170,12 @@ class ConvSpec(Spec):
             )
         if self.bias_shape is not None and self.bias_shape != (self.out_channels,):
             raise ShapeError(
-                f"{label}: bias of shape {self.bias_shape} does not fit out_channels="
-                f"{self.out_channels}; it must be 1-D with {self.out_channels} elements.\n"
-                f"  fix: pass a bias of shape ({self.out_channels},), or None."
+                problem(
+                    label,
+                    f"bias of shape {self.bias_shape} does not fit out_channels="
+                    f"{self.out_channels}; it must be 1-D with {self.out_channels} elements.",
+                    fix=f"pass a bias of shape ({self.out_channels},), or None.",
+                )
             )
 
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
@@ -199,17 +217,23 @@ class ConvSpec(Spec):
         channels = lead[-1]
         if self.in_channels is not None and channels != self.in_channels:
             raise ShapeError(
-                f"{label}: expected {_count(self.in_channels, 'input channel')} (in_channels="
-                f"{self.in_channels}), got {channels} in input of shape {tuple(input_shape)}"
-                f" (channel dim is {len(input_shape) - n - 1}).\n  fix: make the layer before "
-                f"it produce {_count(self.in_channels, 'channel')}, or build this layer with "
-                f"in_channels={channels}."
+                problem(
+                    label,
+                    f"expected {_count(self.in_channels, 'input channel')} (in_channels="
+                    f"{self.in_channels}), got {channels} in input of shape {tuple(input_shape)} "
+                    f"(channel dim is {len(input_shape) - n - 1}).",
+                    fix=f"make the layer before it produce {_count(self.in_channels, 'channel')}, "
+                    f"or build this layer with in_channels={channels}.",
+                )
             )
         if any(size == 0 for size in input_shape[len(lead) - 1 :]):
             raise ShapeError(
-                f"{label}: input of shape {tuple(input_shape)} has a zero-size non-batch "
-                f"dimension; convolution needs at least one element per channel and axis."
-                "\n  fix: feed a non-empty input (only the batch may be 0)."
+                problem(
+                    label,
+                    f"input of shape {tuple(input_shape)} has a zero-size non-batch dimension; "
+                    "convolution needs at least one element per channel and axis.",
+                    fix="feed a non-empty input (only the batch may be 0).",
+                )
             )
         if self.transposed:
             return (*lead[:-1], self.out_channels, *self._transposed_spatial(label, spatial))
@@ -234,12 +258,15 @@ class ConvSpec(Spec):
             if padded < eff:
                 need = eff - pl - pr
                 raise ShapeError(
-                    f"{label}: kernel larger than the padded input along {axis}: "
-                    f"in + pad = {size} + {pl + pr} = {padded} < dilation·(kernel−1)+1 = "
-                    f"{d}·({k}−1)+1 = {eff}, so out = floor((in + 2p − d(k−1) − 1)/s) + 1 = "
-                    f"floor(({size} + {pl + pr} − {d * (k - 1)} − 1)/{s}) + 1 = "
-                    f"{(padded - eff) // s + 1}.\n  fix: feed at least {need} along {axis} "
-                    f"(a larger model input), or reduce kernel_size/dilation, or add padding."
+                    problem(
+                        label,
+                        f"kernel larger than the padded input along {axis}: in + pad = {size} + "
+                        f"{pl + pr} = {padded} < dilation·(kernel−1)+1 = {d}·({k}−1)+1 = {eff}, "
+                        f"so out = floor((in + 2p − d(k−1) − 1)/s) + 1 = floor(({size} + {pl + pr}"
+                        f" − {d * (k - 1)} − 1)/{s}) + 1 = {(padded - eff) // s + 1}.",
+                        fix=f"feed at least {need} along {axis} (a larger model input), or reduce "
+                        "kernel_size/dilation, or add padding.",
+                    )
                 )
             out.append((padded - eff) // s + 1)
         return tuple(out)
@@ -256,9 +283,12 @@ class ConvSpec(Spec):
             wanted = self.output_size[-self.dims :]
             if len(self.output_size) not in (self.dims, self.dims + 1, self.dims + 2):
                 raise ShapeError(
-                    f"{label}: output_size must have {self.dims} or {self.dims + 2} elements, "
-                    f"got {len(self.output_size)}: {self.output_size}"
-                    "\n  fix: pass output_size=(H, W) or the full (N, C, H, W)."
+                    problem(
+                        label,
+                        f"output_size must have {self.dims} or {self.dims + 2} elements, got "
+                        f"{len(self.output_size)}: {self.output_size}",
+                        fix="pass output_size=(H, W) or the full (N, C, H, W).",
+                    )
                 )
             for axis, want, lo, s in zip(
                 AXIS_NAMES[self.dims], wanted, base, self.stride, strict=True
@@ -266,10 +296,13 @@ class ConvSpec(Spec):
                 hi = lo + s - 1
                 if not lo <= want <= hi:
                     raise ShapeError(
-                        f"{label}: output_size {want} along {axis} is out of reach: "
-                        f"(in−1)·s − 2p + d(k−1) + 1 + output_padding gives {lo}..{hi} "
-                        f"(output_padding 0..s−1 = 0..{s - 1}).\n  fix: request a size in "
-                        f"{lo}..{hi}, or change stride/padding/kernel."
+                        problem(
+                            label,
+                            f"output_size {want} along {axis} is out of reach: (in−1)·s − 2p + "
+                            f"d(k−1) + 1 + output_padding gives {lo}..{hi} (output_padding 0..s−1 "
+                            f"= 0..{s - 1}).",
+                            fix=f"request a size in {lo}..{hi}, or change stride/padding/kernel.",
+                        )
                     )
             self._check_positive(label, tuple(wanted))
             return tuple(wanted)
@@ -284,9 +317,12 @@ class ConvSpec(Spec):
         ):
             if op >= max(s, d):
                 raise ShapeError(
-                    f"{label}: output_padding={op} along {axis} must be smaller than "
-                    f"max(stride, dilation) = max({s}, {d}) = {max(s, d)}.\n  fix: use "
-                    f"output_padding < {max(s, d)}, or pass output_size to forward()."
+                    problem(
+                        label,
+                        f"output_padding={op} along {axis} must be smaller than max(stride, "
+                        f"dilation) = max({s}, {d}) = {max(s, d)}.",
+                        fix=f"use output_padding < {max(s, d)}, or pass output_size to forward().",
+                    )
                 )
             out.append(lo + op)
         self._check_positive(label, tuple(out))
@@ -304,10 +340,13 @@ class ConvSpec(Spec):
         for axis, size in zip(AXIS_NAMES[self.dims], out, strict=True):
             if size < 1:
                 raise ShapeError(
-                    f"{label}: output size along {axis} would be {size}: out = (in−1)·s − 2p + "
-                    f"d(k−1) + output_padding + 1 must be ≥ 1 (output {out}; torch returns an "
-                    f"empty tensor or raises, depending on the backend).\n  fix: reduce "
-                    f"padding or feed a larger input."
+                    problem(
+                        label,
+                        f"output size along {axis} would be {size}: out = (in−1)·s − 2p + d(k−1) "
+                        f"+ output_padding + 1 must be ≥ 1 (output {out}; torch returns an empty "
+                        "tensor or raises, depending on the backend).",
+                        fix="reduce padding or feed a larger input.",
+                    )
                 )
 
     def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
@@ -412,8 +451,12 @@ def conv_from_module(module: nn.Module) -> ConvSpec:
     lazy = is_lazy(module)
     if len(tuple(m.kernel_size)) != n:
         raise ShapeError(
-            f"kernel_size={tuple(m.kernel_size)} must have {n} entries for a {n}-d conv "
-            f"(the weight is {n + 2}-D).\n  fix: kernel_size=k or a tuple of {n} ints."
+            problem(
+                None,
+                f"kernel_size={tuple(m.kernel_size)} must have {n} entries for a {n}-d conv (the "
+                f"weight is {n + 2}-D).",
+                fix=f"kernel_size=k or a tuple of {n} ints.",
+            )
         )
     return ConvSpec(
         kind=type(module).__name__,
@@ -448,8 +491,12 @@ def conv_from_call(
     if weight.dim() != n + 2:
         layout = "C_in, C_out/groups" if transposed else "C_out, C_in/groups"
         raise ShapeError(
-            f"weight of shape {tuple(weight.shape)} is {weight.dim()}-D; {name} needs a "
-            f"{n + 2}-D weight ({layout}{', k' * n}).\n  fix: pass a weight of that shape."
+            problem(
+                None,
+                f"weight of shape {tuple(weight.shape)} is {weight.dim()}-D; {name} needs a "
+                f"{n + 2}-D weight ({layout}{', k' * n}).",
+                fix="pass a weight of that shape.",
+            )
         )
     groups = int(bound.get("groups", 1))
     padding = bound.get("padding", 0)
