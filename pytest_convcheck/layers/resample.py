@@ -15,7 +15,7 @@ from torch import nn
 
 from pytest_convcheck.axis_maps import AxisMap, antialiased_map, interpolation_map
 from pytest_convcheck.effects import Effect, Relayout, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     Geometry,
     PhaseTaps,
@@ -77,53 +77,79 @@ class InterpolateSpec(Spec):
         rank = len(input_shape)
         if self.mode not in INTERPOLATION_MODES:
             raise ShapeError(
-                f"{label}: mode {self.mode!r} is not an interpolation mode of this torch.\n  "
-                f"fix: use one of {', '.join(INTERPOLATION_MODES)}."
+                problem(
+                    label,
+                    f"mode {self.mode!r} is not an interpolation mode of this torch.",
+                    fix=f"use one of {', '.join(INTERPOLATION_MODES)}.",
+                )
             )
         if rank not in (3, 4, 5):
             raise ShapeError(
-                f"{label}: expected a 3-D, 4-D or 5-D input (N, C, *1–3 spatial dims), got "
-                f"{rank}-D input of shape {tuple(input_shape)}.\n  fix: add the batch "
-                f"dimension (x.unsqueeze(0)) or reshape to (N, C, ...)."
+                problem(
+                    label,
+                    f"expected a 3-D, 4-D or 5-D input (N, C, *1–3 spatial dims), got {rank}-D "
+                    f"input of shape {tuple(input_shape)}.",
+                    fix="add the batch dimension (x.unsqueeze(0)) or reshape to (N, C, ...).",
+                )
             )
         n = rank - 2
         needed = _INTERP_RANKS.get(self.mode)
         if needed is not None and needed != rank:
             raise ShapeError(
-                f"{label}: mode {self.mode!r} needs a {needed}-D input, got {rank}-D input of "
-                f"shape {tuple(input_shape)}.\n  fix: use mode "
-                f"{ {3: 'linear', 4: 'bilinear', 5: 'trilinear'}[rank]!r} for {rank}-D input."
+                problem(
+                    label,
+                    f"mode {self.mode!r} needs a {needed}-D input, got {rank}-D input of shape "
+                    f"{tuple(input_shape)}.",
+                    fix=f"use mode { {3: 'linear', 4: 'bilinear', 5: 'trilinear'}[rank]!r} for "
+                    f"{rank}-D input.",
+                )
             )
         if self.align_corners is not None and self.mode in _NOT_ALIGNABLE:
             raise ShapeError(
-                f"{label}: align_corners can only be set with the interpolating modes "
-                f"linear | bilinear | bicubic | trilinear, not {self.mode!r}.\n  fix: drop "
-                f"align_corners."
+                problem(
+                    label,
+                    "align_corners can only be set with the interpolating modes linear | bilinear "
+                    f"| bicubic | trilinear, not {self.mode!r}.",
+                    fix="drop align_corners.",
+                )
             )
         if self.antialias and not (self.mode in _ANTIALIASED and rank == 4):
             raise ShapeError(
-                f"{label}: antialias=True works only with 4-D input and mode 'bilinear', "
-                f"'bicubic' or 'lanczos', got mode {self.mode!r} and {rank}-D input."
-                "\n  fix: drop antialias, or use mode 'bilinear' on a 4-D input."
+                problem(
+                    label,
+                    "antialias=True works only with 4-D input and mode 'bilinear', 'bicubic' or "
+                    f"'lanczos', got mode {self.mode!r} and {rank}-D input.",
+                    fix="drop antialias, or use mode 'bilinear' on a 4-D input.",
+                )
             )
         if self.mode == "lanczos" and (self.align_corners or not self.antialias):
             raise ShapeError(
-                f"{label}: mode 'lanczos' needs antialias=True and align_corners=False, got "
-                f"antialias={self.antialias}, align_corners={self.align_corners}.\n  fix: "
-                f"F.interpolate(x, ..., mode='lanczos', antialias=True)."
+                problem(
+                    label,
+                    "mode 'lanczos' needs antialias=True and align_corners=False, got antialias="
+                    f"{self.antialias}, align_corners={self.align_corners}.",
+                    fix="F.interpolate(x, ..., mode='lanczos', antialias=True).",
+                )
             )
         if (self.size is None) == (self.scale_factor is None):
             raise ShapeError(
-                f"{label}: give exactly one of size or scale_factor."
-                "\n  fix: drop size or scale_factor."
+                problem(
+                    label,
+                    "give exactly one of size or scale_factor.",
+                    fix="drop size or scale_factor.",
+                )
             )
         lead, spatial = split_spatial(input_shape, n)
         if self.size is not None:
             sizes = per_axis(self.size, n, "size")
             if isinstance(self.size, Sequence) and len(self.size) != n:
                 raise ShapeError(
-                    f"{label}: size {self.size} has {len(self.size)} entries for an input with "
-                    f"{n} spatial dims (shape {tuple(input_shape)}).\n  fix: give {n} sizes."
+                    problem(
+                        label,
+                        f"size {self.size} has {len(self.size)} entries for an input with {n} "
+                        f"spatial dims (shape {tuple(input_shape)}).",
+                        fix=f"give {n} sizes.",
+                    )
                 )
             out = sizes
         else:
@@ -132,9 +158,12 @@ class InterpolateSpec(Spec):
             if isinstance(scales, Sequence):
                 if len(scales) != n:
                     raise ShapeError(
-                        f"{label}: scale_factor {scales} has {len(scales)} entries for an input "
-                        f"with {n} spatial dims (shape {tuple(input_shape)}).\n  fix: give {n} "
-                        f"factors or one number."
+                        problem(
+                            label,
+                            f"scale_factor {scales} has {len(scales)} entries for an input with "
+                            f"{n} spatial dims (shape {tuple(input_shape)}).",
+                            fix=f"give {n} factors or one number.",
+                        )
                     )
                 factors = tuple(float(f) for f in scales)
             else:
@@ -144,9 +173,12 @@ class InterpolateSpec(Spec):
         smallest = 0 if self.mode == "area" else 1
         if any(s <= 0 for s in spatial) or any(o < smallest for o in out):
             raise ShapeError(
-                f"{label}: input and output sizes must be greater than 0, got input spatial "
-                f"{spatial} → output {out} (out = size or int(in · scale_factor)).\n  fix: "
-                f"use a larger scale_factor or input."
+                problem(
+                    label,
+                    f"input and output sizes must be greater than 0, got input spatial {spatial} "
+                    f"→ output {out} (out = size or int(in · scale_factor)).",
+                    fix="use a larger scale_factor or input.",
+                )
             )
         return (*lead, *out)
 
@@ -293,30 +325,42 @@ class PixelShuffleSpec(Spec):
         if r < 1:
             what = "downscale_factor" if self.inverse else "upscale_factor"
             raise ShapeError(
-                f"{label}: {what} must be ≥ 1, got {r}.\n  fix: use a factor of 2 or more "
-                f"(1 changes nothing)."
+                problem(
+                    label,
+                    f"{what} must be ≥ 1, got {r}.",
+                    fix="use a factor of 2 or more (1 changes nothing).",
+                )
             )
         if len(input_shape) < 3:
             raise ShapeError(
-                f"{label}: expected an input with at least 3 dims (*, C, H, W), got "
-                f"{len(input_shape)}-D input of shape {tuple(input_shape)}."
-                "\n  fix: give the layer a (N, C, H, W) tensor."
+                problem(
+                    label,
+                    f"expected an input with at least 3 dims (*, C, H, W), got {len(input_shape)}"
+                    f"-D input of shape {tuple(input_shape)}.",
+                    fix="give the layer a (N, C, H, W) tensor.",
+                )
             )
         *lead, c, h, w = input_shape
         if not self.inverse:
             if c % (r * r):
                 raise ShapeError(
-                    f"{label}: channels {c} must be divisible by upscale_factor² = {r}² = "
-                    f"{r * r} (input shape {tuple(input_shape)}).\n  fix: make the previous "
-                    f"conv output a multiple of {r * r} channels, e.g. "
-                    f"{max(1, c // (r * r)) * r * r}."
+                    problem(
+                        label,
+                        f"channels {c} must be divisible by upscale_factor² = {r}² = {r * r} "
+                        f"(input shape {tuple(input_shape)}).",
+                        fix=f"make the previous conv output a multiple of {r * r} channels, e.g. "
+                        f"{max(1, c // (r * r)) * r * r}.",
+                    )
                 )
             return (*lead, c // (r * r), h * r, w * r)
         if h % r or w % r:
             raise ShapeError(
-                f"{label}: height {h} and width {w} must be divisible by downscale_factor {r} "
-                f"(input shape {tuple(input_shape)}).\n  fix: feed sizes that are multiples of "
-                f"{r}, or pad first."
+                problem(
+                    label,
+                    f"height {h} and width {w} must be divisible by downscale_factor {r} (input "
+                    f"shape {tuple(input_shape)}).",
+                    fix=f"feed sizes that are multiples of {r}, or pad first.",
+                )
             )
         return (*lead, c * r * r, h // r, w // r)
 
