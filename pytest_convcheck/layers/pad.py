@@ -13,7 +13,7 @@ from torch import nn
 
 from pytest_convcheck.axis_maps import AxisMap
 from pytest_convcheck.effects import Effect, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     Geometry,
     PhaseTaps,
@@ -36,21 +36,30 @@ def check_pad_mode(
     for axis, size, (pl, pr) in zip(axes, spatial, pads, strict=True):
         if mode == "reflect" and (pl >= size or pr >= size):
             raise ShapeError(
-                f"{label}: reflect padding ({pl}, {pr}) along {axis} must be smaller than the "
-                f"input size {size} (reflection mirrors inside the input).\n  fix: reduce the "
-                f"padding below {size}, feed a larger input, or use padding_mode "
-                f"'replicate'/'zeros'."
+                problem(
+                    label,
+                    f"reflect padding ({pl}, {pr}) along {axis} must be smaller than the input "
+                    f"size {size} (reflection mirrors inside the input).",
+                    fix=f"reduce the padding below {size}, feed a larger input, or use "
+                    "padding_mode 'replicate'/'zeros'.",
+                )
             )
         if mode == "circular" and (pl > size or pr > size):
             raise ShapeError(
-                f"{label}: circular padding ({pl}, {pr}) along {axis} wraps around more than "
-                f"once: it must be at most the input size {size}.\n  fix: reduce the padding "
-                f"to ≤ {size} or feed a larger input."
+                problem(
+                    label,
+                    f"circular padding ({pl}, {pr}) along {axis} wraps around more than once: it "
+                    f"must be at most the input size {size}.",
+                    fix=f"reduce the padding to ≤ {size} or feed a larger input.",
+                )
             )
         if mode in ("replicate", "reflect", "circular") and size == 0:
             raise ShapeError(
-                f"{label}: {mode} padding needs a non-empty input along {axis}."
-                "\n  fix: feed a non-empty input, or pad with mode 'constant'."
+                problem(
+                    label,
+                    f"{mode} padding needs a non-empty input along {axis}.",
+                    fix="feed a non-empty input, or pad with mode 'constant'.",
+                )
             )
 
 
@@ -85,8 +94,11 @@ class PadSpec(Spec):
         m = len(self.pad) // 2
         if len(self.pad) % 2:
             raise ShapeError(
-                f"{label}: padding length must be even, got {self.pad}."
-                "\n  fix: give (before, after) pairs, last dim first."
+                problem(
+                    label,
+                    f"padding length must be even, got {self.pad}.",
+                    fix="give (before, after) pairs, last dim first.",
+                )
             )
         if self.dims is not None:
             check_rank(
@@ -98,15 +110,21 @@ class PadSpec(Spec):
             )
         elif self.mode != "constant" and len(input_shape) not in (m + 1, m + 2):
             raise ShapeError(
-                f"{label}: {self.mode} padding of {m} dims needs a {m + 1}-D or {m + 2}-D "
-                f"input, got shape {tuple(input_shape)}."
-                "\n  fix: give the layer one more dim than the padded ones (C), or two (N, C)."
+                problem(
+                    label,
+                    f"{self.mode} padding of {m} dims needs a {m + 1}-D or {m + 2}-D input, got "
+                    f"shape {tuple(input_shape)}.",
+                    fix="give the layer one more dim than the padded ones (C), or two (N, C).",
+                )
             )
         if m > len(input_shape):
             raise ShapeError(
-                f"{label}: padding {self.pad} pads {m} dims but the input has only "
-                f"{len(input_shape)} (shape {tuple(input_shape)})."
-                "\n  fix: pad at most as many dims as the input has."
+                problem(
+                    label,
+                    f"padding {self.pad} pads {m} dims but the input has only {len(input_shape)} "
+                    f"(shape {tuple(input_shape)}).",
+                    fix="pad at most as many dims as the input has.",
+                )
             )
         out = list(input_shape)
         axes = list(range(len(input_shape) - 1, len(input_shape) - 1 - m, -1))
@@ -114,9 +132,12 @@ class PadSpec(Spec):
         if self.mode != "constant":
             if self.mode in ("reflect", "replicate") and any(s == 0 for s in input_shape[-m - 1 :]):
                 raise ShapeError(
-                    f"{label}: {self.mode} padding needs a non-empty input, got shape "
-                    f"{tuple(input_shape)}."
-                    "\n  fix: feed a non-empty input, or pad with mode 'constant'."
+                    problem(
+                        label,
+                        f"{self.mode} padding needs a non-empty input, got shape "
+                        f"{tuple(input_shape)}.",
+                        fix="feed a non-empty input, or pad with mode 'constant'.",
+                    )
                 )
             spatial = tuple(input_shape[a] for a in axes)
             check_pad_mode(label, self.mode, spatial, pairs, [f"dim {a}" for a in axes])
@@ -129,9 +150,12 @@ class PadSpec(Spec):
             if cropped < 0 or size < 0 or (size == 0 and self.mode != "constant"):
                 what = " (an empty output)" if size == 0 else ""
                 raise ShapeError(
-                    f"{label}: input size {input_shape[axis]} at dim {axis} plus padding "
-                    f"({before}, {after}) gives {size}{what}.\n  fix: crop less (negative "
-                    f"padding removes elements)."
+                    problem(
+                        label,
+                        f"input size {input_shape[axis]} at dim {axis} plus padding ({before}, "
+                        f"{after}) gives {size}{what}.",
+                        fix="crop less (negative padding removes elements).",
+                    )
                 )
             out[axis] = size
         return tuple(out)
