@@ -13,7 +13,7 @@ from torch import nn
 
 from pytest_convcheck.axis_maps import conv_like_map
 from pytest_convcheck.effects import Effect, Mix, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     DILATION_FIX,
     KERNEL_FIX,
@@ -65,10 +65,14 @@ class UnfoldSpec(Spec):
         )
         if any(b < 1 for b in blocks):
             raise ShapeError(
-                f"{label}: spatial size {tuple(spatial)} with kernel_size={self.kernel}, "
-                f"dilation={self.dilation}, padding={self.padding}, stride={self.stride} gives "
-                f"{blocks} sliding blocks (floor((in + 2p − d(k−1) − 1)/s) + 1 per axis); each "
-                f"must be at least 1.\n  fix: a larger input or a smaller kernel."
+                problem(
+                    label,
+                    f"spatial size {tuple(spatial)} with kernel_size={self.kernel}, dilation="
+                    f"{self.dilation}, padding={self.padding}, stride={self.stride} gives {blocks}"
+                    " sliding blocks (floor((in + 2p − d(k−1) − 1)/s) + 1 per axis); each must be "
+                    "at least 1.",
+                    fix="a larger input or a smaller kernel.",
+                )
             )
         return blocks[0], blocks[1]
 
@@ -90,8 +94,11 @@ class UnfoldSpec(Spec):
             *lead, c, h, w = input_shape
             if any(size == 0 for size in (c, h, w)):
                 raise ShapeError(
-                    f"{label}: input of shape {tuple(input_shape)} is empty."
-                    "\n  fix: feed a non-empty input."
+                    problem(
+                        label,
+                        f"input of shape {tuple(input_shape)} is empty.",
+                        fix="feed a non-empty input.",
+                    )
                 )
             bh, bw = self._blocks(label, (h, w))
             return (*lead, c * kernel_area, bh * bw)
@@ -105,16 +112,22 @@ class UnfoldSpec(Spec):
         *lead, ck, length = input_shape
         if ck == 0 or ck % kernel_area:
             raise ShapeError(
-                f"{label}: dim -2 of the input ({ck}) must be a positive multiple of "
-                f"∏kernel_size = {kernel_area}.\n  fix: feed Unfold's output with the same "
-                f"kernel_size."
+                problem(
+                    label,
+                    f"dim -2 of the input ({ck}) must be a positive multiple of ∏kernel_size = "
+                    f"{kernel_area}.",
+                    fix="feed Unfold's output with the same kernel_size.",
+                )
             )
         bh, bw = self._blocks(label, self.fold_output)
         if length != bh * bw:
             raise ShapeError(
-                f"{label}: dim -1 of the input ({length}) must equal the number of sliding "
-                f"blocks for output_size={self.fold_output}: {bh}·{bw} = {bh * bw}.\n  fix: "
-                f"use the output_size that produced these columns."
+                problem(
+                    label,
+                    f"dim -1 of the input ({length}) must equal the number of sliding blocks for "
+                    f"output_size={self.fold_output}: {bh}·{bw} = {bh * bw}.",
+                    fix="use the output_size that produced these columns.",
+                )
             )
         return (*lead, ck // kernel_area, *self.fold_output)
 
@@ -205,19 +218,28 @@ class TensorUnfoldSpec(Spec):
         available = input_shape[d] if rank else 1
         if self.size > available:
             raise ShapeError(
-                f"{label}: window size {self.size} exceeds dim {d} of size {available} "
-                f"(input {tuple(input_shape)}).\n  fix: a window of at most {available}, or "
-                f"a larger input."
+                problem(
+                    label,
+                    f"window size {self.size} exceeds dim {d} of size {available} (input "
+                    f"{tuple(input_shape)}).",
+                    fix=f"a window of at most {available}, or a larger input.",
+                )
             )
         if self.size < 0:
             raise ShapeError(
-                f"{label}: window size must be ≥ 0, got {self.size}."
-                "\n  fix: x.unfold(dim, size ≥ 0, step ≥ 1)."
+                problem(
+                    label,
+                    f"window size must be ≥ 0, got {self.size}.",
+                    fix="x.unfold(dim, size ≥ 0, step ≥ 1).",
+                )
             )
         if self.step < 1:
             raise ShapeError(
-                f"{label}: step must be ≥ 1, got {self.step}."
-                "\n  fix: x.unfold(dim, size, step ≥ 1)."
+                problem(
+                    label,
+                    f"step must be ≥ 1, got {self.step}.",
+                    fix="x.unfold(dim, size, step ≥ 1).",
+                )
             )
         if not rank:
             return (self.size,)
