@@ -10,7 +10,7 @@ from typing import Any
 
 from pytest_convcheck.axis_maps import AxisMap
 from pytest_convcheck.effects import Effect, Window
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import PhaseTaps, Shape, Spec, layer_label
 
 SliceItem = tuple[int | None, int | None, int | None]
@@ -49,9 +49,12 @@ class SliceSpec(Spec):
         rank = len(input_shape)
         if len(self.front) + len(self.back) > rank:
             raise ShapeError(
-                f"{label}: {len(self.front) + len(self.back)} indices for a {rank}-D tensor "
-                f"of shape {tuple(input_shape)}."
-                "\n  fix: index at most as many dims as the tensor has."
+                problem(
+                    label,
+                    f"{len(self.front) + len(self.back)} indices for a {rank}-D tensor of shape "
+                    f"{tuple(input_shape)}.",
+                    fix="index at most as many dims as the tensor has.",
+                )
             )
         middle = [(None, None, None)] * (rank - len(self.front) - len(self.back))
         return [*self.front, *middle, *self.back]
@@ -87,9 +90,12 @@ class SliceSpec(Spec):
                 start = a + size if a < 0 else a
                 if not 0 <= start <= size or b - a + start > size:
                     raise ShapeError(
-                        f"{label}: start {a} + length {b - a} exceeds dim {dim} of size "
-                        f"{size} (input {tuple(input_shape)}); narrow does not clamp.\n  fix: "
-                        f"narrow less, or slice with x[..., a:b], which clamps."
+                        problem(
+                            label,
+                            f"start {a} + length {b - a} exceeds dim {dim} of size {size} (input "
+                            f"{tuple(input_shape)}); narrow does not clamp.",
+                            fix="narrow less, or slice with x[..., a:b], which clamps.",
+                        )
                     )
                 a, b = start, start + (b - a)
             out.append(len(range(*slice(a, b, step).indices(size))))
