@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pytest_convcheck.effects import Contract, Effect, Mix, Relayout, Unknown
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     PhaseTaps,
     Shape,
@@ -38,9 +38,12 @@ def broadcast_shapes(label: str, *shapes: Shape) -> Shape:
         sizes = {s[i] for s in shapes if len(s) >= -i} - {1}
         if len(sizes) > 1:
             raise ShapeError(
-                f"{label}: shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast: "
-                f"dim {i} has sizes {sorted(sizes)} (each must be 1 or equal).\n  fix: reshape "
-                f"or expand one operand so that the sizes match."
+                problem(
+                    label,
+                    f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast: dim "
+                    f"{i} has sizes {sorted(sizes)} (each must be 1 or equal).",
+                    fix="reshape or expand one operand so that the sizes match.",
+                )
             )
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)
@@ -50,9 +53,12 @@ def _fits(label: str, what: str, shape: Shape, target: Shape) -> None:
     """``shape`` must broadcast to ``target`` without changing it (``Tensor.expand``)."""
     if len(shape) > len(target) or broadcast_shapes(label, shape, target) != target:
         raise ShapeError(
-            f"{label}: {what} of shape {tuple(shape)} cannot be broadcast to the result's "
-            f"shape {tuple(target)}.\n  fix: give {what} a shape that expands to "
-            f"{tuple(target)}."
+            problem(
+                label,
+                f"{what} of shape {tuple(shape)} cannot be broadcast to the result's shape "
+                f"{tuple(target)}.",
+                fix=f"give {what} a shape that expands to {tuple(target)}.",
+            )
         )
 
 
@@ -93,17 +99,23 @@ class LinearSpec(Spec):
         label = layer_label(self.kind, name)
         if len(input_shape) == 0:
             raise ShapeError(
-                f"{label}: input must have at least one dimension."
-                "\n  fix: add a dim, e.g. x.unsqueeze(0)."
+                problem(
+                    label,
+                    "input must have at least one dimension.",
+                    fix="add a dim, e.g. x.unsqueeze(0).",
+                )
             )
         out = (*input_shape[:-1], self.out_features) if not self.vector else input_shape[:-1]
         if self.in_features is not None and input_shape[-1] != self.in_features:
             flat = numel(input_shape[1:]) if len(input_shape) > 1 else input_shape[-1]
             raise ShapeError(
-                f"{label}: expected the last dim to be in_features={self.in_features}, got "
-                f"input of shape {tuple(input_shape)} (last dim {input_shape[-1]}).\n  fix: "
-                f"flatten to (N, {flat}) with x.flatten(1) and build the layer with "
-                f"in_features={flat}, or use nn.LazyLinear."
+                problem(
+                    label,
+                    f"expected the last dim to be in_features={self.in_features}, got input of "
+                    f"shape {tuple(input_shape)} (last dim {input_shape[-1]}).",
+                    fix=f"flatten to (N, {flat}) with x.flatten(1) and build the layer with "
+                    f"in_features={flat}, or use nn.LazyLinear.",
+                )
             )
         if self.bias_shape is not None:
             _fits(label, "bias", self.bias_shape, tuple(out))
@@ -138,8 +150,12 @@ def linear_from_call(
     weight, bias = bound["weight"], bound.get("bias")
     if weight.dim() not in (1, 2):
         raise ShapeError(
-            f"weight of shape {tuple(weight.shape)} must be 2-D (out_features, in_features) "
-            f"or 1-D (in_features,).\n  fix: reshape the weight."
+            problem(
+                None,
+                f"weight of shape {tuple(weight.shape)} must be 2-D (out_features, in_features) "
+                "or 1-D (in_features,).",
+                fix="reshape the weight.",
+            )
         )
     return LinearSpec(
         "linear",
@@ -186,24 +202,33 @@ class FlattenSpec(Spec):
             sizes = list(self.unflatten)
             if sizes.count(-1) > 1:
                 raise ShapeError(
-                    f"{label}: only one size may be -1, got {tuple(sizes)}."
-                    "\n  fix: give every size but one."
+                    problem(
+                        label,
+                        f"only one size may be -1, got {tuple(sizes)}.",
+                        fix="give every size but one.",
+                    )
                 )
             known = numel([s for s in sizes if s != -1])
             total = input_shape[dim]
             if -1 in sizes:
                 if known == 0 or total % known:
                     raise ShapeError(
-                        f"{label}: cannot unflatten dim {dim} of size {total} into "
-                        f"{tuple(sizes)}: {total} is not divisible by {known}."
-                        "\n  fix: choose sizes whose product divides the dim."
+                        problem(
+                            label,
+                            f"cannot unflatten dim {dim} of size {total} into {tuple(sizes)}: "
+                            f"{total} is not divisible by {known}.",
+                            fix="choose sizes whose product divides the dim.",
+                        )
                     )
                 sizes[sizes.index(-1)] = total // known
             elif known != total:
                 raise ShapeError(
-                    f"{label}: sizes {tuple(sizes)} multiply to {known}, but dim {dim} of input "
-                    f"{tuple(input_shape)} has size {total}.\n  fix: choose sizes whose product "
-                    f"is {total}."
+                    problem(
+                        label,
+                        f"sizes {tuple(sizes)} multiply to {known}, but dim {dim} of input "
+                        f"{tuple(input_shape)} has size {total}.",
+                        fix=f"choose sizes whose product is {total}.",
+                    )
                 )
             return (*input_shape[:dim], *sizes, *input_shape[dim + 1 :])
         if rank == 0:
@@ -212,9 +237,12 @@ class FlattenSpec(Spec):
         end = wrap_dim(label, self.end_dim, rank, input_shape)
         if start > end:
             raise ShapeError(
-                f"{label}: start_dim {self.start_dim} comes after end_dim {self.end_dim} for "
-                f"a {rank}-D input of shape {tuple(input_shape)}."
-                "\n  fix: use start_dim ≤ end_dim."
+                problem(
+                    label,
+                    f"start_dim {self.start_dim} comes after end_dim {self.end_dim} for a {rank}"
+                    f"-D input of shape {tuple(input_shape)}.",
+                    fix="use start_dim ≤ end_dim.",
+                )
             )
         return (*input_shape[:start], numel(input_shape[start : end + 1]), *input_shape[end + 1 :])
 
@@ -305,16 +333,22 @@ class MatmulSpec(Spec):
         q, k, v = self.operands[:3]
         if min(len(q), len(k), len(v)) < 2:
             raise ShapeError(
-                f"{label}: query, key and value need at least 2 dims (…, L, E), got "
-                f"{tuple(q)}, {tuple(k)}, {tuple(v)}."
-                "\n  fix: give query, key and value the shape (…, L, E)."
+                problem(
+                    label,
+                    f"query, key and value need at least 2 dims (…, L, E), got {tuple(q)}, "
+                    f"{tuple(k)}, {tuple(v)}.",
+                    fix="give query, key and value the shape (…, L, E).",
+                )
             )
         if q[-1] != k[-1] or k[-2] != v[-2]:
             raise ShapeError(
-                f"{label}: query (…, L, E) = {tuple(q)}, key (…, S, E) = {tuple(k)} and value "
-                f"(…, S, Ev) = {tuple(v)} must agree on E (query and key) and S (key and "
-                f"value).\n  fix: project query and key to the same width, and give key and "
-                f"value the same length."
+                problem(
+                    label,
+                    f"query (…, L, E) = {tuple(q)}, key (…, S, E) = {tuple(k)} and value (…, S, "
+                    f"Ev) = {tuple(v)} must agree on E (query and key) and S (key and value).",
+                    fix="project query and key to the same width, and give key and value the same "
+                    "length.",
+                )
             )
         kb, vb = k[:-2], v[:-2]
         if self.gqa and len(q) >= 3 and len(k) >= 3 and len(v) >= 3:
@@ -322,9 +356,12 @@ class MatmulSpec(Spec):
             for what, shape in (("key", k), ("value", v)):
                 if shape[-3] == 0 or heads % shape[-3]:
                     raise ShapeError(
-                        f"{label}: with enable_gqa the query's {heads} heads must be a "
-                        f"multiple of the {what}'s {shape[-3]}."
-                        "\n  fix: make the query's head count a multiple of the key's and value's."
+                        problem(
+                            label,
+                            f"with enable_gqa the query's {heads} heads must be a multiple of the "
+                            f"{what}'s {shape[-3]}.",
+                            fix="make the query's head count a multiple of the key's and value's.",
+                        )
                     )
             kb, vb = (*k[:-3], heads), (*v[:-3], heads)
         batch = broadcast_shapes(label, q[:-2], kb, vb)
@@ -333,8 +370,11 @@ class MatmulSpec(Spec):
             _fits(label, "attn_mask", self.operands[3], (*batch, length, keys))
         if self.causal_mask:
             raise ShapeError(
-                f"{label}: attn_mask and is_causal=True together are not supported.\n  fix: "
-                f"drop one (a causal mask is what is_causal builds)."
+                problem(
+                    label,
+                    "attn_mask and is_causal=True together are not supported.",
+                    fix="drop one (a causal mask is what is_causal builds).",
+                )
             )
         b = numel(batch)
         return (*batch, length, out_width), 2 * b * length * keys * (width + out_width)
@@ -345,19 +385,28 @@ def _product(label: str, a: Shape, b: Shape, rank: int) -> tuple[Shape, int]:
     what = "matrices" if rank == 2 else "batches of matrices"
     if len(a) != rank or len(b) != rank:
         raise ShapeError(
-            f"{label}: expects two {rank}-D {what}, got {tuple(a)} and {tuple(b)}.\n  fix: use "
-            f"torch.matmul (or @), which promotes and broadcasts."
+            problem(
+                label,
+                f"expects two {rank}-D {what}, got {tuple(a)} and {tuple(b)}.",
+                fix="use torch.matmul (or @), which promotes and broadcasts.",
+            )
         )
     if rank == 3 and a[0] != b[0]:
         raise ShapeError(
-            f"{label}: batch sizes differ: {a[0]} and {b[0]} (shapes {tuple(a)}, {tuple(b)})."
-            "\n  fix: give both operands the same batch, or use torch.matmul, which broadcasts."
+            problem(
+                label,
+                f"batch sizes differ: {a[0]} and {b[0]} (shapes {tuple(a)}, {tuple(b)}).",
+                fix="give both operands the same batch, or use torch.matmul, which broadcasts.",
+            )
         )
     if a[-1] != b[-2]:
         raise ShapeError(
-            f"{label}: shapes {tuple(a)} and {tuple(b)} cannot be multiplied: the inner sizes "
-            f"{a[-1]} and {b[-2]} differ.\n  fix: transpose an operand or project it to "
-            f"the same width."
+            problem(
+                label,
+                f"shapes {tuple(a)} and {tuple(b)} cannot be multiplied: the inner sizes {a[-1]} "
+                f"and {b[-2]} differ.",
+                fix="transpose an operand or project it to the same width.",
+            )
         )
     out = (*a[:-1], b[-1])
     return out, 2 * numel(out) * a[-1]
@@ -368,16 +417,22 @@ def _matmul(label: str, a: Shape, b: Shape) -> tuple[Shape, int]:
     after) and the promoted dim removed again; batch dims broadcast."""
     if not a or not b:
         raise ShapeError(
-            f"{label}: both arguments to matmul need at least 1 dim, got {tuple(a)} and "
-            f"{tuple(b)}.\n  fix: multiply scalars with *."
+            problem(
+                label,
+                f"both arguments to matmul need at least 1 dim, got {tuple(a)} and {tuple(b)}.",
+                fix="multiply scalars with *.",
+            )
         )
     left = (1, *a) if len(a) == 1 else a
     right = (*b, 1) if len(b) == 1 else b
     if left[-1] != right[-2]:
         raise ShapeError(
-            f"{label}: shapes {tuple(a)} and {tuple(b)} cannot be multiplied: the inner sizes "
-            f"{left[-1]} and {right[-2]} differ.\n  fix: transpose an operand or project it "
-            f"to the same width."
+            problem(
+                label,
+                f"shapes {tuple(a)} and {tuple(b)} cannot be multiplied: the inner sizes "
+                f"{left[-1]} and {right[-2]} differ.",
+                fix="transpose an operand or project it to the same width.",
+            )
         )
     batch = broadcast_shapes(label, left[:-2], right[:-2])
     rows = () if len(a) == 1 else (left[-2],)
@@ -393,30 +448,44 @@ def _einsum_terms(equation: str, ops: tuple[Shape, ...]) -> tuple[list[list[str]
     terms = lhs.split(",")
     if len(terms) != len(ops):
         raise ShapeError(
-            f"einsum: the equation {equation!r} has {len(terms)} operand term(s) but "
-            f"{len(ops)} operand(s) were given."
-            "\n  fix: give one term per operand, separated by commas."
+            problem(
+                None,
+                f"einsum: the equation {equation!r} has {len(terms)} operand term(s) but "
+                f"{len(ops)} operand(s) were given.",
+                fix="give one term per operand, separated by commas.",
+            )
         )
     widest = 0
     for term, shape in zip(terms, ops, strict=True):
         letters = term.replace("...", "")
         if not all(c.isalpha() for c in letters) or term.count("...") > 1:
             raise ShapeError(
-                f"einsum: invalid subscripts {term!r} in {equation!r}."
-                "\n  fix: use letters and at most one ... per term."
+                problem(
+                    None,
+                    f"einsum: invalid subscripts {term!r} in {equation!r}.",
+                    fix="use letters and at most one ... per term.",
+                )
             )
         if "..." in term:
             width = len(shape) - len(letters)
             if width < 0:
                 raise ShapeError(
-                    f"einsum: term {term!r} has more labels than operand {tuple(shape)} has dims."
-                    "\n  fix: one label per dim."
+                    problem(
+                        None,
+                        f"einsum: term {term!r} has more labels than operand {tuple(shape)} has "
+                        "dims.",
+                        fix="one label per dim.",
+                    )
                 )
             widest = max(widest, width)
         elif len(letters) != len(shape):
             raise ShapeError(
-                f"einsum: term {term!r} has {len(letters)} labels but operand {tuple(shape)} "
-                f"has {len(shape)} dims.\n  fix: give one label per dim (or use ...)."
+                problem(
+                    None,
+                    f"einsum: term {term!r} has {len(letters)} labels but operand {tuple(shape)} "
+                    f"has {len(shape)} dims.",
+                    fix="give one label per dim (or use ...).",
+                )
             )
     expanded = []
     for term, shape in zip(terms, ops, strict=True):
@@ -427,8 +496,11 @@ def _einsum_terms(equation: str, ops: tuple[Shape, ...]) -> tuple[list[list[str]
         left, dots, right = rhs.partition("...")
         if not all(c.isalpha() for c in left + right):
             raise ShapeError(
-                f"einsum: invalid output subscripts {rhs!r}."
-                "\n  fix: use letters and at most one ... after ->."
+                problem(
+                    None,
+                    f"einsum: invalid output subscripts {rhs!r}.",
+                    fix="use letters and at most one ... after ->.",
+                )
             )
         out = [*left, *(f".{i}" for i in range(widest) if dots), *right]
     else:
@@ -459,21 +531,30 @@ def _einsum(label: str, equation: str, ops: tuple[Shape, ...]) -> tuple[Shape, i
             known = sizes.get(name, 1)
             if size != 1 and known != 1 and size != known:
                 raise ShapeError(
-                    f"{label}: label {name!r} has size {size} in one operand and {known} in "
-                    f"another ({equation!r} on {', '.join(str(tuple(o)) for o in ops)})."
-                    "\n  fix: make the sizes of the label agree (or 1, which broadcasts)."
+                    problem(
+                        label,
+                        f"label {name!r} has size {size} in one operand and {known} in another ("
+                        f"{equation!r} on {', '.join(str(tuple(o)) for o in ops)}).",
+                        fix="make the sizes of the label agree (or 1, which broadcasts).",
+                    )
                 )
             sizes[name] = max(known, size) if size == 1 or known == 1 else size
     for name in out:
         if name not in sizes:
             raise ShapeError(
-                f"{label}: output label {name!r} appears in no operand."
-                "\n  fix: use only labels of the operands after ->."
+                problem(
+                    label,
+                    f"output label {name!r} appears in no operand.",
+                    fix="use only labels of the operands after ->.",
+                )
             )
         if out.count(name) > 1:
             raise ShapeError(
-                f"{label}: output label {name!r} appears more than once."
-                "\n  fix: name each output label once."
+                problem(
+                    label,
+                    f"output label {name!r} appears more than once.",
+                    fix="name each output label once.",
+                )
             )
     # a label of size 1 in an operand is broadcast there: that operand does not have it
     labels = [
