@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from pytest_convcheck.effects import Effect, Mix
-from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
     Shape,
     Spec,
@@ -71,9 +71,12 @@ class ShapePreservingSpec(Spec):
             )
         if len(input_shape) < self.min_rank:
             raise ShapeError(
-                f"{label}: expected an input with at least {self.min_rank} dims "
-                f"(N, C, ...), got shape {tuple(input_shape)}."
-                "\n  fix: give the layer an (N, C, ...) tensor."
+                problem(
+                    label,
+                    f"expected an input with at least {self.min_rank} dims (N, C, ...), got shape "
+                    f"{tuple(input_shape)}.",
+                    fix="give the layer an (N, C, ...) tensor.",
+                )
             )
         if self.dim is not None:
             wrap_dim(label, self.dim, len(input_shape), input_shape)
@@ -81,50 +84,73 @@ class ShapePreservingSpec(Spec):
             k = len(self.normalized_shape)
             if tuple(input_shape[-k:]) != self.normalized_shape or len(input_shape) < k:
                 raise ShapeError(
-                    f"{label}: normalized_shape={self.normalized_shape} must equal the last "
-                    f"{k} dims of the input, got input of shape {tuple(input_shape)}.\n  fix: "
-                    f"build the layer with normalized_shape={tuple(input_shape[-k:])}."
+                    problem(
+                        label,
+                        f"normalized_shape={self.normalized_shape} must equal the last {k} dims "
+                        f"of the input, got input of shape {tuple(input_shape)}.",
+                        fix=f"build the layer with normalized_shape={tuple(input_shape[-k:])}.",
+                    )
                 )
             return tuple(input_shape)
         channel_dim = 0 if self.unbatched and len(input_shape) == self.ranks[0] else 1
         if self.channels is not None or self.groups is not None:
             if len(input_shape) < 2:
                 raise ShapeError(
-                    f"{label}: expected (N, C, ...) input, got {tuple(input_shape)}."
-                    "\n  fix: give the layer an (N, C, ...) tensor."
+                    problem(
+                        label,
+                        f"expected (N, C, ...) input, got {tuple(input_shape)}.",
+                        fix="give the layer an (N, C, ...) tensor.",
+                    )
                 )
             c = input_shape[channel_dim]
             if self.channels is not None and c != self.channels:
                 raise ShapeError(
-                    f"{label}: expected {self.channels} channels (num_features), got {c} in "
-                    f"input of shape {tuple(input_shape)}.\n  fix: build the layer with "
-                    f"{c} features, or make the previous layer output {self.channels} channels."
+                    problem(
+                        label,
+                        f"expected {self.channels} channels (num_features), got {c} in input of "
+                        f"shape {tuple(input_shape)}.",
+                        fix=f"build the layer with {c} features, or make the previous layer "
+                        f"output {self.channels} channels.",
+                    )
                 )
             if self.groups is not None and c % self.groups:
                 raise ShapeError(
-                    f"{label}: {c} channels are not divisible by num_groups={self.groups}."
-                    f"\n  fix: use a num_groups that divides {c}."
+                    problem(
+                        label,
+                        f"{c} channels are not divisible by num_groups={self.groups}.",
+                        fix=f"use a num_groups that divides {c}.",
+                    )
                 )
             if self.groups is not None and (
                 input_shape[0] * c // self.groups * numel(input_shape[2:]) == 1
             ):
                 raise ShapeError(
-                    f"{label}: group norm needs more than 1 value per group, got input of "
-                    f"shape {tuple(input_shape)} with num_groups={self.groups} "
-                    f"(N·C/G·∏spatial = 1).\n  fix: use fewer groups or a larger input."
+                    problem(
+                        label,
+                        "group norm needs more than 1 value per group, got input of shape "
+                        f"{tuple(input_shape)} with num_groups={self.groups} (N·C/G·∏spatial = 1).",
+                        fix="use fewer groups or a larger input.",
+                    )
                 )
             if self.batch_stats and numel(input_shape) // max(c, 1) <= 1:
                 raise ShapeError(
-                    f"{label}: in training mode batch norm needs more than 1 value per channel, "
-                    f"got input of shape {tuple(input_shape)}.\n  fix: use a batch of 2 or "
-                    f"more, or call model.eval() for single-sample inference."
+                    problem(
+                        label,
+                        "in training mode batch norm needs more than 1 value per channel, got "
+                        f"input of shape {tuple(input_shape)}.",
+                        fix="use a batch of 2 or more, or call model.eval() for single-sample "
+                        "inference.",
+                    )
                 )
         if self.spatial_stats and numel(input_shape[channel_dim + 1 :]) <= 1:
             raise ShapeError(
-                f"{label}: instance norm takes its statistics over the spatial dims and needs "
-                f"more than 1 spatial element, got input of shape {tuple(input_shape)}.\n  "
-                f"fix: feed a larger input (or fewer downsampling stages before this layer), "
-                f"or use GroupNorm/BatchNorm here."
+                problem(
+                    label,
+                    "instance norm takes its statistics over the spatial dims and needs more than "
+                    f"1 spatial element, got input of shape {tuple(input_shape)}.",
+                    fix="feed a larger input (or fewer downsampling stages before this layer), or "
+                    "use GroupNorm/BatchNorm here.",
+                )
             )
         return tuple(input_shape)
 
@@ -138,7 +164,13 @@ def _check_eps(eps: float, training: bool) -> None:
     if eps > 0 or (eps == 0 and not training):
         return
     rule = "positive when normalising with the batch's statistics" if training else "≥ 0"
-    raise ShapeError(f"eps={eps} must be {rule}.\n  fix: use a small positive eps such as 1e-5.")
+    raise ShapeError(
+        problem(
+            None,
+            f"eps={eps} must be {rule}.",
+            fix="use a small positive eps such as 1e-5.",
+        )
+    )
 
 
 def _check_hardtanh_bounds(low: float, high: float) -> None:
@@ -146,8 +178,11 @@ def _check_hardtanh_bounds(low: float, high: float) -> None:
     if low <= high:
         return
     raise ShapeError(
-        f"min_val={low} is greater than max_val={high}.\n  fix: swap them "
-        f"(hardtanh clamps to [min_val, max_val])."
+        problem(
+            None,
+            f"min_val={low} is greater than max_val={high}.",
+            fix="swap them (hardtanh clamps to [min_val, max_val]).",
+        )
     )
 
 
@@ -215,8 +250,11 @@ def shape_preserving_from_call(
         p = float(bound.get("p", 0.5))
         if not 0.0 <= p <= 1.0:
             raise ShapeError(
-                f"dropout probability has to be between 0 and 1, but got p={p}.\n  fix: "
-                f"p is the fraction of elements zeroed, e.g. 0.1."
+                problem(
+                    None,
+                    f"dropout probability has to be between 0 and 1, but got p={p}.",
+                    fix="p is the fraction of elements zeroed, e.g. 0.1.",
+                )
             )
         return ShapePreservingSpec(name, ranks=_DROPOUT_RANKS.get(name, ()))
     if name == "hardtanh":
@@ -226,8 +264,11 @@ def shape_preserving_from_call(
         approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
         if approximate not in ("none", "tanh"):
             raise ShapeError(
-                f"approximate={approximate!r} is not a gelu approximation.\n  fix: "
-                f"approximate='none' (exact) or 'tanh'."
+                problem(
+                    None,
+                    f"approximate={approximate!r} is not a gelu approximation.",
+                    fix="approximate='none' (exact) or 'tanh'.",
+                )
             )
     if name == "clamp" and any(isinstance(v, torch.Tensor) for v in (*args[1:], *kwargs.values())):
         raise ValueError("clamp with tensor bounds broadcasts: torch computes its shape")
@@ -251,8 +292,12 @@ def _norm_from_call(
             tensor = bound.get(what)
             if isinstance(tensor, torch.Tensor) and tuple(tensor.shape) != normalized:
                 raise ShapeError(
-                    f"{what} of shape {tuple(tensor.shape)} must have the shape of "
-                    f"normalized_shape={normalized}.\n  fix: pass a {what} of shape {normalized}."
+                    problem(
+                        None,
+                        f"{what} of shape {tuple(tensor.shape)} must have the shape of "
+                        f"normalized_shape={normalized}.",
+                        fix=f"pass a {what} of shape {normalized}.",
+                    )
                 )
         return ShapePreservingSpec(name, normalized_shape=normalized)
     if name == "group_norm":
@@ -261,8 +306,12 @@ def _norm_from_call(
         sizes = {_tensor_numel(bound.get("weight")), _tensor_numel(bound.get("bias"))} - {None}
         if groups < 1:
             raise ShapeError(
-                f"num_groups must be ≥ 1, got {groups}.\n  fix: num_groups=1 normalises "
-                f"all channels together (LayerNorm-like), num_groups=C each one (InstanceNorm)."
+                problem(
+                    None,
+                    f"num_groups must be ≥ 1, got {groups}.",
+                    fix="num_groups=1 normalises all channels together (LayerNorm-like), "
+                    "num_groups=C each one (InstanceNorm).",
+                )
             )
         return ShapePreservingSpec(
             name, next(iter(sizes)) if len(sizes) == 1 else None, groups=groups, min_rank=2
@@ -279,9 +328,12 @@ def _norm_from_call(
     channels = next(iter(sizes)) if len(sizes) == 1 else None
     if len(sizes) > 1:
         raise ShapeError(
-            f"running statistics and affine parameters disagree on the channel "
-            f"count: sizes {sorted(s for s in sizes if s is not None)}.\n  fix: give all of "
-            f"them one entry per channel."
+            problem(
+                None,
+                "running statistics and affine parameters disagree on the channel count: sizes "
+                f"{sorted(s for s in sizes if s is not None)}.",
+                fix="give all of them one entry per channel.",
+            )
         )
     if name == "batch_norm":
         training = bool(bound.get("training", False))
@@ -319,15 +371,22 @@ class GLUSpec(Spec):
         label = layer_label(self.kind, name)
         if not input_shape:
             raise ShapeError(
-                f"{label}: glu does not support 0-D (scalar) inputs."
-                "\n  fix: give it a tensor with the dim to halve."
+                problem(
+                    label,
+                    "glu does not support 0-D (scalar) inputs.",
+                    fix="give it a tensor with the dim to halve.",
+                )
             )
         dim = wrap_dim(label, self.dim, len(input_shape), input_shape)
         if input_shape[dim] % 2:
             raise ShapeError(
-                f"{label}: halving dim {dim} needs an even size, got {input_shape[dim]} in "
-                f"input of shape {tuple(input_shape)}.\n  fix: make the previous layer "
-                f"output {input_shape[dim] + 1} or {input_shape[dim] - 1} along dim {dim}."
+                problem(
+                    label,
+                    f"halving dim {dim} needs an even size, got {input_shape[dim]} in input of "
+                    f"shape {tuple(input_shape)}.",
+                    fix=f"make the previous layer output {input_shape[dim] + 1} or "
+                    f"{input_shape[dim] - 1} along dim {dim}.",
+                )
             )
         out = list(input_shape)
         out[dim] //= 2
