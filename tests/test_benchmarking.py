@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -49,7 +49,6 @@ def _counted(layer: nn.Module, x: torch.Tensor, *, backward: bool) -> tuple[int,
     return counter.get_total_flops(), y
 
 
-@settings(max_examples=300)
 @given(case=WEIGHTED)
 def test_forward_flops_match_torch_flop_counter(case) -> None:
     # torch counts 2 FLOPs per multiply-accumulate of convs and matmuls and nothing
@@ -63,7 +62,6 @@ def test_forward_flops_match_torch_flop_counter(case) -> None:
     assert ours - _bias_adds(case.layer, y) == counted
 
 
-@settings(max_examples=300)
 @given(case=WEIGHTED)
 def test_backward_flops_match_torch_flop_counter_for_ungrouped_layers(case) -> None:
     # Grouped convs: torch.utils.flop_counter counts their weight gradient groups×
