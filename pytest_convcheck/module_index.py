@@ -16,7 +16,23 @@ from torch import nn
 
 from pytest_convcheck.layers import is_lazy
 
-__all__ = ["ModuleIndex"]
+__all__ = ["ModuleIndex", "storage_key"]
+
+
+def storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
+    """Tensors are one when they are one object or view the same memory identically."""
+    uninitialized = getattr(nn.parameter, "UninitializedTensorMixin", ())
+    if (
+        (uninitialized and isinstance(tensor, uninitialized))
+        or tensor.device.type == "meta"
+        or tensor.numel() == 0
+    ):
+        return ("id", id(tensor))
+    try:
+        pointer = tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return ("id", id(tensor))
+    return ("storage", pointer, tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,15 @@ class ModuleIndex:
     modules: tuple[tuple[str, nn.Module], ...]
     parameters: tuple[tuple[str, torch.Tensor], ...]
     lazy: bool
+
+    def identity(self) -> tuple[object, ...]:
+        """Which objects the model is made of: every module by identity, every
+        parameter by :func:`storage_key` (two parameters are one tensor exactly when
+        their keys are equal), in walk order. Equal identities, equal sharing."""
+        return (
+            tuple(id(module) for _, module in self.modules),
+            tuple(storage_key(tensor) for _, tensor in self.parameters),
+        )
 
     @classmethod
     def of(cls, model: nn.Module) -> ModuleIndex:

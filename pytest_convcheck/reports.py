@@ -474,6 +474,34 @@ def _field_section(result: Trace, notes: list[str]) -> FieldSummary:
     return FieldSummary.of(field)
 
 
+def _model_sections(
+    result: Trace, model: nn.Module, allow: tuple[str, ...]
+) -> tuple[tuple[LayerRow, ...], SharingSummary]:
+    """The layer rows and the sharing section: what the report reads off the model
+    besides its trace. Kept with the trace's analyses (:attr:`Trace.analyses`) under
+    the identity of every module and parameter tensor (:meth:`ModuleIndex.identity`),
+    which, with the trace, is all they depend on: a model reported again on the same
+    input is not walked twice."""
+    node_flops = result.analyses.get("node_flops")
+    if node_flops is None:
+        node_flops = result.analyses["node_flops"] = tuple(node.flops() for node in result.nodes)
+    index = ModuleIndex.of(model)
+    key = None if index.lazy else ("model sections", index.identity(), allow)
+    known = result.analyses.get(key) if key is not None else None
+    if known is not None:
+        return known  # type: ignore[no-any-return]
+    shared = sharing_from_trace(result, model, allow=allow, node_flops=node_flops, index=index)
+    if index.lazy:  # parameters counted on a copy whose lazy layers have their shapes
+        index = ModuleIndex.of(with_sizes(model, result.inputs or result.input_shape))
+    found = (_layer_rows(result, index, node_flops), SharingSummary.of(shared))
+    if key is not None:
+        stale = [k for k in result.analyses if isinstance(k, tuple) and k[0] == "model sections"]
+        for old in stale[:-7]:  # models reported from this plan: the last eight are kept
+            del result.analyses[old]
+        result.analyses[key] = found
+    return found
+
+
 def report_from_trace(
     result: Trace, model: nn.Module, *, sharing_allow: Sequence[str] = ()
 ) -> ConvReport:
@@ -490,21 +518,15 @@ def report_from_trace(
     else:
         receptive = FieldSummary(error="no spatial axes")
         checker = CheckerboardSummary()
-    node_flops = [node.flops() for node in result.nodes]
-    index = ModuleIndex.of(model)
-    shared = sharing_from_trace(
-        result, model, allow=sharing_allow, node_flops=node_flops, index=index
-    )
-    if index.lazy:  # parameters counted on a copy whose lazy layers have their shapes
-        index = ModuleIndex.of(with_sizes(model, result.inputs or result.input_shape))
+    rows, sharing = _model_sections(result, model, tuple(sharing_allow))
     return ConvReport(
         result.model,
         result.input_shape,
         result.output_shape,
-        _layer_rows(result, index, node_flops),
+        rows,
         receptive,
         checker,
-        SharingSummary.of(shared),
+        sharing,
         tuple(dict.fromkeys(notes)),
         None if result.inputs is None or result.inputs.single else result.inputs.describe(),
     )

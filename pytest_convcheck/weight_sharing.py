@@ -29,7 +29,7 @@ from torch import nn
 
 from pytest_convcheck.calls import Call, as_call, build_call, call_model, fresh_call, output_tensors
 from pytest_convcheck.inputs import as_inputs
-from pytest_convcheck.module_index import ModuleIndex
+from pytest_convcheck.module_index import ModuleIndex, storage_key
 from pytest_convcheck.tracing import Trace, materialized_copy, trace, with_sizes
 
 __all__ = [
@@ -47,22 +47,6 @@ __all__ = [
 ]
 
 
-def _storage_key(tensor: torch.Tensor) -> tuple[object, ...]:
-    """Tensors are one when they are one object or view the same memory identically."""
-    uninitialized = getattr(nn.parameter, "UninitializedTensorMixin", ())
-    if (
-        (uninitialized and isinstance(tensor, uninitialized))
-        or tensor.device.type == "meta"
-        or tensor.numel() == 0
-    ):
-        return ("id", id(tensor))
-    try:
-        pointer = tensor.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):
-        return ("id", id(tensor))
-    return ("storage", pointer, tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
-
-
 def parameter_groups(model: nn.Module) -> tuple[tuple[str, ...], ...]:
     """Groups of parameter names (every registered name) that are one tensor."""
     named = list(model.named_parameters(remove_duplicate=False))
@@ -78,7 +62,7 @@ def _tensor_groups(
     groups: dict[tuple[object, ...], list[str]] = {}
     unique = 0
     for name, param in named:
-        names = groups.get(key := _storage_key(param))
+        names = groups.get(key := storage_key(param))
         if names is None:
             groups[key] = names = []
             if count:
@@ -427,7 +411,7 @@ def _pairs(
         shape_b = _shape_of(b) if b is not None else None
         if a is None or b is None:
             pairs.append(TiePair(label, other_label, shape_a, shape_b, "untieable"))
-        elif _storage_key(a) == _storage_key(b):
+        elif storage_key(a) == storage_key(b):
             pairs.append(TiePair(label, other_label, shape_a, shape_b, "tied"))
         elif shape_a != shape_b and shape_a is not None and shape_b is not None:
             pairs.append(TiePair(label, other_label, shape_a, shape_b, "untieable"))
@@ -579,7 +563,7 @@ def assert_ties_preserved(model: nn.Module) -> None:
         found = []
         params = dict(candidate.named_parameters(remove_duplicate=False))
         for group in groups:
-            keys = {_storage_key(params[n]) for n in group}
+            keys = {storage_key(params[n]) for n in group}
             if len(keys) > 1:
                 found.append(", ".join(group))
         return found

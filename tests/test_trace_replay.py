@@ -154,3 +154,18 @@ def test_a_dict_of_plain_data_is_part_of_the_signature() -> None:
     assert tracing.tree_signatures(model)[""] is not None
     model.cfg["crop"] = 2
     assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 5, 5)
+
+
+def test_a_report_again_is_equal_and_sees_a_new_tie() -> None:
+    from pytest_convcheck import report
+
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
+    first = report(model, (1, 2, 9, 9))
+    assert report(model, (1, 2, 9, 9)).to_dict() == first.to_dict()
+    assert first.sharing.tied == ()
+    model[2].weight = model[0].weight  # tied between the two reports
+    tied = report(model, (1, 2, 9, 9))
+    assert tied.sharing.tied == (("0.weight", "2.weight"),)
+    assert tied.parameters == first.parameters - 2 * 2 * 3 * 3
+    other = nn.Sequential(nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))  # same plan
+    assert report(other, (1, 2, 9, 9)).to_dict() == first.to_dict()
