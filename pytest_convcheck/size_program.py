@@ -166,10 +166,7 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
         if count == 1 or len(set(node.call.outputs)) == 1:
             return (tuple(shape),) * count
     if isinstance(node.effect, Pointwise) and count == 1:
-        try:
-            shape = tuple(torch.broadcast_shapes(*ins))  # type: ignore[no-untyped-call, unused-ignore]
-        except RuntimeError as error:
-            raise _Refused(f"{where}: {error}") from None
+        shape = _broadcast(ins, where)
         if node.op.endswith("_") and shape != ins[0]:
             raise _Refused(f"{where}: an in-place op cannot grow its input to {shape}")
         return (shape,)
@@ -192,6 +189,20 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
             f"one: the model's Python code depends on the size"
         )
     return found
+
+
+def _broadcast(shapes: Sequence[Shape], where: str) -> Shape:
+    """torch's broadcasting of ``shapes`` (aligned on the right; sizes equal or 1),
+    without torch (whose first ``broadcast_shapes`` call imports its Python refs)."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            raise _Refused(f"{where}: shapes {', '.join(map(str, shapes))} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 def _relayout(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:
