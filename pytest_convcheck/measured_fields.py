@@ -38,6 +38,7 @@ from pytest_convcheck.linearised import Linearised, linearise
 from pytest_convcheck.tracing import (
     ModelRunError,
     Trace,
+    TraceNode,
     first_tensor,
     forward_failures,
     materialized_copy,
@@ -171,6 +172,20 @@ def _need_floating(model: nn.Module, inputs: Inputs) -> None:
 
 
 _BYTES = 8  # float64
+
+# ops that cut the gradient path: what a refused measurement names
+_GRADIENT_CUTS = frozenset(
+    {"detach", "detach_", "round", "round_", "byte", "char", "short", "int", "long", "bool"}
+)
+
+
+def _casts_to_integers(node: TraceNode) -> bool:
+    """A ``.to(dtype)`` to an integer or boolean dtype."""
+    call = node.call
+    if node.op != "to" or call is None or len(call.args) < 2:
+        return False
+    target = call.args[1]
+    return isinstance(target, torch.dtype) and not (target.is_floating_point or target.is_complex)
 
 
 def _memory_needed(result: Trace) -> int:
@@ -315,6 +330,19 @@ def empirical_receptive_field(
         out = first_tensor(work(*args, **kwargs))
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
+    if not out.requires_grad:
+        cuts = sorted(
+            {n.op for n in result.nodes if n.op in _GRADIENT_CUTS}
+            | {f"to({n.call.args[1]})" for n in result.nodes if n.call and _casts_to_integers(n)}
+        )
+        raise MeasurementRefused(
+            f"{type(model).__name__}: the output does not depend on the input through "
+            f"differentiable ops"
+            + (f" (the forward calls {', '.join(cuts)})" if cuts else "")
+            + ", so a gradient cannot show which inputs it reads.\n  fix: rely on the "
+            "analytic field (receptive_field), or measure the part of the model before the "
+            "cut (e.g. its encoder)."
+        )
     out_shape = tuple(out.shape)
     spatial_out = len(out_shape) - 2
     if spatial_out >= 1 and spatial_out != spatial:

@@ -274,3 +274,22 @@ def test_a_field_too_large_to_fit_the_budget_is_measured_clipped() -> None:
     assert measured.clipped and measured.input_shape == (1, 1, 24, 24)
     assert measured.size == (24, 24)
     assert any("measured on the given input, clipped" in note for note in measured.notes)
+
+
+def test_a_measurement_through_a_quantised_latent_is_refused_with_the_cut() -> None:
+    """A forward that rounds and casts to uint8 (diffusers' AutoencoderTiny) has no
+    gradient to measure: a refusal that names the cut, not autograd's RuntimeError."""
+    from pytest_convcheck import MeasurementRefused, empirical_receptive_field
+
+    class Quantised(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encode = nn.Conv2d(1, 1, 3, padding=1)
+            self.decode = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            latent = self.encode(x).clamp(0, 1).mul(255).round().to(torch.uint8)
+            return self.decode(latent.float() / 255)
+
+    with pytest.raises(MeasurementRefused, match=r"round, to\(torch.uint8\).*\n  fix: rely on"):
+        empirical_receptive_field(Quantised(), (1, 1, 16, 16))
