@@ -57,6 +57,7 @@ from pytest_convcheck.tolerances import (
     TF32_ROUNDOFF,
     UNIT_ROUNDOFF,
     draw_output_weights,
+    gradient_growth,
     largest_fan,
     max_difference,
     natural_scales,
@@ -107,6 +108,7 @@ class ParityResult:
     errors: dict[str, float]  # output / input grad / parameter grads → max |Δ| / tolerance
     floors: dict[str, float] | None = None  # per tensor: the measured noise floor
     scales: dict[str, float] | None = None  # per tensor: what rtol multiplies (natural_scales)
+    growth: dict[str, float] | None = None  # per parameter gradient (gradient_growth)
 
     @property
     def worst(self) -> tuple[str, float]:
@@ -125,7 +127,13 @@ class ParityResult:
                 if self.scales is not None and name in self.scales
                 else ""
             )
-            + f"; rtol {self.rtol:.2g}, atol {self.atol:.2g})"
+            + f"; rtol {self.rtol:.2g}, atol {self.atol:.2g}"
+            + (
+                f", both ×{self.growth[name]:.3g} for the terms its gradient sums"
+                if self.growth and name in self.growth
+                else ""
+            )
+            + ")"
         )
         if self.floors is not None:
             text += (
@@ -332,6 +340,7 @@ def assert_device_parity(
     reference = run_with_gradients(reference_model, call, output_weights)
     scales = natural_scales(reference)
     fan = largest_fan(reference_model)
+    growth = _gradient_growth(model, inputs, reference_model, fan)
     floors_by_roundoff: dict[float, dict[str, float]] = {}
     results, failures = [], []
     for device in (d for d in wanted if d not in skipped):
@@ -351,7 +360,7 @@ def assert_device_parity(
                 failures.append(f"{device}: no deterministic implementation: {error}")
                 continue
             raise
-        errors = relative_errors(got, reference, rtol, atol, scales=scales)
+        errors = relative_errors(got, reference, rtol, atol, scales=scales, growth=growth)
         floors = None
         if max(errors.values()) > 1.0:
             roundoff = TF32_ROUNDOFF if tf32 else UNIT_ROUNDOFF.get(dtype, 2.0**-24)
@@ -360,8 +369,10 @@ def assert_device_parity(
                     reference_model, call, output_weights, reference, roundoff
                 )
             floors = floors_by_roundoff[roundoff]
-            errors = relative_errors(got, reference, rtol, atol, floors, scales=scales)
-        result = ParityResult(device, dtype, bool(tf32), rtol, atol, errors, floors, scales)
+            errors = relative_errors(
+                got, reference, rtol, atol, floors, scales=scales, growth=growth
+            )
+        result = ParityResult(device, dtype, bool(tf32), rtol, atol, errors, floors, scales, growth)
         results.append(result)
         if result.worst[1] > 1.0:
             failures.append(f"{result} — above tolerance")
@@ -375,6 +386,24 @@ def assert_device_parity(
             "difference such as E[x²] − E[x]²); on CUDA, strict=True rules TF32 out."
         )
     return ParityReport(tuple(results), tuple(skipped))
+
+
+def _gradient_growth(
+    model: nn.Module, inputs: Inputs, reference_model: nn.Module, fan: int
+) -> dict[str, float]:
+    """:func:`~pytest_convcheck.tolerances.gradient_growth` from a trace of ``model``
+    (each leaf call's output shape); none when the model cannot be traced."""
+    try:
+        result = trace(model, inputs)
+    except Exception:  # the parity runs report the model's own failures
+        return {}
+    shapes = [
+        (row.module, row.output_shape)
+        for row in result.layers
+        if row.module is not None and row.output_shape is not None
+    ]
+    names = [name for name, _ in reference_model.named_parameters()]
+    return gradient_growth(names, shapes, fan)
 
 
 def _attempt(model: nn.Module, call: Call) -> Outputs | str:

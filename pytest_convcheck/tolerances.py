@@ -41,6 +41,7 @@ off in float32 lands 906× over it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -56,13 +57,17 @@ from pytest_convcheck.calls import (
     output_tensors,
 )
 
+Shape = tuple[int, ...]
+
 __all__ = [
     "DEFAULT_TOLERANCE",
     "FLOOR_FACTOR",
+    "GRAD",
     "TF32_ROUNDOFF",
     "TF32_TOLERANCE",
     "UNIT_ROUNDOFF",
     "draw_output_weights",
+    "gradient_growth",
     "largest_fan",
     "max_difference",
     "natural_scales",
@@ -90,8 +95,9 @@ TF32_ROUNDOFF = 2.0**-11
 FLOOR_FACTOR = 4.0  # how many noise floors a device may differ by
 _FLOOR_DRAWS = 3  # noisy runs per noise floor: the floor is the largest difference
 
-_GRAD = " grad"  # the suffix of a gradient's name: "conv.weight grad", "input[0] grad"
-_INPUT_GRAD = "input grad"  # the gradient of a lone input tensor
+GRAD = " grad"
+"""The suffix of a gradient's name: ``"conv.weight grad"``, ``"input[0] grad"``."""
+_INPUTGRAD = "input grad"  # the gradient of a lone input tensor
 
 
 def draw_output_weights(sample: Outputs, generator: torch.Generator) -> Outputs:
@@ -133,11 +139,34 @@ def run_with_gradients(
     found = {name: out.detach() for name, out in outputs.items()}
     for name, tensor in call_tensors(call):
         if tensor.grad is not None:
-            found[f"{name}{_GRAD}"] = tensor.grad
+            found[f"{name}{GRAD}"] = tensor.grad
     for name, param in owner.named_parameters():
         if param.grad is not None:
-            found[f"{name}{_GRAD}"] = param.grad
+            found[f"{name}{GRAD}"] = param.grad
     return found
+
+
+def gradient_growth(
+    parameter_names: Sequence[str], output_shapes: Sequence[tuple[str, Shape]], fan: int
+) -> dict[str, float]:
+    """Per parameter gradient, how much further than :func:`tolerance`'s √fan its
+    rounding error grows: each element of a layer's weight (or bias) gradient sums
+    one term per output position of the layer and per sample — N·H·W for a conv on
+    N×C×H×W, N for a linear layer on N×C — of every call (``output_shapes``: each
+    call's module name and output shape); √(terms/fan) where that exceeds 1.
+
+    The forward fan (a 3×3×3 conv: 27) says nothing of that sum (2×80×80 = 12,800
+    terms for its bias), where float32 loses about √12,800·u relative."""
+    terms: dict[str, int] = {}
+    for module, shape in output_shapes:
+        if len(shape) >= 2 and shape[1]:
+            terms[module] = terms.get(module, 0) + math.prod(shape) // shape[1]
+    growth = {}
+    for name in parameter_names:
+        count = terms.get(name.rpartition(".")[0], 0)
+        if count > fan:
+            growth[f"{name}{GRAD}"] = math.sqrt(count / fan)
+    return growth
 
 
 def largest_fan(model: nn.Module) -> int:
@@ -156,7 +185,7 @@ def tolerance(dtype: torch.dtype, fan: int, *, tf32: bool = False) -> tuple[floa
 def _is_input_grad(name: str) -> bool:
     """Whether ``name`` is the gradient of an input (``input grad``, ``input[1] grad``,
     ``input['mask'] grad``), not of a parameter."""
-    return name == _INPUT_GRAD or (name.startswith("input[") and name.endswith(_GRAD))
+    return name == _INPUTGRAD or (name.startswith("input[") and name.endswith(GRAD))
 
 
 def natural_scales(expected: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -175,13 +204,13 @@ def natural_scales(expected: dict[str, torch.Tensor]) -> dict[str, float]:
     }
     groups: dict[str, float] = {}
     for name, value in own.items():
-        if name.endswith(_GRAD) and not _is_input_grad(name):
-            module = name.removesuffix(_GRAD).rpartition(".")[0]
+        if name.endswith(GRAD) and not _is_input_grad(name):
+            module = name.removesuffix(GRAD).rpartition(".")[0]
             groups[module] = max(groups.get(module, 0.0), value)
     scales = {}
     for name, value in own.items():
-        if name.endswith(_GRAD) and not _is_input_grad(name):
-            value = max(value, groups[name.removesuffix(_GRAD).rpartition(".")[0]])
+        if name.endswith(GRAD) and not _is_input_grad(name):
+            value = max(value, groups[name.removesuffix(GRAD).rpartition(".")[0]])
         scales[name] = value
     return scales
 
@@ -212,10 +241,11 @@ def relative_errors(
     floors: dict[str, float] | None = None,
     *,
     scales: dict[str, float] | None = None,
+    growth: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """max |got − expected| / max(atol + rtol·scale, FLOOR_FACTOR·floor) per tensor
+    """max |got − expected| / max(g·(atol + rtol·scale), FLOOR_FACTOR·floor) per tensor
     (≤ 1 passes); ``scale`` from ``scales`` (see :func:`natural_scales`), else
-    max |expected|."""
+    max |expected|; ``g`` from ``growth`` (see :func:`gradient_growth`), else 1."""
     errors = {}
     for name, value in expected.items():
         if name not in got:
@@ -235,7 +265,7 @@ def relative_errors(
         magnitude = scales[name] if scales is not None and name in scales else None
         if magnitude is None:
             magnitude = float(value.abs().max())
-        scale = atol + rtol * magnitude
+        scale = (atol + rtol * magnitude) * (growth.get(name, 1.0) if growth else 1.0)
         if floors is not None:
             scale = max(scale, FLOOR_FACTOR * floors.get(name, 0.0))
         errors[name] = max_difference(found, value.to(torch.float64)) / scale

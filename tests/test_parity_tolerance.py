@@ -150,3 +150,27 @@ def test_the_tolerance_reads_as_the_modules_gradient_scale() -> None:
     text = str(report.results[0])
     assert "× the tolerance atol + rtol·max|reference|" in text
     assert "for a parameter's gradient: the largest over its module's parameters" in text
+
+
+def test_a_bias_gradient_summing_many_positions_gets_their_tolerance() -> None:
+    """A 3×3 conv's bias gradient on 2×3×80×80 sums 12,800 float32 terms: its rounding
+    error is √12,800·u, not √27·u (the forward fan). On one thread this seed's float32
+    bias gradient was 1.15× the forward-fan tolerance: a false failure."""
+    from pytest_convcheck import assert_device_parity
+    from pytest_convcheck.tolerances import gradient_growth
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+        )
+        report = assert_device_parity(model, (2, 3, 80, 80), ["cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    assert report.results[0].growth == pytest.approx(
+        {"0.weight grad": (12_800 / 27) ** 0.5, "0.bias grad": (12_800 / 27) ** 0.5}
+    )
+    growth = gradient_growth(["fc.weight"], [("fc", (64, 10))], fan=27)
+    assert growth == pytest.approx({"fc.weight grad": (64 / 27) ** 0.5})
