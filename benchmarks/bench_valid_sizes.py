@@ -111,7 +111,9 @@ def main() -> None:
         *[(name, factory, shape) for name, (factory, shape) in sorted(MODELS.items())],
     ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, widths 1–512")
-    input_size_rule(SmallUNet(), (1, 3, 16, 16), -1)  # the process's first meta kernels
+    # the process's first meta kernels, 2-D and 1-D
+    input_size_rule(SmallUNet(), (1, 3, 16, 16), -1)
+    input_size_rule(nn.Sequential(nn.Conv1d(1, 2, 3), nn.MaxPool1d(2), nn.ReLU()), (1, 1, 16), -1)
     for name, factory, shape in cases:
         model = factory().eval()
         brute, t_brute = brute_force(model, shape)

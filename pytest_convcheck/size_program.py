@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pytest_convcheck.effects import Pointwise
+from pytest_convcheck.effects import Pointwise, Statistics
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.layers import Shape
+from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, spec_for_call
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
 from pytest_convcheck.tracing.records import Slot
 
@@ -59,6 +59,7 @@ class SizeProgram:
 
     trace: Trace
     _memo: dict[tuple[int, tuple[Shape, ...]], tuple[Shape, ...]] = field(default_factory=dict)
+    _specs: dict[int, Spec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.trace.fallback:
@@ -66,6 +67,11 @@ class SizeProgram:
         for node in self.trace.nodes:
             if node.call is None:
                 raise NotReplayable(f"{node.op} in {node.module or 'forward'} was not recorded")
+            if node.spec is None and isinstance(node.effect, Statistics):
+                # a norm is not executed on meta by the trace: its rule checks the call
+                spec = _call_spec(node)
+                if spec is not None:
+                    self._specs[node.node_id] = spec
 
     def run(self, primary: Shape) -> SizeRun:
         """The model's outputs and size reads at primary input shape ``primary``."""
@@ -112,7 +118,12 @@ class SizeProgram:
         key = (node.node_id, new)
         known = self._memo.get(key)
         if known is None:
-            known = self._memo[key] = _outputs(node, new)
+            spec = self._specs.get(node.node_id)
+            if spec is not None and new[1:] == node.input_shapes[1:]:
+                known = (_spec_shape(spec, node, new[0]),)
+            else:
+                known = _outputs(node, new)
+            self._memo[key] = known
         return known
 
     def _read(
@@ -150,6 +161,29 @@ def _pick(producer: TraceNode, outputs: tuple[Shape, ...], reference: Shape) -> 
             f"which one its consumer reads cannot be told from their shapes"
         )
     return outputs[matches[0]]
+
+
+def _call_spec(node: TraceNode) -> Spec | None:
+    """The rule table's spec of a node's call, built from the call as recorded."""
+    assert node.call is not None
+    tensors = [
+        torch.empty(shape, dtype=dtype, device="meta")
+        for shape, dtype in zip(node.input_shapes, node.call.dtypes, strict=True)
+    ]
+    filled = node.call.filled(tensors)
+    try:
+        spec = spec_for_call(node.call.func, *filled)
+    except Exception:  # a call form the rule does not read: the op is called again
+        return None
+    rule = FUNCTION_RULES.get(node.call.func)
+    return spec if rule is not None and rule.shape_preserving else None
+
+
+def _spec_shape(spec: Spec, node: TraceNode, shape: Shape) -> Shape:
+    try:
+        return tuple(spec.output_shape(shape, node.module or None))
+    except (ShapeError, ValueError, TypeError, IndexError) as error:
+        raise _Refused(f"{node.op} in {node.module or 'forward'}: {error}") from None
 
 
 def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:

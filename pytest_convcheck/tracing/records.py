@@ -188,7 +188,12 @@ class OpCall(NamedTuple):
 
     def again(self, tensors: Sequence[torch.Tensor]) -> Any:
         """The op called as recorded, with ``tensors`` in its tensor arguments' places."""
-        return self.func(*_fill(self.args, tensors), **_fill(self.kwargs, tensors))
+        args, kwargs = self.filled(tensors)
+        return self.func(*args, **kwargs)
+
+    def filled(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The recorded ``(args, kwargs)`` with ``tensors`` in the tensor arguments' places."""
+        return _fill(self.args, tensors), _fill(self.kwargs, tensors)
 
 
 def _template(value: Any, counter: list[int]) -> Any:
