@@ -49,6 +49,7 @@ __all__ = [
     "MatmulPeak",
     "benchmark_flops",
     "environment",
+    "forget_peaks",
     "matmul_peak",
     "measured_peaks",
     "prepare_step",
@@ -134,6 +135,12 @@ def matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Matm
 def measured_peaks() -> list[MatmulPeak]:
     """The peaks measured in this process so far (for the end-of-run line)."""
     return list(_PEAKS.values())
+
+
+def forget_peaks() -> None:
+    """Forget the measured peaks: the next :func:`matmul_peak` measures again (as a
+    fresh process would)."""
+    _PEAKS.clear()
 
 
 def environment(device: str) -> str:

@@ -3,8 +3,9 @@ that survive copying, saving, casting and training.
 
 Three kinds of sharing, told apart:
 
-* **reuse** — one module called several times in ``forward`` (the article's §十):
-  one set of parameters, several applications. Intended; not suspicious.
+* **reuse** — one module called several times in ``forward`` (one conv applied to
+  each of several feature maps, say): one set of parameters, several applications.
+  Intended; not suspicious.
 * **ties** — two modules holding one parameter tensor (``b.weight = a.weight``,
   e.g. tied embeddings). Intended; reported as a group.
 * **aliases** — one module *instance* registered under several names

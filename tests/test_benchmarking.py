@@ -143,7 +143,7 @@ def test_benchmark_leaves_the_model_as_it_was() -> None:
 def test_benchmark_leaves_the_global_random_generator_alone(monkeypatch) -> None:
     from pytest_convcheck import benchmarking
 
-    monkeypatch.setattr(benchmarking, "_PEAKS", {})  # the roofline's matmul runs too
+    benchmarking.forget_peaks()  # the roofline's matmul runs too
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.5)).train()  # draws each call
     torch.manual_seed(7)
     state = torch.get_rng_state()
@@ -201,7 +201,7 @@ def test_bad_benchmark_input_is_explained(call, message) -> None:
 def test_matmul_peak_leaves_the_global_random_generator_alone(monkeypatch) -> None:
     from pytest_convcheck import benchmarking
 
-    monkeypatch.setattr(benchmarking, "_PEAKS", {})  # measure again
+    benchmarking.forget_peaks()  # measure again
     torch.manual_seed(5)
     state = torch.get_rng_state()
     matmul_peak("cpu", torch.float32)
@@ -262,7 +262,7 @@ def bench_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) ->
 
     # The matmul peak is measured once per process and reported by every run of that
     # process: in-process runs start, as a fresh process would, without one.
-    monkeypatch.setattr(benchmarking, "_PEAKS", {})
+    benchmarking.forget_peaks()
     pytester.makepyfile(test_bench=BENCH_TESTS)
     return pytester
 

@@ -82,9 +82,22 @@ class Spec:
     reads_every_input: ClassVar[bool] = False
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
+        """The op's output shape on an input of ``input_shape`` (batch and channels
+        included), by the formula of torch's documentation of the op.
+
+        The contract every spec keeps: raise :class:`~pytest_convcheck.errors.ShapeError`
+        for every input torch's CPU kernel rejects (the message names the layer —
+        ``name`` in the model when given —, the formula with the numbers, and the fix),
+        and return exactly the shape torch returns for every other input; the property
+        tests (``tests/test_layers_property.py``) hold each family to it."""
         raise NotImplementedError
 
     def geometry(self) -> Geometry | None:
+        """Where each output position reads its input, per spatial axis (kernel,
+        stride, padding, dilation, transposed or not) for a sliding-window op; ``None``
+        for ops without one (linear layers, activations). Receptive fields and the
+        checkerboard analysis read it; it must describe the same op that
+        :meth:`output_shape` sizes."""
         return None
 
     def effect(self, input_shape: Shape, output_shape: Shape) -> Effect | None:
