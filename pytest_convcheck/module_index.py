@@ -52,11 +52,13 @@ class ModuleIndex:
 
     def identity(self) -> tuple[object, ...]:
         """Which objects the model is made of: every module by identity, every
-        parameter by :func:`storage_key` (two parameters are one tensor exactly when
-        their keys are equal), in walk order. Equal identities, equal sharing."""
+        parameter by identity, memory address and strides (what :func:`storage_key`
+        decides ties from, shapes aside: those are in the trace's plan), in walk
+        order. Equal identities, equal sharing. (Not for lazy models: an
+        uninitialised parameter has no address.)"""
         return (
             tuple(id(module) for _, module in self.modules),
-            tuple(storage_key(tensor) for _, tensor in self.parameters),
+            tuple((id(t), t.data_ptr(), t.stride()) for _, t in self.parameters),
         )
 
     @classmethod

@@ -169,3 +169,12 @@ def test_a_report_again_is_equal_and_sees_a_new_tie() -> None:
     assert tied.parameters == first.parameters - 2 * 2 * 3 * 3
     other = nn.Sequential(nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))  # same plan
     assert report(other, (1, 2, 9, 9)).to_dict() == first.to_dict()
+
+
+def test_a_report_again_sees_parameters_made_to_share_memory() -> None:
+    from pytest_convcheck import report
+
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
+    assert report(model, (1, 2, 9, 9)).sharing.tied == ()
+    model[2].weight.data = model[0].weight.data  # same Parameter objects, one memory
+    assert report(model, (1, 2, 9, 9)).sharing.tied == (("0.weight", "2.weight"),)
