@@ -41,7 +41,7 @@ from pytest_convcheck.checkerboards import CheckerboardReport, format_imbalance
 from pytest_convcheck.checkerboards import report_from_trace as checkerboard_of_trace
 from pytest_convcheck.fields import ReceptiveField, field_of_trace
 from pytest_convcheck.module_index import ModuleIndex
-from pytest_convcheck.tracing import Trace, format_shape, gc_paused, trace, with_sizes
+from pytest_convcheck.tracing import Trace, format_shape, gc_paused, trace, with_parameter_shapes
 from pytest_convcheck.weight_sharing import SharingReport, sharing_from_trace
 
 __all__ = [
@@ -492,7 +492,7 @@ def _model_sections(
         return known  # type: ignore[no-any-return]
     shared = sharing_from_trace(result, model, allow=allow, node_flops=node_flops, index=index)
     if index.lazy:  # parameters counted on a copy whose lazy layers have their shapes
-        index = ModuleIndex.of(with_sizes(model, result.inputs or result.input_shape))
+        index = ModuleIndex.of(with_parameter_shapes(model, result.inputs or result.input_shape))
     found = (_layer_rows(result, index, node_flops), SharingSummary.of(shared))
     if key is not None:
         stale = [k for k in result.analyses if isinstance(k, tuple) and k[0] == "model sections"]

@@ -31,7 +31,7 @@ from torch import nn
 from pytest_convcheck.calls import Call, as_call, build_call, call_model, fresh_call, output_tensors
 from pytest_convcheck.inputs import as_inputs
 from pytest_convcheck.module_index import ModuleIndex, storage_key
-from pytest_convcheck.tracing import Trace, materialized_copy, trace, with_sizes
+from pytest_convcheck.tracing import Trace, materialized_copy, trace, with_parameter_shapes
 
 __all__ = [
     "SharingReport",
@@ -229,7 +229,7 @@ def sharing_from_trace(
     )
     lazy = index.lazy
     named = (  # one walk for all counts
-        list(with_sizes(model, described).named_parameters(remove_duplicate=False))
+        list(with_parameter_shapes(model, described).named_parameters(remove_duplicate=False))
         if lazy
         else index.parameters
     )

@@ -31,7 +31,7 @@ The package's modules, each with one job:
 - :mod:`~pytest_convcheck.tracing.failures`: errors and their messages
   (:class:`ModelRunError`, :func:`forward_failures`, :func:`clash_hint`, …);
 - :mod:`~pytest_convcheck.tracing.copying`: the copies of the model that are run
-  (:func:`materialized_copy`, :func:`with_sizes`, lazy initialisation);
+  (:func:`materialized_copy`, :func:`with_parameter_shapes`, lazy initialisation);
 - :mod:`~pytest_convcheck.tracing.plans`: the per-process caches (:data:`caches`):
   replay plans, tree signatures of modules, verified ops;
 - :mod:`~pytest_convcheck.tracing.recorder`: the recorder and the
@@ -42,7 +42,7 @@ The package's modules, each with one job:
 from __future__ import annotations
 
 from pytest_convcheck.tracing.copying import materialized_copy as materialized_copy
-from pytest_convcheck.tracing.copying import with_sizes as with_sizes
+from pytest_convcheck.tracing.copying import with_parameter_shapes as with_parameter_shapes
 from pytest_convcheck.tracing.failures import ModelRunError
 from pytest_convcheck.tracing.failures import clash_hint as clash_hint
 from pytest_convcheck.tracing.failures import forward_failures as forward_failures

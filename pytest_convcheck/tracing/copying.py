@@ -1,7 +1,7 @@
 """Copies of the user's model to trace and run (the original is never touched): the
 structural copy with parameters and buffers on meta or CPU (:func:`copy_with`),
 lazy layers given their parameters by one dry forward (:func:`initialise_lazy`,
-:func:`materialized_copy`, :func:`with_sizes`), and the dtype a model computes in
+:func:`materialized_copy`, :func:`with_parameter_shapes`), and the dtype a model computes in
 (:func:`input_dtype`)."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def materialized_copy(
     return work
 
 
-def with_sizes(model: nn.Module, input_shape: Any) -> nn.Module:
+def with_parameter_shapes(model: nn.Module, input_shape: Any) -> nn.Module:
     """``model`` itself, or for a model with lazy layers a meta copy whose parameters
     have their shapes (a lazy parameter has no size until its first forward): what
     parameter counts are read from."""
