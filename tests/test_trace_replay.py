@@ -178,3 +178,19 @@ def test_a_report_again_sees_parameters_made_to_share_memory() -> None:
     assert report(model, (1, 2, 9, 9)).sharing.tied == ()
     model[2].weight.data = model[0].weight.data  # same Parameter objects, one memory
     assert report(model, (1, 2, 9, 9)).sharing.tied == (("0.weight", "2.weight"),)
+
+
+def test_a_forward_set_on_the_instance_is_never_replayed() -> None:
+    import types
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 7, 7)
+
+    def cropped(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return self[1](self[0](x))[..., 1:, 1:]
+
+    model.forward = types.MethodType(cropped, model)  # type: ignore[method-assign]
+    assert tracing.tree_signatures(model)[""] is None
+    assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 6, 6)
+    other = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())  # the class's forward
+    assert trace(other, (1, 1, 9, 9)).output_shape == (1, 1, 7, 7)

@@ -199,7 +199,11 @@ def tree_signatures(model: nn.Module) -> dict[str, int | None]:
             complete = complete and child_id is not None
             children.append((child_name, child_id))
         config = _module_signature(module) if complete else None
-        if config is None or any(state.get(h) for h in _FORWARD_HOOKS):
+        if (
+            config is None
+            or "forward" in state  # a forward set on the instance: not the class's code
+            or any(state.get(h) for h in _FORWARD_HOOKS)
+        ):
             found[name] = None
             return None
         tensors = tuple(
