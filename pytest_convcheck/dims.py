@@ -235,6 +235,13 @@ def _matrix_transpose(
     return _permutation(perm, rank)
 
 
+def _reversed_dims(
+    args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape
+) -> Effect:
+    """``x.T`` (and ``x.H``): every dim reversed."""
+    return _permutation(tuple(reversed(range(len(shape)))), len(shape))
+
+
 def _movedim(args: tuple[Any, ...], kwargs: dict[str, Any], shape: Shape, out: Shape) -> Effect:
     rank = len(shape)
     source = _arg(args, kwargs, 1, "source", None)
@@ -444,6 +451,14 @@ TABLE: dict[str, EffectBuilder] = {
     "swapaxes": _transpose,
     "swapdims": _transpose,
     "t": _matrix_transpose,
+    # tensor properties, recorded under their names (x.mT, x.T, x.data, ...)
+    "mT": _matrix_transpose,
+    "mH": _matrix_transpose,
+    "T": _reversed_dims,
+    "H": _reversed_dims,
+    "data": _pointwise,
+    "real": _pointwise,
+    "imag": _pointwise,
     "movedim": _movedim,
     "moveaxis": _movedim,
     "expand": _expand,

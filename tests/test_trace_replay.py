@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from examples.article import MODELS
@@ -194,3 +195,140 @@ def test_a_forward_set_on_the_instance_is_never_replayed() -> None:
     assert trace(model, (1, 1, 9, 9)).output_shape == (1, 1, 6, 6)
     other = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())  # the class's forward
     assert trace(other, (1, 1, 9, 9)).output_shape == (1, 1, 7, 7)
+
+
+# ---------------------------------------------------------------- found by a red team
+
+
+def _no_replay(model: nn.Module, shape: Any) -> tracing.Trace:
+    """A trace with replay off: every call executed (the truth for replay)."""
+    remember = tracing.caches.remember_plan
+    tracing.caches.clear()
+    tracing.caches.remember_plan = lambda key, plan: None  # type: ignore[method-assign]
+    try:
+        return trace(model, shape)
+    finally:
+        del tracing.caches.remember_plan
+        tracing.caches.clear()
+        assert tracing.caches.remember_plan == remember
+
+
+class _Up(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.factor = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.factor)
+
+
+class _TwoScales(nn.Module):
+    """One block called twice with an attribute changed in between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = _Up()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.up.factor = 2
+        a = self.up(x)
+        self.up.factor = 4
+        return a, self.up(x)
+
+
+def test_an_attribute_set_during_forward_stops_replay() -> None:
+    for _ in range(2):
+        assert trace(_TwoScales(), (1, 1, 8, 8)).output_shape == ((1, 1, 16, 16), (1, 1, 32, 32))
+
+
+class _WithExtras(nn.Module):
+    def __init__(self, extra: tuple[nn.Module, ...] = ()) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.extra = extra  # a tuple holding a module: not plain data
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        for module in self.extra:
+            x = module(x)
+        return x
+
+
+def test_a_tuple_holding_a_module_is_never_part_of_a_signature() -> None:
+    trace(_WithExtras(), (1, 2, 16, 16))  # teaches the class's attribute names
+    side = nn.Conv2d(2, 2, 3)
+    model = _WithExtras((side,))
+    assert trace(model, (1, 2, 16, 16)).output_shape == (1, 2, 14, 14)
+    side.stride = (2, 2)
+    assert trace(model, (1, 2, 16, 16)).output_shape == (1, 2, 7, 7)
+
+
+class _Pooled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 2) + 1
+
+
+class _PooledTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = _Pooled()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.block(x)[..., :4, :4].repeat(1, 1, 2, 2))
+
+
+def test_functional_rows_of_a_block_called_twice_are_numbered() -> None:
+    truth = [r.name for r in _no_replay(_PooledTwice(), (1, 1, 8, 8)).layers]
+    assert truth[-2:] == ["block.max_pool2d#2", "block.add#2"]
+    for _ in range(2):
+        assert [r.name for r in trace(_PooledTwice(), (1, 1, 8, 8)).layers] == truth
+
+
+class _Transposed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())
+        self.second = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(x) + self.first(x.mT).mT
+
+
+def test_tensor_properties_are_ops_of_the_graph() -> None:
+    truth = _no_replay(_Transposed(), (1, 1, 16, 16))
+    convs = [n for n in truth.nodes if n.op == "conv2d"]
+    assert convs[0].inputs[0] == tracing.MODEL_INPUT  # second(x) reads the input
+    assert truth.nodes[convs[1].inputs[0]].op == "mT"  # first(x.mT) reads x.mT
+    assert sum(n.op == "mT" for n in truth.nodes) == 2
+    for _ in range(2):
+        assert _facts(trace(_Transposed(), (1, 1, 16, 16))) == _facts(truth)
+
+
+class _Flat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(64, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.view(x.shape[0], -1))
+
+
+class _FlatTransposed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = _Flat()
+        self.b = _Flat()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x.transpose(2, 3))
+
+
+def test_a_call_on_other_strides_is_not_replayed() -> None:
+    from pytest_convcheck import ShapeError
+
+    with pytest.raises(ShapeError, match="view in 'b'"):
+        trace(_FlatTransposed(), (1, 1, 8, 8))

@@ -244,7 +244,10 @@ def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     if keys is not None and len(state) == keys[0]:
         try:
             values = tuple([state[k] for k in keys[1:]])
-            if all(type(v) in _PLAIN or type(v) is tuple for v in values):
+            if all(
+                type(v) in _PLAIN or (type(v) is tuple and all(type(i) in _PLAIN for i in v))
+                for v in values
+            ):
                 hash(values)
                 return (type(module), values)
         except (KeyError, TypeError):

@@ -27,12 +27,15 @@ from pytest_convcheck.tracing.plans import Plan, caches, call_key, remember_veri
 from pytest_convcheck.tracing.records import MODEL_INPUT, OpCall, TraceLayer, TraceNode
 from pytest_convcheck.tracing.tensors import first_tensor, format_shape, op_name, tensors_of
 
-_SIZE_READS = frozenset({"__get__", "size", "numel", "__len__", "nelement", "stride"})
+_SIZE_READS = frozenset(
+    {"__get__", "size", "numel", "__len__", "nelement", "stride", "untyped_storage"}
+)
 _SHAPE_PROPERTY = torch.Tensor.shape
 
 
 _SKIP_NAMES = frozenset(
     {
+        "untyped_storage",
         "__get__",
         "size",
         "dim",
@@ -119,6 +122,7 @@ class Recorder:
     functional_log: list[tuple[str, str]] = field(default_factory=list)  # (parent, op) rows
     size_reads: list[tuple[int, int | None]] = field(default_factory=list)
     listening: bool = True  # False while the tracer's own code runs inside the mode
+    mutated: bool = False  # a module attribute was set during the run: no more plans
 
     def read_size(self, func: Callable[..., Any], name: str, args: tuple[Any, ...]) -> None:
         """Note a size read off a tensor the model made from its input (see
@@ -237,7 +241,8 @@ class Recorder:
         if not isinstance(output, torch.Tensor) or len(self.nodes) == start:
             return None
         called = self.call_log[calls_start:]
-        if len(called) > 1:
+        if len(called) > 1 or len(self.functional_log) > functional_start:
+            # several modules, or functional rows numbered per parent: only a first call
             counts: dict[str, int] = {}
             for c in called:
                 counts[c] = counts.get(c, 0) + 1
@@ -296,9 +301,12 @@ class Recorder:
         )
 
     def can_replay(self, name: str, plan: Plan) -> bool:
-        """A plan calling several modules replays only where none of them ran before."""
+        """A plan calling several modules, or naming functional rows (numbered per
+        parent module), replays only where none of its modules ran before."""
         calls = self.calls
-        return len(plan.called) <= 1 or not any(name + c in calls for c in plan.called)
+        if len(plan.called) <= 1 and not plan.functional:
+            return True
+        return not any(name + c in calls for c in plan.called)
 
     def replay(self, name: str, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         """Record a call of module ``name`` from its plan and return an output of the
@@ -439,7 +447,18 @@ class RecordingMode(TorchFunctionMode):
         if raw_name in _SKIP_NAMES:
             if raw_name in _SIZE_READS:
                 self.recorder.read_size(func, raw_name, args)
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            if (
+                raw_name == "__get__"
+                and isinstance(result, torch.Tensor)
+                and args
+                and result is not args[0]
+                and self.recorder.producers.get(id(args[0])) is not None
+            ):
+                # a tensor property (x.mT, x.T, x.data): an op of the data path
+                name = getattr(getattr(func, "__self__", None), "__name__", "property")
+                self.recorder.record(func, name, args, kwargs, result, None, None)
+            return result
         rec = self.recorder
         op = op_name(func)
         rule = FUNCTION_RULES.get(func)

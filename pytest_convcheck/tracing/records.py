@@ -167,6 +167,10 @@ class OpCall(NamedTuple):
     """The shape of every tensor the call returned, in order."""
     dtypes: tuple[torch.dtype, ...]
     """The dtype of every tensor argument, in slot order."""
+    contiguous: tuple[bool, ...] = ()
+    """Whether each tensor argument had row-major strides, size-1 dims included (a
+    ``view`` of any other layout works or fails by its strides, which a replay at
+    other sizes cannot see: a transposed 1×6 is "contiguous" to torch as 6×1)."""
 
     @classmethod
     def capture(
@@ -184,6 +188,7 @@ class OpCall(NamedTuple):
             _template(kwargs, counter) if kwargs else {},
             tuple(tuple(t.shape) for t in outputs),
             tuple(t.dtype for t in inputs),
+            tuple(t.stride() == _row_major(t.shape) for t in inputs),
         )
 
     def again(self, tensors: Sequence[torch.Tensor]) -> Any:
@@ -194,6 +199,16 @@ class OpCall(NamedTuple):
     def filled(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The recorded ``(args, kwargs)`` with ``tensors`` in the tensor arguments' places."""
         return _fill(self.args, tensors), _fill(self.kwargs, tensors)
+
+
+def _row_major(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a freshly allocated tensor of ``shape``."""
+    strides = []
+    step = 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def _template(value: Any, counter: list[int]) -> Any:

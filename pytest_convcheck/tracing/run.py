@@ -111,8 +111,15 @@ def _instrument(module: nn.Module, recorder: Recorder, tree: int | None) -> None
 
     def record(*args: Any, **kwargs: Any) -> Any:
         key = None
-        if replayable and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
-            key = (tree, tuple(args[0].shape), args[0].dtype)
+        if (
+            replayable
+            and not recorder.mutated
+            and len(args) == 1
+            and not kwargs
+            and isinstance(args[0], torch.Tensor)
+        ):
+            # strides too: a view that works on a contiguous input fails on a transposed one
+            key = (tree, tuple(args[0].shape), args[0].stride(), args[0].dtype)
             plan = plans.get(key)
             if plan is not None and recorder.can_replay(name, plan):
                 return recorder.replay(name, args[0], plan)
@@ -126,7 +133,12 @@ def _instrument(module: nn.Module, recorder: Recorder, tree: int | None) -> None
         output = original(*args, **kwargs)
         recorder.listening = False
         recorder.post_hook(module, args, output)
-        if key is not None and len(recorder.disagreements) == seen and not recorder.in_leaf():
+        if (
+            key is not None
+            and not recorder.mutated
+            and len(recorder.disagreements) == seen
+            and not recorder.in_leaf()
+        ):
             plan = recorder.plan(
                 name,
                 start,
@@ -145,6 +157,25 @@ def _instrument(module: nn.Module, recorder: Recorder, tree: int | None) -> None
     object.__setattr__(module, "forward", forward)
 
 
+@contextlib.contextmanager
+def _watching_attributes(recorder: Recorder) -> Iterator[None]:
+    """Note (``recorder.mutated``) when the model sets a module attribute during its
+    forward (a counter, a mode switched between two calls of one block): what the
+    plans were recorded under has changed, so no call is replayed or recorded from
+    then on. Module.__setattr__ is watched for the run's duration only."""
+    setattr_of_modules = nn.Module.__setattr__
+
+    def watched(module: nn.Module, name: str, value: Any) -> None:
+        recorder.mutated = True
+        setattr_of_modules(module, name, value)
+
+    nn.Module.__setattr__ = watched  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        nn.Module.__setattr__ = setattr_of_modules  # type: ignore[method-assign]
+
+
 def _run(
     model: nn.Module,
     inputs: Inputs,
@@ -159,7 +190,7 @@ def _run(
         args, kwargs = inputs.meta(dtype)
         x = args[0] if len(args) == 1 and not kwargs else None
         if isinstance(x, torch.Tensor):
-            root_key = (trees[""], tuple(x.shape), x.dtype)
+            root_key = (trees[""], tuple(x.shape), x.stride(), x.dtype)
             plan = caches.plans.get(root_key)
             if plan is not None:  # this model was traced on this input before: no copy
                 recorder = Recorder({}, frozenset(), {}, short_circuit=True)
@@ -201,7 +232,12 @@ def _run(
     for module, tree in unique:
         _instrument(module, recorder, tree)
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), RecordingMode(recorder):
+        with (
+            torch.random.fork_rng(devices=[]),
+            torch.no_grad(),
+            _watching_attributes(recorder),
+            RecordingMode(recorder),
+        ):
             output = work(*args, **kwargs)
     except (ShapeError, MetaUnsupported, ModelRunError):
         raise
