@@ -166,7 +166,15 @@ def input_size_rule(
     else:
         reason = f"the model does not run at {inputs.describe()}"
     return replace(
-        _rule(model, inputs, dim, limit, reference, _traced(model, inputs, base, dim)),
+        _rule(
+            model,
+            inputs,
+            dim,
+            limit,
+            reference,
+            _traced(model, inputs, base, dim),
+            strides_only=False,
+        ),
         method=f"traced at each size: {reason}",
     )
 
@@ -221,7 +229,13 @@ def _rule(
     limit: int,
     reference: Trace | None,
     outputs_at: Callable[[int], Outputs | None],
+    *,
+    strides_only: bool = True,
 ) -> SizeRule:
+    """The rule from validity at sizes 1, 2, …: with ``strides_only`` (a replayed
+    trace: only layers decide) the period is the strides' least common multiple;
+    otherwise (the model's code reads sizes: an ``assert n % 8 == 0`` is a period of
+    its own) the smallest period that repeats three times over a longer window."""
     base = list(inputs.shape)
     rank = len(base)
     axis = (dim % rank) - (rank - inputs.spatial)
@@ -236,6 +250,8 @@ def _rule(
         return cache[n]
 
     period = _period(reference, axis) if reference is not None and axis >= 0 else 1
+    if not strides_only:
+        period = _observed_period(run, period, base[dim], limit)
     # A threshold past which validity repeats with the period, checked twice over. A
     # flatten feeding a linear layer takes a window of at most one period of sizes
     # (e.g. 28–31) wherever the described size is: where no size repeats, the window
@@ -280,6 +296,24 @@ def _rule(
         threshold -= 1
     exceptions = tuple(n for n in range(1, threshold) if valid[n])
     return SizeRule(name, dim, period, threshold, residues, exceptions, outputs, n_max)
+
+
+def _observed_period(
+    run: Callable[[int], Outputs | None], strides: int, described: int, limit: int
+) -> int:
+    """The smallest period (a multiple of ``strides`` or not) with which validity
+    repeats over the second half of the sizes up to ``max(described, 64) + 4·64``,
+    three periods at least."""
+    top = min(limit, max(described, 64, strides) + 4 * max(64, strides))
+    valid = [False] + [run(n) is not None for n in range(1, top + 1)]
+    for p in range(1, top // 4 + 1):
+        # from some threshold t on, valid[n] == valid[n + p], for three periods at least
+        start = top - p
+        while start >= 1 and valid[start] == valid[start + p]:
+            start -= 1
+        if start + 1 <= min(top - 3 * p, top // 2):  # over half the window at least
+            return p
+    return strides
 
 
 def _fit_output(

@@ -38,6 +38,9 @@ from pytest_convcheck.tracing.records import Slot
 __all__ = ["NotReplayable", "SizeProgram", "SizeRun"]
 
 
+_STRIDED_VIEWS = frozenset({"view", "view_as", "unflatten"})
+
+
 class NotReplayable(Exception):
     """The trace cannot stand for the model at another size; the message says why."""
 
@@ -67,6 +70,11 @@ class SizeProgram:
         for node in self.trace.nodes:
             if node.call is None:
                 raise NotReplayable(f"{node.op} in {node.module or 'forward'} was not recorded")
+            if node.op in _STRIDED_VIEWS and not all(node.call.contiguous):
+                raise NotReplayable(
+                    f"{node.op} in {node.module or 'forward'} views a non-contiguous tensor: "
+                    f"whether it works depends on strides at each size"
+                )
             if node.spec is None and isinstance(node.effect, Statistics):
                 # a norm is not executed on meta by the trace: its rule checks the call
                 spec = _call_spec(node)

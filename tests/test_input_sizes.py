@@ -174,3 +174,71 @@ def test_relayouts_replayed_in_python_match_torch() -> None:
     assert rule.method == "replayed from one trace"
     assert rule.valid(range(1, 60)) == _brute(Relayouts(), (2, 1, 7, 15), -1, range(1, 60))
     assert rule.describe() == "15–16"
+
+
+# ---------------------------------------------------------------- found by a red team
+
+
+class WindowAssert(nn.Module):
+    """Window attention's guard: a Python assertion with a period of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[-1] % 8 == 0
+        return self.conv(x)
+
+
+class ViewAfterTranspose(nn.Module):
+    """view() of a transposed tensor works only while a dim has size 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).transpose(2, 3).view(1, -1)
+
+
+class ThroughProperties(nn.Module):
+    """The data path runs through x.mT and x.data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(1, 1, 1)
+        self.second = nn.Conv2d(1, 1, (5, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x.data).mT)
+
+
+class StorageBranch(nn.Module):
+    """Branches on the bytes of the input's storage: a size read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.untyped_storage().nbytes() > 4 * 2 * 16 * 16:
+            x = F.max_pool2d(x, 2)
+        return self.conv(x)
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "dim"),
+    [
+        (WindowAssert(), (1, 1, 16, 24), -1),
+        (ViewAfterTranspose(), (1, 1, 3, 8), -2),
+        (ThroughProperties(), (1, 1, 8, 16), -1),
+        (StorageBranch(), (1, 2, 16, 24), -1),
+    ],
+    ids=["assert-mod-8", "view-after-transpose", "mT-and-data", "storage-branch"],
+)
+def test_rules_of_models_that_escaped_the_replay_equal_brute_force(
+    model: nn.Module, shape: tuple[int, ...], dim: int
+) -> None:
+    rule = input_size_rule(model, shape, dim, limit=300)
+    assert rule.valid(range(1, 90)) == _brute(model, shape, dim, range(1, 90))
