@@ -31,7 +31,7 @@ import torch
 
 from pytest_convcheck.effects import Pointwise, Statistics
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, spec_for_call
+from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, broadcast_shapes, spec_for_call
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
 from pytest_convcheck.tracing.records import Slot
 
@@ -201,14 +201,14 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
     where = f"{node.op} in {node.module or 'forward'}"
     varying = [i for i, (a, b) in enumerate(zip(ins, node.input_shapes, strict=True)) if a != b]
     if node.spec is not None and varying == [0]:
-        try:
-            shape = node.spec.output_shape(ins[0], node.module or None)
-        except (ShapeError, ValueError, TypeError, IndexError) as error:
-            raise _Refused(f"{where}: {error}") from None
+        shape = _spec_shape(node.spec, node, ins[0])
         if count == 1 or len(set(node.call.outputs)) == 1:
-            return (tuple(shape),) * count
+            return (shape,) * count
     if isinstance(node.effect, Pointwise) and count == 1:
-        shape = _broadcast(ins, where)
+        try:  # the rule table's broadcasting (torch's broadcast_shapes imports its refs)
+            shape = broadcast_shapes(where, *ins)
+        except ShapeError as error:
+            raise _Refused(str(error)) from None
         if node.op.endswith("_") and shape != ins[0]:
             raise _Refused(f"{where}: an in-place op cannot grow its input to {shape}")
         return (shape,)
@@ -231,20 +231,6 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
             f"one: the model's Python code depends on the size"
         )
     return found
-
-
-def _broadcast(shapes: Sequence[Shape], where: str) -> Shape:
-    """torch's broadcasting of ``shapes`` (aligned on the right; sizes equal or 1),
-    without torch (whose first ``broadcast_shapes`` call imports its Python refs)."""
-    rank = max((len(s) for s in shapes), default=0)
-    out = []
-    for axis in range(rank):
-        sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
-        sizes.discard(1)
-        if len(sizes) > 1:
-            raise _Refused(f"{where}: shapes {', '.join(map(str, shapes))} do not broadcast")
-        out.append(sizes.pop() if sizes else 1)
-    return tuple(out)
 
 
 def _relayout(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:

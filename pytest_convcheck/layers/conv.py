@@ -193,11 +193,6 @@ class ConvSpec(Spec):
         assert not isinstance(self.padding, str)
         return tuple((p, p) for p in self.padding)
 
-    def _pads(self, spatial: Shape = ()) -> tuple[tuple[int, int], ...]:
-        """Former name of :meth:`padding_pairs` (``spatial`` was never read); kept
-        until ``checkerboards.py`` calls :meth:`padding_pairs`."""
-        return self.padding_pairs()
-
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = layer_label(self.kind, name)
         self.check_arguments(label)
