@@ -706,14 +706,14 @@ def run_entry(entry: Entry, budget: float) -> Result:
         if getattr(measured, "clipped", False):
             # measured on an input the field does not fit (memory budget): the measured
             # positions must lie inside the analytic field, not equal it
-            inside = _inside(measured, analytic)
-            if inside.startswith("the measured positions lie inside"):
+            contained, why = _inside(measured, analytic)
+            if contained:
                 return "ok", f"{format_shape(measured.size)} (clipped by the input)"
-            return "disagree", f"clipped measurement {format_shape(measured.size)}: {inside}"
+            return "disagree", f"clipped measurement {format_shape(measured.size)}: {why}"
         if tuple(measured.size) != tuple(analytic.size):
             return "disagree", (
                 f"measured {format_shape(measured.size)} ≠ analytic {format_shape(analytic.size)} "
-                f"at input {format_shape(measured.input_shape)}; {_inside(measured, analytic)}"
+                f"at input {format_shape(measured.input_shape)}; {_inside(measured, analytic)[1]}"
             )
         return "ok", format_shape(measured.size)
 
@@ -755,7 +755,7 @@ def run_entry(entry: Entry, budget: float) -> Result:
     return result
 
 
-def _inside(measured: Any, analytic: Any) -> str:
+def _inside(measured: Any, analytic: Any) -> tuple[bool, str]:
     """Whether every measured position lies in the analytic field (the analytic one
     conservative) or not (the analytic one misses inputs), at the measured input."""
     spatial = len(analytic.axes)
@@ -764,11 +764,11 @@ def _inside(measured: Any, analytic: Any) -> str:
         for axis, (got, allowed) in enumerate(zip(found, claimed, strict=True)):
             outside = sorted(set(got) - set(allowed))
             if outside:
-                return (
+                return False, (
                     f"at output {tuple(position)}, axis {axis}: measured inputs "
                     f"{_short(outside)} lie outside the analytic field"
                 )
-    return "the measured positions lie inside the analytic field (analytic conservative)"
+    return True, "the measured positions lie inside the analytic field (analytic conservative)"
 
 
 def format_shape(values: Any) -> str:
