@@ -382,3 +382,45 @@ def test_lazy_layers_built_under_float64_trace_in_float64() -> None:
         torch.set_default_dtype(default)
     assert trace(model, (2, 3, 8, 8)).output_shape == (2, 4, 6, 2)
     assert report(model, (2, 3, 8, 8)).output_shape == (2, 4, 6, 2)
+
+
+_MODE_RANKS = {
+    "nearest": (3, 4, 5),
+    "nearest-exact": (3, 4, 5),
+    "linear": (3,),
+    "bilinear": (4,),
+    "bicubic": (4,),
+    "trilinear": (5,),
+    "area": (3, 4, 5),
+}
+_DTYPES = (
+    torch.uint8,
+    torch.int8,
+    torch.int32,
+    torch.int64,
+    torch.bool,
+    torch.float16,
+    torch.float64,
+)
+
+
+@pytest.mark.parametrize("mode", sorted(_MODE_RANKS))
+def test_interpolation_takes_the_dtypes_torch_takes(mode: str) -> None:
+    # interpolation is not executed on meta (its meta kernel costs a torch._dynamo
+    # import): the rule alone must refuse every input dtype torch's CPU kernel refuses
+    for rank in _MODE_RANKS[mode]:
+        for dtype in _DTYPES:
+            x = torch.zeros((1, 1) + (4,) * (rank - 2)).to(dtype)
+            try:
+                F.interpolate(x, scale_factor=2, mode=mode)
+                torch_refuses = False
+            except (RuntimeError, NotImplementedError):
+                torch_refuses = True
+            model = Call(
+                lambda _, t, dtype=dtype: F.interpolate(t.to(dtype), scale_factor=2, mode=mode)
+            )
+            if torch_refuses:
+                with pytest.raises(ShapeError, match=f"mode='{mode}' does not take"):
+                    trace(model, tuple(x.shape))
+            else:
+                assert trace(model, tuple(x.shape)).output_shape == (1, 1) + (8,) * (rank - 2)

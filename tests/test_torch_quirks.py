@@ -177,3 +177,38 @@ def test_flop_counter_misses_cpu_flash_attention_and_degenerate_products() -> No
     with FlopCounterMode(display=False) as counter:
         torch.einsum("i,j->ij", torch.zeros(3), torch.zeros(4))
     assert counter.get_total_flops() == 0
+
+
+def test_meta_decompositions_that_import_dynamo_are_not_run_by_the_trace() -> None:
+    # torch 2.13: on meta, biased F.linear (an addmm decomposition) and linear
+    # interpolation run Python decompositions wrapped in torch._disable_dynamo, whose
+    # first call imports torch._dynamo (0.7 s on this project's machines). Their rules
+    # stand in for the meta kernel (Rule.trusted_on_meta), so tracing a model made of
+    # them imports nothing more.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        import torch
+        from torch import nn
+        from pytest_convcheck import trace
+
+        model = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            nn.Flatten(),
+            nn.Linear(64, 10),
+        )
+        assert trace(model, (1, 1, 4, 4)).output_shape == (1, 10)
+        print("torch._dynamo" in sys.modules)
+        w, b = torch.empty(4, 8, device="meta"), torch.empty(4, device="meta")
+        torch.nn.functional.linear(torch.empty(1, 8, device="meta"), w, b)
+        print("torch._dynamo" in sys.modules)
+        """
+    )
+    # the last lines check the premise: torch's own meta kernel does import it
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]

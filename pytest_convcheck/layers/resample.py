@@ -44,6 +44,10 @@ INTERPOLATION_MODES = (
 )
 
 
+#: modes whose CPU kernels also take uint8 images
+_UINT8_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "lanczos")
+
+
 @dataclass(frozen=True)
 class InterpolateSpec(Spec):
     """``nn.Upsample`` / ``F.interpolate``: ``out = size`` or ``int(in · scale_factor)``
@@ -71,6 +75,23 @@ class InterpolateSpec(Spec):
     mode: str = "nearest"
     align_corners: bool | None = None
     antialias: bool = False
+
+    def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
+        """Floating inputs in every mode; ``uint8`` only in ``nearest``,
+        ``nearest-exact``, ``bilinear`` and ``bicubic`` (the image modes); no other
+        integer, bool or complex input (torch 2.13's CPU kernels)."""
+        if dtype.is_floating_point or (dtype == torch.uint8 and self.mode in _UINT8_MODES):
+            return
+        modes = ", ".join(repr(m) for m in _UINT8_MODES)
+        raise ShapeError(
+            problem(
+                layer_label(self.kind, name),
+                f"mode={self.mode!r} does not take {str(dtype).removeprefix('torch.')} "
+                f"input (floating point only; uint8 also in modes {modes}).",
+                fix="interpolate a floating-point tensor: x.float() before, and round "
+                "back after if integers are needed.",
+            )
+        )
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = layer_label(self.kind, name)

@@ -76,6 +76,14 @@ class Rule:
     functions: tuple[Callable[..., Any], ...] = ()
     from_call: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Spec] | None = None
     shape_preserving: bool = False
+    #: On meta, a call the rule accepts on a contiguous input is not executed: an empty
+    #: contiguous tensor of the predicted shape stands in for its output. For families
+    #: whose meta kernel is a Python decomposition that costs more than the check is
+    #: worth: on torch 2.13 the first linear interpolation or biased ``F.linear`` on
+    #: meta imports ``torch._dynamo`` (0.7 s). The rule must refuse whatever torch
+    #: refuses; ``tests/test_opinfo.py`` checks it against torch's own samples and
+    #: error inputs.
+    trusted_on_meta: bool = False
 
 
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -264,6 +272,7 @@ RULES: tuple[Rule, ...] = (
         interpolate_from_module,
         (F.interpolate, F.upsample),
         interpolate_from_call,
+        trusted_on_meta=True,
     ),
     Rule(
         "antialiased_interpolate",
@@ -311,7 +320,14 @@ RULES: tuple[Rule, ...] = (
         slice_from_call,
     ),
     Rule("tensor_unfold", (), _no_module, (torch.Tensor.unfold,), tensor_unfold_from_call),
-    Rule("linear", (nn.Linear, nn.LazyLinear), linear_from_module, (F.linear,), linear_from_call),
+    Rule(
+        "linear",
+        (nn.Linear, nn.LazyLinear),
+        linear_from_module,
+        (F.linear,),
+        linear_from_call,
+        trusted_on_meta=True,  # with a bias, its meta kernel decomposes to addmm
+    ),
     Rule(
         "matmul",
         (),
