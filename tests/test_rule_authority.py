@@ -424,3 +424,24 @@ def test_interpolation_takes_the_dtypes_torch_takes(mode: str) -> None:
                     trace(model, tuple(x.shape))
             else:
                 assert trace(model, tuple(x.shape)).output_shape == (1, 1) + (8,) * (rank - 2)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_adaptive_pooling_takes_the_dtypes_torch_takes(kind: str, dims: int) -> None:
+    # adaptive average pooling is not executed on meta, whose kernels take any dtype
+    fn = getattr(F, f"adaptive_{kind}_pool{dims}d")
+    for dtype in (*_DTYPES, torch.complex64):
+        for size in (1, 2):
+            x = torch.zeros((1, 1) + (4,) * dims).to(dtype)
+            try:
+                fn(x, size)
+                torch_refuses = False
+            except (RuntimeError, NotImplementedError):
+                torch_refuses = True
+            model = Call(lambda _, t, dtype=dtype, size=size: fn(t.to(dtype), size))
+            if torch_refuses:
+                with pytest.raises(ShapeError, match="adaptive pooling does not take"):
+                    trace(model, tuple(x.shape))
+            else:
+                assert trace(model, tuple(x.shape)).output_shape == (1, 1) + (size,) * dims

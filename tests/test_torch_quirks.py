@@ -180,8 +180,8 @@ def test_flop_counter_misses_cpu_flash_attention_and_degenerate_products() -> No
 
 
 def test_meta_decompositions_that_import_dynamo_are_not_run_by_the_trace() -> None:
-    # torch 2.13: on meta, biased F.linear (an addmm decomposition) and linear
-    # interpolation run Python decompositions wrapped in torch._disable_dynamo, whose
+    # torch 2.13: on meta, biased F.linear (an addmm decomposition), linear
+    # interpolation and adaptive average pooling run Python decompositions wrapped in torch._disable_dynamo, whose
     # first call imports torch._dynamo (0.7 s on this project's machines). Their rules
     # stand in for the meta kernel (Rule.trusted_on_meta), so tracing a model made of
     # them imports nothing more.
@@ -198,8 +198,9 @@ def test_meta_decompositions_that_import_dynamo_are_not_run_by_the_trace() -> No
 
         model = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear"),
+            nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
-            nn.Linear(64, 10),
+            nn.Linear(16, 10),
         )
         assert trace(model, (1, 1, 4, 4)).output_shape == (1, 10)
         print("torch._dynamo" in sys.modules)

@@ -291,6 +291,21 @@ class AdaptivePoolSpec(Spec):
     dims: int
     output_size: tuple[int | None, ...]
 
+    def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
+        """Floating inputs only; complex too for an average to one position per axis
+        (torch takes the mean). torch 2.13's CPU kernels; its meta kernels take any."""
+        global_mean = "avg" in self.kind.lower() and all(o in (1, None) for o in self.output_size)
+        if dtype.is_floating_point or (dtype.is_complex and global_mean):
+            return
+        raise ShapeError(
+            problem(
+                layer_label(self.kind, name),
+                f"adaptive pooling does not take {str(dtype).removeprefix('torch.')} input "
+                f"(floating point only).",
+                fix="pool a floating-point tensor: x.float() before the layer.",
+            )
+        )
+
     def global_average(self, spatial: Shape) -> bool:
         """Average pooling to one position per axis: torch computes a mean, which also
         takes an empty input (``aten/.../AdaptiveAveragePooling.cpp``)."""

@@ -76,14 +76,15 @@ class Rule:
     functions: tuple[Callable[..., Any], ...] = ()
     from_call: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Spec] | None = None
     shape_preserving: bool = False
-    #: On meta, a call the rule accepts on a contiguous input is not executed: an empty
-    #: contiguous tensor of the predicted shape stands in for its output. For families
-    #: whose meta kernel is a Python decomposition that costs more than the check is
-    #: worth: on torch 2.13 the first linear interpolation or biased ``F.linear`` on
-    #: meta imports ``torch._dynamo`` (0.7 s). The rule must refuse whatever torch
-    #: refuses; ``tests/test_opinfo.py`` checks it against torch's own samples and
-    #: error inputs.
-    trusted_on_meta: bool = False
+    #: Functions of the family whose calls, on meta, are not executed when the rule
+    #: accepts them on a contiguous input: an empty contiguous tensor of the predicted
+    #: shape stands in for the output. For functions that return one tensor and whose
+    #: meta kernel is a Python decomposition costing more than the check is worth: on
+    #: torch 2.13 the first linear interpolation, biased ``F.linear`` or adaptive
+    #: average pooling on meta imports ``torch._dynamo`` (0.7 s). The rule must refuse
+    #: whatever torch refuses; ``tests/test_opinfo.py`` checks it against torch's own
+    #: samples and error inputs, ``scripts/library_sweep.py`` against CPU forwards.
+    trusted_on_meta: tuple[Callable[..., Any], ...] = ()
 
 
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -265,6 +266,7 @@ RULES: tuple[Rule, ...] = (
             F.adaptive_max_pool3d_with_indices,
         ),
         adaptive_pool_from_call,
+        trusted_on_meta=(F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d),
     ),
     Rule(
         "interpolate",
@@ -272,7 +274,7 @@ RULES: tuple[Rule, ...] = (
         interpolate_from_module,
         (F.interpolate, F.upsample),
         interpolate_from_call,
-        trusted_on_meta=True,
+        trusted_on_meta=(F.interpolate, F.upsample),
     ),
     Rule(
         "antialiased_interpolate",
@@ -326,7 +328,7 @@ RULES: tuple[Rule, ...] = (
         linear_from_module,
         (F.linear,),
         linear_from_call,
-        trusted_on_meta=True,  # with a bias, its meta kernel decomposes to addmm
+        trusted_on_meta=(F.linear,),
     ),
     Rule(
         "matmul",

@@ -505,7 +505,7 @@ class RecordingMode(TorchFunctionMode):
         if (
             predicted is not None
             and rule is not None
-            and rule.trusted_on_meta
+            and func in rule.trusted_on_meta
             and rec.short_circuit
             and first is not None
             and first.is_contiguous()
