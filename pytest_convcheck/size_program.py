@@ -31,8 +31,16 @@ import torch
 
 from pytest_convcheck.effects import Pointwise, Statistics
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, broadcast_shapes, spec_for_call
+from pytest_convcheck.layers import (
+    FUNCTION_RULES,
+    Shape,
+    Spec,
+    broadcast_shapes,
+    concatenated_shape,
+    spec_for_call,
+)
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
+from pytest_convcheck.tracing.recorder import CONCATENATIONS
 from pytest_convcheck.tracing.records import Slot
 
 __all__ = ["NotReplayable", "SizeProgram", "SizeRun"]
@@ -215,6 +223,9 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
     relaid = _relayout(node, ins)
     if relaid is not None:
         return (relaid,)
+    joined = _concatenation(node, ins)
+    if joined is not None:
+        return (joined,)
     tensors = [
         torch.empty(shape, dtype=dtype, device="meta")
         for shape, dtype in zip(ins, node.call.dtypes, strict=True)
@@ -273,11 +284,32 @@ def _relayout(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:
         if type(start) is not int or type(end) is not int:
             return None
         start, end = start % len(shape), end % len(shape)
-        start, end = start % len(shape), end % len(shape)
         if start > end:
             return None
         return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
     return None
+
+
+def _concatenation(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:
+    """The output shape of a ``torch.cat`` of recorded tensors of one dtype along an
+    int ``dim``; ``None`` for any other call (then the op is called again on meta)."""
+    assert node.call is not None
+    call = node.call
+    if node.op not in CONCATENATIONS or set(call.kwargs) - {"dim"} or len(call.args) > 2:
+        return None
+    parts = call.args[0] if call.args else None
+    dim = call.args[1] if len(call.args) > 1 else call.kwargs.get("dim", 0)
+    if type(dim) is not int or not isinstance(parts, (list, tuple)) or not parts:
+        return None
+    if not all(type(p) is Slot for p in parts) or len(set(call.dtypes)) != 1:
+        return None
+    shapes = [ins[p.position] for p in parts]
+    if any(s == (0,) for s in shapes):
+        return None
+    try:
+        return concatenated_shape(f"cat in {node.module or 'forward'}", shapes, dim)
+    except ShapeError as error:
+        raise _Refused(str(error)) from None
 
 
 def _result_shapes(value: object) -> tuple[Shape, ...]:

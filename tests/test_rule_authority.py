@@ -10,9 +10,12 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from torch import nn
 
 from pytest_convcheck import ModelRunError, ShapeError, output_shape, report, trace
+from pytest_convcheck.layers import concatenated_shape
 
 
 class Call(nn.Module):
@@ -445,3 +448,45 @@ def test_adaptive_pooling_takes_the_dtypes_torch_takes(kind: str, dims: int) -> 
                     trace(model, tuple(x.shape))
             else:
                 assert trace(model, tuple(x.shape)).output_shape == (1, 1) + (size,) * dims
+
+
+@st.composite
+def _concatenations(draw: st.DrawFn) -> tuple[list[tuple[int, ...]], int]:
+    rank = draw(st.integers(1, 4))
+    base = draw(st.lists(st.integers(0, 4), min_size=rank, max_size=rank))
+    dim = draw(st.integers(-rank - 1, rank))
+    shapes = []
+    for _ in range(draw(st.integers(1, 3))):
+        shape = list(base)
+        if draw(st.booleans()) and rank:
+            shape[draw(st.integers(0, rank - 1))] = draw(st.integers(0, 4))
+        if draw(st.integers(0, 9)) == 0:
+            shape = shape[:-1] or [2, 2]
+        shapes.append(tuple(shape))
+    return shapes, dim
+
+
+@given(_concatenations())
+def test_concatenated_shape_is_torch_cats(case: tuple[list[tuple[int, ...]], int]) -> None:
+    # cat is not executed on meta, nor replayed there: concatenated_shape stands in
+    shapes, dim = case
+    assume(all(s != (0,) for s in shapes))  # torch's legacy skip, left to torch
+    try:
+        expected: tuple[int, ...] | None = tuple(
+            torch.cat([torch.zeros(s) for s in shapes], dim).shape
+        )
+    except (RuntimeError, IndexError):
+        expected = None
+    try:
+        got: tuple[int, ...] | None = concatenated_shape("cat", shapes, dim)
+    except ShapeError:
+        got = None
+    assert got == expected
+    model = Call(
+        lambda _, x, shapes=shapes, dim=dim: torch.cat([x.new_zeros(s) for s in shapes], dim)
+    )
+    if expected is None:
+        with pytest.raises(ShapeError):
+            trace(model, (1,))
+    else:
+        assert trace(model, (1,)).output_shape == expected

@@ -181,10 +181,11 @@ def test_flop_counter_misses_cpu_flash_attention_and_degenerate_products() -> No
 
 def test_meta_decompositions_that_import_dynamo_are_not_run_by_the_trace() -> None:
     # torch 2.13: on meta, biased F.linear (an addmm decomposition), linear
-    # interpolation and adaptive average pooling run Python decompositions wrapped in torch._disable_dynamo, whose
-    # first call imports torch._dynamo (0.7 s on this project's machines). Their rules
-    # stand in for the meta kernel (Rule.trusted_on_meta), so tracing a model made of
-    # them imports nothing more.
+    # interpolation, adaptive average pooling and cat run Python decompositions
+    # wrapped in torch._disable_dynamo, whose first call imports torch._dynamo (0.7 s
+    # on this project's machines). Their rules stand in for the meta kernel
+    # (Rule.trusted_on_meta; recorder.concatenated), so tracing a model made of them
+    # imports nothing more.
     import subprocess
     import sys
     import textwrap
@@ -196,13 +197,18 @@ def test_meta_decompositions_that_import_dynamo_are_not_run_by_the_trace() -> No
         from torch import nn
         from pytest_convcheck import trace
 
-        model = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear"),
-            nn.AdaptiveAvgPool2d(4),
-            nn.Flatten(),
-            nn.Linear(16, 10),
-        )
-        assert trace(model, (1, 1, 4, 4)).output_shape == (1, 10)
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.up = nn.Upsample(scale_factor=2, mode="bilinear")
+                self.pool = nn.AdaptiveAvgPool2d(4)
+                self.head = nn.Linear(32, 10)
+
+            def forward(self, x):
+                x = self.pool(self.up(x))
+                return self.head(torch.cat([x, x], 1).flatten(1))
+
+        assert trace(Model(), (1, 1, 4, 4)).output_shape == (1, 10)
         print("torch._dynamo" in sys.modules)
         w, b = torch.empty(4, 8, device="meta"), torch.empty(4, device="meta")
         torch.nn.functional.linear(torch.empty(1, 8, device="meta"), w, b)

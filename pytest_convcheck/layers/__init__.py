@@ -17,7 +17,8 @@ docstring), geometry, FLOPs and builders:
 * :mod:`~pytest_convcheck.layers.resample` — interpolation and pixel (un)shuffle;
 * :mod:`~pytest_convcheck.layers.pad` — padding layers and ``F.pad``;
 * :mod:`~pytest_convcheck.layers.unfold` — im2col/col2im and ``Tensor.unfold``;
-* :mod:`~pytest_convcheck.layers.slicing` — ``x[a:b, ...]`` and ``narrow``;
+* :mod:`~pytest_convcheck.layers.slicing` — ``x[a:b, ...]``, ``narrow`` and the
+  shape of ``torch.cat``;
 * :mod:`~pytest_convcheck.layers.dense` — linear, flatten, matrix products;
 * :mod:`~pytest_convcheck.layers.pointwise` — norms, softmax, dropout,
   activations and GLU;
@@ -73,7 +74,7 @@ from pytest_convcheck.layers.resample import (
     InterpolateSpec,
     PixelShuffleSpec,
 )
-from pytest_convcheck.layers.slicing import SliceItem, SliceSpec
+from pytest_convcheck.layers.slicing import SliceItem, SliceSpec, concatenated_shape
 from pytest_convcheck.layers.table import (
     FUNCTION_RULES,
     MODULE_RULES,
@@ -116,6 +117,7 @@ __all__ = [
     "UnfoldSpec",
     "UnpoolSpec",
     "broadcast_shapes",
+    "concatenated_shape",
     "is_lazy",
     "output_shape",
     "pool_output_size",

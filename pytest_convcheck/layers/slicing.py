@@ -1,10 +1,11 @@
 """Cropping by index: :class:`SliceSpec` for basic slicing (``x[a:b, ..., c:d]``)
-and ``narrow``, with the reading of an index into per-dim slices.
+and ``narrow``, with the reading of an index into per-dim slices; and
+:func:`concatenated_shape`, the shape of ``torch.cat`` (crop-and-concat's other half).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,50 @@ from pytest_convcheck.axis_maps import AxisMap
 from pytest_convcheck.effects import Effect, Window
 from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import PhaseTaps, Shape, Spec, layer_label
+
+
+def concatenated_shape(label: str, shapes: Sequence[Shape], dim: int) -> Shape:
+    """The shape of ``torch.cat`` of tensors of ``shapes`` along ``dim`` (torch docs:
+    every tensor has the same shape except along ``dim``, where the sizes add up).
+    Raises :class:`ShapeError` for no tensors, mixed ranks, a 0-d tensor, ``dim``
+    out of range or a size that differs off ``dim``. The legacy exception (1-D
+    empty tensors are skipped) is not modelled: call sites leave such calls to torch.
+    """
+    if not shapes:
+        raise ShapeError(problem(label, "torch.cat needs at least one tensor.", fix="pass one."))
+    rank = len(shapes[0])
+    if rank == 0 or any(len(s) != rank for s in shapes):
+        raise ShapeError(
+            problem(
+                label,
+                f"tensors of ranks {[len(s) for s in shapes]} cannot be concatenated "
+                f"(one rank ≥ 1 for all).",
+                fix="reshape the tensors to one rank before concatenating.",
+            )
+        )
+    if not -rank <= dim < rank:
+        raise ShapeError(
+            problem(
+                label,
+                f"dim {dim} is out of range for {rank}-d tensors.",
+                fix=f"concatenate along a dim in [{-rank}, {rank - 1}].",
+            )
+        )
+    dim %= rank
+    for i in range(rank):
+        sizes = {s[i] for s in shapes}
+        if i != dim and len(sizes) > 1:
+            listed = ", ".join(str(tuple(s)) for s in shapes)
+            raise ShapeError(
+                problem(
+                    label,
+                    f"shapes {listed} differ in dim {i} ({sorted(sizes)}); only dim {dim}, "
+                    f"the one concatenated along, may differ.",
+                    fix="crop, pad or interpolate the tensors to one size in every other dim.",
+                )
+            )
+    return (*shapes[0][:dim], sum(s[dim] for s in shapes), *shapes[0][dim + 1 :])
+
 
 SliceItem = tuple[int | None, int | None, int | None]
 """One dim's ``(start, stop, step)``, ``None`` where the slice leaves it out."""

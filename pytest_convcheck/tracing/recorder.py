@@ -16,7 +16,13 @@ from torch.overrides import TorchFunctionMode
 
 from pytest_convcheck.dims import effect_of_call
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, spec_for_call
+from pytest_convcheck.layers import (
+    FUNCTION_RULES,
+    Shape,
+    Spec,
+    concatenated_shape,
+    spec_for_call,
+)
 from pytest_convcheck.tracing.failures import (
     MetaUnsupported,
     ModelRunError,
@@ -63,6 +69,9 @@ _SKIP_NAMES = frozenset(
         "__deepcopy__",
     }
 )
+#: ``torch.cat`` and its aliases (see :func:`concatenated`)
+CONCATENATIONS = frozenset({"cat", "concat", "concatenate"})
+
 _BINARY = {
     "add",
     "__add__",
@@ -423,6 +432,34 @@ class Recorder:
             )
 
 
+def concatenated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """``torch.cat(tensors, dim)`` of contiguous tensors of one dtype and device: an
+    empty tensor of the concatenated shape (see
+    :func:`~pytest_convcheck.layers.concatenated_shape`), as torch's would be. Any
+    other call (mixed dtypes or layouts, ``out=``, a legacy empty 1-D tensor, sizes
+    that do not fit) is left to torch, which runs it or says what is wrong. On
+    torch 2.13 the meta kernel of ``cat`` imports ``torch._dynamo`` on first use
+    (0.7 s)."""
+    if set(kwargs) - {"tensors", "dim"} or len(args) > 2:
+        return None
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if type(dim) is not int or not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    first = tensors[0]
+    if any(
+        t.dtype != first.dtype or t.device != first.device or not t.is_contiguous() for t in tensors
+    ):
+        return None
+    try:
+        shape = concatenated_shape("cat", [tuple(t.shape) for t in tensors], dim)
+    except ShapeError:
+        return None
+    return torch.empty(shape, dtype=first.dtype, device=first.device)
+
+
 class RecordingMode(TorchFunctionMode):
     """The ``TorchFunctionMode`` a traced run happens under: every torch call in
     ``forward`` goes to :meth:`__torch_function__`, which records it in its
@@ -545,6 +582,8 @@ class RecordingMode(TorchFunctionMode):
         kwargs: dict[str, Any],
     ) -> torch.Tensor | None:
         """An empty meta tensor of the right shape for ops not worth executing."""
+        if name in CONCATENATIONS:
+            return concatenated(args, kwargs)
         if not args or not isinstance(args[0], torch.Tensor):
             return None
         x = args[0]
