@@ -241,6 +241,34 @@ def test_an_attribute_set_during_forward_stops_replay() -> None:
         assert trace(_TwoScales(), (1, 1, 8, 8)).output_shape == ((1, 1, 16, 16), (1, 1, 32, 32))
 
 
+class _OwnSetattr(_Up):
+    """A block whose class defines its own ``__setattr__`` (as some libraries do)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+
+
+class _TwoScalesOwnSetattr(_TwoScales):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = _OwnSetattr()
+
+
+def test_an_attribute_set_through_a_class_own_setattr_stops_replay() -> None:
+    for _ in range(2):
+        result = trace(_TwoScalesOwnSetattr(), (1, 1, 8, 8))
+        assert result.output_shape == ((1, 1, 16, 16), (1, 1, 32, 32))
+
+
+def test_the_watch_leaves_every_class_as_it_was() -> None:
+    # the watch wraps __setattr__ on the copy's classes for the run only
+    before = {cls: cls.__dict__.get("__setattr__") for cls in (_TwoScales, _Up, _OwnSetattr)}
+    trace(_TwoScalesOwnSetattr(), (1, 1, 8, 8))
+    trace(_TwoScales(), (1, 1, 8, 8))
+    assert {cls: cls.__dict__.get("__setattr__") for cls in before} == before
+    assert nn.Module.__setattr__.__qualname__ == "Module.__setattr__"
+
+
 class _WithExtras(nn.Module):
     def __init__(self, extra: tuple[nn.Module, ...] = ()) -> None:
         super().__init__()
