@@ -490,3 +490,106 @@ def test_concatenated_shape_is_torch_cats(case: tuple[list[tuple[int, ...]], int
             trace(model, (1,))
     else:
         assert trace(model, (1,)).output_shape == expected
+
+
+_CL = torch.channels_last
+
+
+def _fn(fn: Callable[..., object], **params: torch.Tensor) -> nn.Module:
+    model = Call(fn)
+    for name, value in params.items():
+        model.register_parameter(name, nn.Parameter(value, requires_grad=False))
+    return model
+
+
+# Calls torch's CPU kernels or argument parser refuse, which the rules of the ops not
+# executed on meta (interpolation, linear, adaptive average pooling, cat) must not
+# pass: each was found passing while those rules first stood in for the meta kernel.
+_REFUSED_BY_TORCH = {
+    "linear, 1-D weight with a bias": (
+        _fn(lambda m, x: F.linear(x, m.w, m.b), w=torch.zeros(3), b=torch.zeros(1)),
+        (2, 3),
+    ),
+    "linear, bias of another dtype": (
+        _fn(lambda m, x: F.linear(x, m.w, m.b), w=torch.zeros(4, 3), b=torch.zeros(4).double()),
+        (2, 3),
+    ),
+    "linear, bool input": (
+        _fn(lambda m, x: F.linear(x.bool(), m.w), w=torch.zeros(4, 3).bool()),
+        (2, 3),
+    ),
+    "interpolate, an empty channel dim": (
+        Call(lambda _, x: F.interpolate(x[:, :0], scale_factor=2)),
+        (2, 3, 4, 4),
+    ),
+    "interpolate, recompute_scale_factor with a size": (
+        nn.Upsample(size=8, recompute_scale_factor=True),
+        (2, 3, 4, 4),
+    ),
+    "interpolate, a float size": (
+        Call(lambda _, x: F.interpolate(x, size=(7.0, 7.0))),
+        (2, 3, 4, 4),
+    ),
+    "interpolate, a tensor size": (
+        Call(lambda _, x: F.interpolate(x, size=torch.tensor([5, 5]))),
+        (2, 3, 4, 4),
+    ),
+    "interpolate, a tensor scale": (
+        Call(lambda _, x: F.interpolate(x, scale_factor=torch.tensor(2.0))),
+        (2, 3, 4, 4),
+    ),
+    "interpolate, align_corners not a bool": (
+        Call(lambda _, x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners="yes")),
+        (2, 3, 4, 4),
+    ),
+    "interpolate, float8": (
+        Call(lambda _, x: F.interpolate(x.to(torch.float8_e4m3fn), scale_factor=2)),
+        (2, 3, 4, 4),
+    ),
+    "adaptive_avg_pool2d, output_size None": (
+        Call(lambda _, x: F.adaptive_avg_pool2d(x, None)),
+        (2, 3, 5, 5),
+    ),
+    "adaptive_avg_pool2d, a 1-tuple for two axes": (
+        Call(lambda _, x: F.adaptive_avg_pool2d(x, (2,))),
+        (2, 3, 5, 5),
+    ),
+    "adaptive_avg_pool2d, a bool size": (
+        Call(lambda _, x: F.adaptive_avg_pool2d(x, True)),
+        (2, 3, 5, 5),
+    ),
+    "adaptive_avg_pool2d, complex with a kept axis": (
+        Call(lambda _, x: F.adaptive_avg_pool2d(x.cfloat(), (None, 1))),
+        (2, 3, 5, 5),
+    ),
+    "interpolate of a 1×1 channels-last image, then view": (
+        Call(lambda _, x: F.interpolate(x.to(memory_format=_CL), size=(2, 2)).view(2, -1)),
+        (2, 3, 1, 1),
+    ),
+    "adaptive_avg_pool2d of a 1×1 channels-last image, then view": (
+        Call(lambda _, x: F.adaptive_avg_pool2d(x.to(memory_format=_CL), 2).view(2, -1)),
+        (2, 3, 1, 1),
+    ),
+    "cat of one-channel channels-last images, then view": (
+        Call(lambda _, x: torch.cat([x.to(memory_format=_CL)] * 2, 1).view(2, -1)),
+        (2, 1, 3, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED_BY_TORCH))
+def test_calls_torch_refuses_are_refused_by_the_trace(case: str) -> None:
+    model, shape = _REFUSED_BY_TORCH[case]
+    with pytest.raises((RuntimeError, TypeError, ValueError, NotImplementedError)):
+        model(torch.zeros(shape))
+    for _ in range(2):  # the second trace reuses verified outcomes: it must refuse too
+        with pytest.raises((ShapeError, ModelRunError)):
+            trace(model, shape)
+
+
+def test_channels_last_outputs_are_not_replayed_as_row_major() -> None:
+    # a verified call is materialised row-major: calls on other strides are not kept
+    model = Call(lambda _, x: F.interpolate(x.to(memory_format=_CL), scale_factor=2).view(2, -1))
+    for _ in range(2):
+        with pytest.raises(ShapeError, match="view"):
+            trace(model, (2, 3, 4, 4))

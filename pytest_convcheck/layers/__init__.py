@@ -12,8 +12,9 @@ docstring), geometry, FLOPs and builders:
 * :mod:`~pytest_convcheck.layers.base` — :class:`Spec`, :class:`Geometry`,
   :class:`InvalidSpec` and the argument and input checks the families share;
 * :mod:`~pytest_convcheck.layers.conv` — convolution and transposed convolution;
-* :mod:`~pytest_convcheck.layers.pool` — max/avg/LP, adaptive and fractional
-  pooling, max unpooling;
+* :mod:`~pytest_convcheck.layers.pool` — max/avg/LP and fractional pooling, max
+  unpooling;
+* :mod:`~pytest_convcheck.layers.adaptive_pool` — adaptive pooling;
 * :mod:`~pytest_convcheck.layers.resample` — interpolation and pixel (un)shuffle;
 * :mod:`~pytest_convcheck.layers.pad` — padding layers and ``F.pad``;
 * :mod:`~pytest_convcheck.layers.unfold` — im2col/col2im and ``Tensor.unfold``;
@@ -49,6 +50,7 @@ every rejection against torch itself.
 """
 
 from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.layers.adaptive_pool import AdaptivePoolSpec
 from pytest_convcheck.layers.base import (
     Geometry,
     InvalidSpec,
@@ -63,7 +65,6 @@ from pytest_convcheck.layers.dense import FlattenSpec, LinearSpec, MatmulSpec, b
 from pytest_convcheck.layers.pad import PadSpec
 from pytest_convcheck.layers.pointwise import GLUSpec, ShapePreservingSpec
 from pytest_convcheck.layers.pool import (
-    AdaptivePoolSpec,
     FractionalPoolSpec,
     PoolSpec,
     UnpoolSpec,

@@ -211,6 +211,17 @@ def check_at_least(label: str, what: str, values: Sequence[int], low: int, fix: 
         )
 
 
+#: The floating dtypes torch's CPU kernels of the interpolation, adaptive pooling and
+#: linear families compute in (the float8 types have no kernels there).
+KERNEL_FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def is_int(value: Any) -> bool:
+    """A plain Python int (torch's argument parser refuses a bool, a float or a
+    tensor where it wants an int)."""
+    return type(value) is int
+
+
 def check_same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> None:
     """A weight of another dtype than the input: torch's CPU kernels refuse it (its meta
     kernels do not check)."""

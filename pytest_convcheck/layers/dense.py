@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pytest_convcheck.effects import Contract, Effect, Mix, Relayout, Unknown
 from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
+    KERNEL_FLOATS,
     PhaseTaps,
     Shape,
     Spec,
@@ -81,6 +83,7 @@ class LinearSpec(Spec):
     vector: bool = False  # F.linear with a 1-D weight: the last dim is contracted away
     bias_shape: tuple[int, ...] | None = None  # F.linear(..., bias): must broadcast
     weight_dtype: torch.dtype | None = None  # F.linear(x, weight): must be the input's dtype
+    bias_dtype: torch.dtype | None = None  # F.linear(x, weight, bias): the input's dtype too
 
     def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
         """Every output feature reads every input feature (the last dim)."""
@@ -93,7 +96,27 @@ class LinearSpec(Spec):
         return []
 
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
-        check_same_dtype(layer_label(self.kind, name), dtype, self.weight_dtype)
+        """The weight and a bias of another dtype than the input, and a bool input,
+        are refused (torch's CPU matrix products; its meta kernels take them)."""
+        label = layer_label(self.kind, name)
+        check_same_dtype(label, dtype, self.weight_dtype)
+        if self.bias_dtype is not None and self.bias_dtype != dtype:
+            raise ShapeError(
+                problem(
+                    label,
+                    f"the input is {str(dtype).removeprefix('torch.')} but the bias is "
+                    f"{str(self.bias_dtype).removeprefix('torch.')}; they must have one dtype.",
+                    fix="create the bias with dtype=x.dtype, or register it as a parameter.",
+                )
+            )
+        if dtype == torch.bool:
+            raise ShapeError(
+                problem(
+                    label,
+                    "a bool input has no matrix product.",
+                    fix="convert the input first: x.float().",
+                )
+            )
 
     def output_shape(self, input_shape: Shape, name: str | None = None) -> Shape:
         label = layer_label(self.kind, name)
@@ -165,6 +188,32 @@ def linear_from_call(
         vector=weight.dim() == 1,
         bias_shape=tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
         weight_dtype=weight.dtype,
+        bias_dtype=bias.dtype if isinstance(bias, torch.Tensor) else None,
+    )
+
+
+def plain_linear_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bool:
+    """Whether the rule's output stands for torch's on this ``F.linear`` call (see
+    :attr:`~pytest_convcheck.layers.table.Rule.trusted_on_meta`): a floating input of
+    at least one dim, a 2-D weight and no bias or a 1-D bias of ``out_features``, all
+    of one dtype. Any other call (a 1-D weight, a broadcast bias) is left to torch,
+    whose matrix products refuse combinations the rule does not model."""
+    if func is not F.linear or len(args) > 3 or set(kwargs) - {"input", "weight", "bias"}:
+        return False
+    bound = dict(zip(("input", "weight", "bias"), args, strict=False)) | kwargs
+    x, weight, bias = bound.get("input"), bound.get("weight"), bound.get("bias")
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        return False
+    if x.dtype not in KERNEL_FLOATS or x.dim() < 1 or weight.dim() != 2:
+        return False
+    if weight.dtype != x.dtype:
+        return False
+    return bias is None or (
+        isinstance(bias, torch.Tensor)
+        and bias.dtype == x.dtype
+        and tuple(bias.shape) == (weight.shape[0],)
     )
 
 

@@ -11,17 +11,20 @@ from fractions import Fraction
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pytest_convcheck.axis_maps import AxisMap, antialiased_map, interpolation_map
 from pytest_convcheck.effects import Effect, Relayout, Window
 from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
+    KERNEL_FLOATS,
     Geometry,
     PhaseTaps,
     Shape,
     Spec,
     averaged_taps,
+    is_int,
     layer_label,
     numel,
     per_axis,
@@ -77,10 +80,10 @@ class InterpolateSpec(Spec):
     antialias: bool = False
 
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
-        """Floating inputs in every mode; ``uint8`` only in ``nearest``,
+        """Floating inputs (not float8) in every mode; ``uint8`` only in ``nearest``,
         ``nearest-exact``, ``bilinear`` and ``bicubic`` (the image modes); no other
         integer, bool or complex input (torch 2.13's CPU kernels)."""
-        if dtype.is_floating_point or (dtype == torch.uint8 and self.mode in _UINT8_MODES):
+        if dtype in KERNEL_FLOATS or (dtype == torch.uint8 and self.mode in _UINT8_MODES):
             return
         modes = ", ".join(repr(m) for m in _UINT8_MODES)
         raise ShapeError(
@@ -290,6 +293,41 @@ def interpolate_from_call(
         bound.get("align_corners"),
         bool(bound.get("antialias", False)),
     )
+
+
+def plain_interpolate_call(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bool:
+    """Whether the rule's output stands for torch's on this ``F.interpolate`` call
+    (see :attr:`~pytest_convcheck.layers.table.Rule.trusted_on_meta`): a floating
+    input with no empty non-batch dim; ``size`` as ints or ``scale_factor`` as finite
+    numbers, exactly one of them; ``align_corners``, ``recompute_scale_factor`` and
+    ``antialias`` as bools or ``None``, no ``recompute_scale_factor`` with ``size``.
+    Any other call is left to torch, whose argument parser and checks refuse what
+    the rule does not model (a float size, a tensor scale, an empty channel dim)."""
+    names: tuple[str, ...] = ("input", "size", "scale_factor", "mode", "align_corners")
+    if func is F.interpolate:
+        names += ("recompute_scale_factor", "antialias")
+    elif func is not F.upsample:
+        return False
+    if len(args) > len(names) or set(kwargs) - set(names):
+        return False
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    x, size, scale = bound.get("input"), bound.get("size"), bound.get("scale_factor")
+    if not isinstance(x, torch.Tensor) or x.dtype not in KERNEL_FLOATS or x.dim() < 3:
+        return False
+    if any(s == 0 for s in x.shape[1:]) or (size is None) == (scale is None):
+        return False
+    if size is not None:
+        sizes = size if isinstance(size, (tuple, list)) else (size,)
+        if not all(is_int(s) for s in sizes) or bound.get("recompute_scale_factor"):
+            return False
+    else:
+        scales = scale if isinstance(scale, (tuple, list)) else (scale,)
+        if not all(type(s) in (int, float) and 0 < s < 1e6 for s in scales):
+            return False
+    flags = (bound.get(k) for k in ("align_corners", "recompute_scale_factor", "antialias"))
+    return all(f is None or type(f) is bool for f in flags) and type(bound.get("mode", "")) is str
 
 
 def _freeze(value: Any) -> Any:

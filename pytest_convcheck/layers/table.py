@@ -19,6 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytest_convcheck.errors import ShapeError
+from pytest_convcheck.layers.adaptive_pool import (
+    adaptive_pool_from_call,
+    adaptive_pool_from_module,
+    plain_adaptive_avg_call,
+)
 from pytest_convcheck.layers.base import InvalidSpec, Shape, Spec
 from pytest_convcheck.layers.conv import ConvSpec, conv_from_call, conv_from_module
 from pytest_convcheck.layers.dense import (
@@ -27,6 +32,7 @@ from pytest_convcheck.layers.dense import (
     linear_from_call,
     linear_from_module,
     matmul_from_call,
+    plain_linear_call,
 )
 from pytest_convcheck.layers.pad import pad_from_call, pad_from_module
 from pytest_convcheck.layers.pointwise import (
@@ -36,8 +42,6 @@ from pytest_convcheck.layers.pointwise import (
     shape_preserving_from_module,
 )
 from pytest_convcheck.layers.pool import (
-    adaptive_pool_from_call,
-    adaptive_pool_from_module,
     fractional_pool_from_call,
     fractional_pool_from_module,
     pool_from_call,
@@ -51,6 +55,7 @@ from pytest_convcheck.layers.resample import (
     interpolate_from_module,
     pixel_shuffle_from_call,
     pixel_shuffle_from_module,
+    plain_interpolate_call,
 )
 from pytest_convcheck.layers.slicing import slice_from_call
 from pytest_convcheck.layers.unfold import (
@@ -76,15 +81,21 @@ class Rule:
     functions: tuple[Callable[..., Any], ...] = ()
     from_call: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Spec] | None = None
     shape_preserving: bool = False
-    #: Functions of the family whose calls, on meta, are not executed when the rule
-    #: accepts them on a contiguous input: an empty contiguous tensor of the predicted
-    #: shape stands in for the output. For functions that return one tensor and whose
-    #: meta kernel is a Python decomposition costing more than the check is worth: on
-    #: torch 2.13 the first linear interpolation, biased ``F.linear`` or adaptive
-    #: average pooling on meta imports ``torch._dynamo`` (0.7 s). The rule must refuse
-    #: whatever torch refuses; ``tests/test_opinfo.py`` checks it against torch's own
-    #: samples and error inputs, ``scripts/library_sweep.py`` against CPU forwards.
-    trusted_on_meta: tuple[Callable[..., Any], ...] = ()
+    #: The calls of the family that, on meta, are not executed: for a call it accepts
+    #: on tensors with row-major strides (see ``tracing.tensors.is_row_major``), an
+    #: empty tensor of the predicted shape stands in for the output. For families
+    #: whose meta kernel is a Python decomposition costing more than the check is
+    #: worth: on torch 2.13 the first linear interpolation, biased ``F.linear`` or
+    #: adaptive average pooling on meta imports ``torch._dynamo`` (0.7 s). The
+    #: predicate admits only calls whose every argument the rule models (plain ints,
+    #: floats and bools, one tensor each, floating dtypes), returning one tensor; the
+    #: rule must refuse whatever torch refuses on them. ``tests/test_opinfo.py`` checks
+    #: it against torch's own samples and error inputs, ``tests/test_rule_authority.py``
+    #: against torch per dtype and argument type, and ``scripts/library_sweep.py``
+    #: against CPU forwards.
+    trusted_on_meta: (
+        Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], bool] | None
+    ) = None
 
 
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -266,7 +277,7 @@ RULES: tuple[Rule, ...] = (
             F.adaptive_max_pool3d_with_indices,
         ),
         adaptive_pool_from_call,
-        trusted_on_meta=(F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d),
+        trusted_on_meta=plain_adaptive_avg_call,
     ),
     Rule(
         "interpolate",
@@ -274,7 +285,7 @@ RULES: tuple[Rule, ...] = (
         interpolate_from_module,
         (F.interpolate, F.upsample),
         interpolate_from_call,
-        trusted_on_meta=(F.interpolate, F.upsample),
+        trusted_on_meta=plain_interpolate_call,
     ),
     Rule(
         "antialiased_interpolate",
@@ -328,7 +339,7 @@ RULES: tuple[Rule, ...] = (
         linear_from_module,
         (F.linear,),
         linear_from_call,
-        trusted_on_meta=(F.linear,),
+        trusted_on_meta=plain_linear_call,
     ),
     Rule(
         "matmul",

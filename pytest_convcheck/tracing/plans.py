@@ -16,6 +16,7 @@ from torch import nn
 from pytest_convcheck.layers import Shape, Spec, is_lazy
 from pytest_convcheck.tracing.copying import HOOK_KEYS
 from pytest_convcheck.tracing.records import TraceLayer, TraceNode
+from pytest_convcheck.tracing.tensors import is_row_major
 
 
 class Plan(NamedTuple):
@@ -113,21 +114,25 @@ def call_key(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Any, ...] | None:
     """A hashable description of a call: tensors by shape and dtype, other
-    arguments by value; ``None`` when an argument is unhashable."""
+    arguments by value; ``None`` when an argument is unhashable or a tensor has other
+    strides than row-major (the outcome kept for a key is materialised row-major,
+    while torch keeps a channels-last input's output channels-last)."""
 
     def part(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
+            if not is_row_major(value):
+                raise TypeError("not row-major")
             return ("tensor", tuple(value.shape), value.dtype)
         if isinstance(value, (list, tuple)):
             return tuple(part(v) for v in value)
         return value
 
-    key = (
-        func,
-        tuple(part(a) for a in args),
-        tuple(sorted((k, part(v)) for k, v in kwargs.items())),
-    )
     try:
+        key = (
+            func,
+            tuple(part(a) for a in args),
+            tuple(sorted((k, part(v)) for k, v in kwargs.items())),
+        )
         hash(key)
     except TypeError:
         return None

@@ -31,7 +31,13 @@ from pytest_convcheck.tracing.failures import (
 )
 from pytest_convcheck.tracing.plans import Plan, caches, call_key, remember_verified
 from pytest_convcheck.tracing.records import MODEL_INPUT, OpCall, TraceLayer, TraceNode
-from pytest_convcheck.tracing.tensors import first_tensor, format_shape, op_name, tensors_of
+from pytest_convcheck.tracing.tensors import (
+    first_tensor,
+    format_shape,
+    is_row_major,
+    op_name,
+    tensors_of,
+)
 
 _SIZE_READS = frozenset(
     {"__get__", "size", "numel", "__len__", "nelement", "stride", "untyped_storage"}
@@ -433,13 +439,14 @@ class Recorder:
 
 
 def concatenated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
-    """``torch.cat(tensors, dim)`` of contiguous tensors of one dtype and device: an
-    empty tensor of the concatenated shape (see
-    :func:`~pytest_convcheck.layers.concatenated_shape`), as torch's would be. Any
-    other call (mixed dtypes or layouts, ``out=``, a legacy empty 1-D tensor, sizes
-    that do not fit) is left to torch, which runs it or says what is wrong. On
-    torch 2.13 the meta kernel of ``cat`` imports ``torch._dynamo`` on first use
-    (0.7 s)."""
+    """``torch.cat(tensors, dim)`` of tensors of one dtype and device with row-major
+    strides (torch keeps channels-last inputs channels-last; see
+    :func:`~pytest_convcheck.tracing.tensors.is_row_major`): an empty tensor of the
+    concatenated shape (see :func:`~pytest_convcheck.layers.concatenated_shape`), as
+    torch's would be. Any other call (mixed dtypes or layouts, ``out=``, a legacy
+    empty 1-D tensor, sizes that do not fit) is left to torch, which runs it or says
+    what is wrong. On torch 2.13 the meta kernel of ``cat`` imports ``torch._dynamo``
+    on first use (0.7 s)."""
     if set(kwargs) - {"tensors", "dim"} or len(args) > 2:
         return None
     tensors = args[0] if args else kwargs.get("tensors")
@@ -450,7 +457,7 @@ def concatenated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor 
         return None
     first = tensors[0]
     if any(
-        t.dtype != first.dtype or t.device != first.device or not t.is_contiguous() for t in tensors
+        t.dtype != first.dtype or t.device != first.device or not is_row_major(t) for t in tensors
     ):
         return None
     try:
@@ -542,16 +549,18 @@ class RecordingMode(TorchFunctionMode):
         if (
             predicted is not None
             and rule is not None
-            and func in rule.trusted_on_meta
+            and rule.trusted_on_meta is not None
             and rec.short_circuit
             and first is not None
-            and first.is_contiguous()
+            and rule.trusted_on_meta(func, args, kwargs)
+            and all(is_row_major(t) for t in tensors_of((args, kwargs)))
         ):
-            result = torch.empty(predicted, dtype=first.dtype, device=first.device)
-            if key is not None:
-                remember_verified(key, result, spec, predicted, ())
-            rec.record(func, op, args, kwargs, result, spec, predicted)
-            return result
+            stand_in = self._stand_in(predicted, first)
+            if stand_in is not None:
+                if key is not None:
+                    remember_verified(key, stand_in, spec, predicted, ())
+                rec.record(func, op, args, kwargs, stand_in, spec, predicted)
+                return stand_in
         try:
             result = func(*args, **kwargs)
         except ShapeError:
@@ -572,6 +581,16 @@ class RecordingMode(TorchFunctionMode):
             remember_verified(key, result, spec, predicted, tuple(found))
         rec.record(func, op, args, kwargs, result, spec, predicted)
         return result
+
+    @staticmethod
+    def _stand_in(shape: Shape, like: torch.Tensor) -> torch.Tensor | None:
+        """An empty tensor of ``shape`` standing in for a trusted op's output; ``None``
+        where torch cannot make one (a size past its limits): the op then runs and
+        torch says what is wrong."""
+        try:
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
+        except (RuntimeError, TypeError, ValueError, OverflowError):
+            return None
 
     @staticmethod
     def _short_circuit(

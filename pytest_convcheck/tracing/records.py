@@ -14,7 +14,7 @@ import torch
 from pytest_convcheck.dims import Effect, Unknown
 from pytest_convcheck.inputs import Inputs
 from pytest_convcheck.layers import Shape, Spec
-from pytest_convcheck.tracing.tensors import format_shape
+from pytest_convcheck.tracing.tensors import format_shape, is_row_major
 
 MODEL_INPUT = -1
 """Producer index of the model's input tensor in :attr:`TraceNode.inputs`."""
@@ -188,7 +188,7 @@ class OpCall(NamedTuple):
             _template(kwargs, counter) if kwargs else {},
             tuple(tuple(t.shape) for t in outputs),
             tuple(t.dtype for t in inputs),
-            tuple(t.stride() == _row_major(t.shape) for t in inputs),
+            tuple(is_row_major(t) for t in inputs),
         )
 
     def again(self, tensors: Sequence[torch.Tensor]) -> Any:
@@ -199,16 +199,6 @@ class OpCall(NamedTuple):
     def filled(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The recorded ``(args, kwargs)`` with ``tensors`` in the tensor arguments' places."""
         return _fill(self.args, tensors), _fill(self.kwargs, tensors)
-
-
-def _row_major(shape: Sequence[int]) -> tuple[int, ...]:
-    """The strides of a freshly allocated tensor of ``shape``."""
-    strides = []
-    step = 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return tuple(reversed(strides))
 
 
 def _template(value: Any, counter: list[int]) -> Any:

@@ -1,7 +1,8 @@
 """Small helpers on tensors and the values that hold them: the tensors of nested
 arguments (:func:`tensors_of`, :func:`first_tensor`), the tensors of a forward's
 result with their places (:func:`output_leaves`), shapes as text
-(:func:`format_shape`) and the short names of torch functions (:func:`op_name`)."""
+(:func:`format_shape`), row-major strides (:func:`is_row_major`) and the short names
+of torch functions (:func:`op_name`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,23 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
+
+
+def row_major_strides(shape: Any) -> tuple[int, ...]:
+    """The strides of a freshly allocated (``torch.empty``) tensor of ``shape``."""
+    strides = []
+    step = 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def is_row_major(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` has exactly the strides ``torch.empty`` gives its shape —
+    stricter than ``is_contiguous()``, which a channels-last tensor with one channel
+    or a 1×1 image also passes, and whose outputs torch keeps channels-last."""
+    return tensor.stride() == row_major_strides(tensor.shape)
 
 
 def format_shape(shape: Any) -> str:
