@@ -90,7 +90,8 @@ class SizeRule:
         return text
 
 
-def _ranges(values: Iterable[int]) -> str:
+def _ranges(values: Iterable[int], most: int = 8) -> str:
+    """Sizes as runs (``3–4, 6–10``); past ``most`` runs, the first ones and a count."""
     ordered = sorted(values)
     runs: list[list[int]] = []
     for v in ordered:
@@ -98,26 +99,38 @@ def _ranges(values: Iterable[int]) -> str:
             runs[-1][1] = v
         else:
             runs.append([v, v])
-    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs)
+    text = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs[:most])
+    if len(runs) > most:
+        text += f", … ({len(ordered)} sizes in {len(runs)} runs)"
+    return text
 
 
-def _period(result: Trace, axis: int) -> int:
+def _period(result: Trace, axis: int) -> tuple[int, bool]:
     """The least common multiple of the integer strides that input axis ``axis``
-    meets in the trace (1 when it meets none)."""
+    meets in the trace (1 when it meets none), and whether validity is known to repeat
+    with it: not where the axis meets a resampling by a ratio that is neither an
+    integer stride nor an integer upsampling (``scale_factor=0.7`` after a stride 2:
+    20 inputs per 7 outputs, sizes rounded through floating point), whose numerator
+    is then taken as a period to try."""
     from pytest_convcheck.fields import node_maps
 
     maps, _ = node_maps(result)
-    found = 1
+    found, exact = 1, True
     for axes in maps.values():
         if axis >= len(axes):
             continue
         m = axes[axis]
-        if m.whole or m.advance <= 0 or m.period != 1:
-            continue  # downsampling chains only (an upsampled path's ratio is no stride)
-        step = m.advance // math.gcd(m.advance, m.period)
-        if step <= 4096:
-            found = math.lcm(found, step)
-    return found
+        if m.whole or m.advance <= 0 or m.period <= 0:
+            continue
+        ratio = Fraction(m.advance, m.period)
+        if ratio.numerator == 1:
+            continue  # an upsampled path: its ratio is no stride
+        exact = exact and ratio.denominator == 1
+        if ratio.numerator <= 4096:
+            found = math.lcm(found, ratio.numerator)
+        else:
+            exact = False
+    return found, exact
 
 
 def _out_size(outputs: Outputs, axis_from_end: int, rank: int) -> int | None:
@@ -249,15 +262,18 @@ def _rule(
             cache[n] = found
         return cache[n]
 
-    period = _period(reference, axis) if reference is not None and axis >= 0 else 1
-    if not strides_only:
+    period, exact = _period(reference, axis) if reference is not None and axis >= 0 else (1, True)
+    if not strides_only or not exact:
         period = _observed_period(run, period, base[dim], limit)
     # A threshold past which validity repeats with the period, checked twice over. A
     # flatten feeding a linear layer takes a window of at most one period of sizes
     # (e.g. 28–31) wherever the described size is: where no size repeats, the window
     # examined grows to cover the described size; where sizes repeat twice over, no
     # such window is at work, and the described size only has to agree with the rule.
-    n_max = min(limit, 4 * period + 8)
+    # A ratio that is no stride rounds sizes through floating point (0.7 · 90 is
+    # 62.99…): no period is proven, so every size up to the limit is examined and a
+    # period is stated only where it holds over all of them.
+    n_max = min(limit, 4 * period + 8) if exact else limit
     while True:
         valid = {n: run(n) is not None for n in range(1, n_max + 1)}
         threshold = next(

@@ -40,8 +40,8 @@ from pytest_convcheck.layers import (
     spec_for_call,
 )
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
-from pytest_convcheck.tracing.recorder import CONCATENATIONS
 from pytest_convcheck.tracing.records import Slot
+from pytest_convcheck.tracing.stand_ins import CONCATENATIONS
 
 __all__ = ["NotReplayable", "SizeProgram", "SizeRun"]
 

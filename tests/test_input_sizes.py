@@ -242,3 +242,36 @@ def test_rules_of_models_that_escaped_the_replay_equal_brute_force(
 ) -> None:
     rule = input_size_rule(model, shape, dim, limit=300)
     assert rule.valid(range(1, 90)) == _brute(model, shape, dim, range(1, 90))
+
+
+class _FractionalScales(nn.Module):
+    """Two branches resampled by ratios that are no stride (20 inputs per 7 outputs),
+    concatenated: their sizes agree where floating-point rounding lets them."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.down = nn.Conv1d(3, 3, 3, 2, padding=1)
+        self.a, self.b = a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left = F.interpolate(self.down(x), scale_factor=self.a)
+        return torch.cat([left, F.interpolate(x, scale_factor=self.b)], 1)
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.7, 0.35), (0.6, 0.3), (1.5, 0.75)])
+def test_ratios_that_are_no_stride_are_examined_size_by_size(a: float, b: float) -> None:
+    # the strides' period (2) is no period here, and with 0.7 none holds: 0.7 · 90 is
+    # 62.99… in floating point, so width 179 is valid though 159 and 199 are not
+    model = _FractionalScales(a, b)
+    rule = input_size_rule(model, (2, 3, 40), -1)
+    sizes = range(1, 260)
+    brute = []
+    with torch.no_grad():
+        for n in sizes:
+            try:
+                model(torch.zeros(2, 3, n))
+            except RuntimeError:
+                continue
+            brute.append(n)
+    assert rule.valid(sizes) == brute
+    assert len(rule.describe()) < 400  # long lists of runs are cut short

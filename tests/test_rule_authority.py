@@ -570,6 +570,30 @@ _REFUSED_BY_TORCH = {
         Call(lambda _, x: F.adaptive_avg_pool2d(x.to(memory_format=_CL), 2).view(2, -1)),
         (2, 3, 1, 1),
     ),
+    "conv of a channels-last input, then view": (
+        _fn(
+            lambda m, x: F.conv2d(x.contiguous(memory_format=_CL), m.w, padding=1).view(2, -1),
+            w=torch.zeros(4, 3, 3, 3),
+        ),
+        (2, 3, 6, 8),
+    ),
+    "conv with channels-last weights, then view": (
+        _fn(
+            lambda m, x: F.conv2d(x, m.w, padding=1).view(2, -1),
+            w=torch.zeros(4, 3, 3, 3).contiguous(memory_format=_CL),
+        ),
+        (2, 3, 6, 8),
+    ),
+    "reflect padding of a channels-last input, then view": (
+        Call(
+            lambda _, x: F.pad(x.contiguous(memory_format=_CL), (1, 1, 1, 1), "reflect").view(2, -1)
+        ),
+        (2, 3, 6, 8),
+    ),
+    "a sum of channels-last tensors, then view": (
+        Call(lambda _, x: (x.contiguous(memory_format=_CL) + 1).view(2, -1)),
+        (2, 3, 6, 8),
+    ),
     "cat of one-channel channels-last images, then view": (
         Call(lambda _, x: torch.cat([x.to(memory_format=_CL)] * 2, 1).view(2, -1)),
         (2, 1, 3, 3),
@@ -593,3 +617,39 @@ def test_channels_last_outputs_are_not_replayed_as_row_major() -> None:
     for _ in range(2):
         with pytest.raises(ShapeError, match="view"):
             trace(model, (2, 3, 4, 4))
+
+
+def test_a_verified_call_is_not_reused_for_arguments_of_another_type() -> None:
+    # 8 == 8.0 == True-ish in Python, not to torch's argument parser; a verified
+    # outcome is kept per argument type, and never for a size given as a tensor
+    ints = Call(lambda _, x: F.interpolate(x, size=(8, 8)))
+    floats = Call(lambda _, x: F.interpolate(x, size=(8.0, 8.0)))
+    assert trace(ints, (1, 3, 4, 4)).output_shape == (1, 3, 8, 8)
+    with pytest.raises(ShapeError):
+        trace(floats, (1, 3, 4, 4))
+    eight = Call(lambda _, x: F.interpolate(x, size=(torch.tensor(8), 9)))
+    five = Call(lambda _, x: F.interpolate(x, size=(torch.tensor(5), 9)))
+    assert trace(eight, (1, 3, 4, 4)).output_shape == (1, 3, 8, 9)
+    assert trace(five, (1, 3, 4, 4)).output_shape == (1, 3, 5, 9)
+
+
+def test_channels_last_models_trace_as_they_run() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(192, 2))
+    model = model.to(memory_format=_CL)
+    assert tuple(model(torch.zeros(2, 3, 6, 8)).shape) == trace(model, (2, 3, 6, 8)).output_shape
+
+
+def test_numpy_sizes_are_read_as_torch_reads_them() -> None:
+    import numpy as np
+
+    for model, shape, expected in (
+        (nn.AdaptiveAvgPool1d(np.int32(2)), (1, 3, 5), (1, 3, 2)),
+        (nn.Upsample(size=np.int64(8)), (1, 3, 5, 7), (1, 3, 8, 8)),
+        (
+            Call(lambda _, x: F.interpolate(x[:0], scale_factor=np.float64(2))),
+            (2, 3, 4, 4),
+            (0, 3, 8, 8),
+        ),
+    ):
+        assert tuple(model(torch.zeros(shape)).shape) == expected
+        assert trace(model, shape).output_shape == expected

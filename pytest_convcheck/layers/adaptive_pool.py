@@ -134,9 +134,9 @@ class AdaptivePoolSpec(Spec):
 
 
 def _adaptive_output_size(value: Any, n: int) -> tuple[int | None, ...]:
-    if value is None or isinstance(value, int):
-        return (value,) * n
-    items = tuple(value)
+    if value is None or is_int(value):
+        return (None if value is None else int(value),) * n
+    items = tuple(int(v) if is_int(v) else v for v in value)
     return items * n if len(items) == 1 and n > 1 else items
 
 

@@ -11,6 +11,7 @@ messages torch's own checks would warrant, worded the same for every family.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -164,9 +165,9 @@ def per_axis(value: Any, n: int, what: str) -> tuple[int, ...]:
     """An argument given as an int or a sequence (``stride=2``, ``stride=(2, 1)``) as
     one entry per spatial axis: an int or a 1-sequence is repeated ``n`` times;
     another length than ``n`` is a :class:`ShapeError` that names ``what``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * n
-    items = tuple(value)
+    if is_int(value):
+        return (int(value),) * n
+    items = tuple(int(v) if is_int(v) else v for v in value)
     if len(items) == 1 and n > 1:
         return items * n
     if len(items) != n:
@@ -217,9 +218,32 @@ KERNEL_FLOATS = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.f
 
 
 def is_int(value: Any) -> bool:
-    """A plain Python int (torch's argument parser refuses a bool, a float or a
-    tensor where it wants an int)."""
-    return type(value) is int
+    """An integer as torch's argument parser takes one (a Python or NumPy int; not a
+    bool, a float or a tensor)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def suggests_channels_last(tensor: Any) -> bool:
+    """Whether torch's CPU kernels read ``tensor`` as channels-last: a 4-D or 5-D
+    tensor laid out channels-last whose strides are not also the row-major ones
+    (where both fit, as for one channel, aten falls back to row-major only for the
+    row-major strides)."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() not in (4, 5):
+        return False
+    layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
+    if not tensor.is_contiguous(memory_format=layout):
+        return False
+    row_major, step = [], 1
+    for size in reversed(tensor.shape):
+        row_major.append(step)
+        step *= max(size, 1)
+    return tensor.stride() != tuple(reversed(row_major))
+
+
+def as_channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` laid out channels-last (``channels_last_3d`` for 5-D)."""
+    layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
+    return tensor.contiguous(memory_format=layout)
 
 
 def check_same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> None:

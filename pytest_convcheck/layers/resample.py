@@ -5,6 +5,7 @@ anti-aliased kernel behind it) and :class:`PixelShuffleSpec` (``nn.PixelShuffle`
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -164,6 +165,16 @@ class InterpolateSpec(Spec):
                 )
             )
         lead, spatial = split_spatial(input_shape, n)
+        if input_shape[1] == 0 and not (self.mode == "area" and rank < 5):
+            # 'area' on 3-D/4-D input is adaptive average pooling, which takes no channel
+            raise ShapeError(
+                problem(
+                    label,
+                    f"input of shape {tuple(input_shape)} has no channels; interpolation "
+                    "needs a non-empty input (only the batch may be 0).",
+                    fix="feed at least one channel.",
+                )
+            )
         if self.size is not None:
             sizes = per_axis(self.size, n, "size")
             if isinstance(self.size, Sequence) and len(self.size) != n:
@@ -300,9 +311,10 @@ def plain_interpolate_call(
 ) -> bool:
     """Whether the rule's output stands for torch's on this ``F.interpolate`` call
     (see :attr:`~pytest_convcheck.layers.table.Rule.trusted_on_meta`): a floating
-    input with no empty non-batch dim; ``size`` as ints or ``scale_factor`` as finite
-    numbers, exactly one of them; ``align_corners``, ``recompute_scale_factor`` and
-    ``antialias`` as bools or ``None``, no ``recompute_scale_factor`` with ``size``.
+    (in the image modes also uint8) input with no empty non-batch dim; ``size`` as
+    ints or ``scale_factor`` as finite numbers, exactly one of them;
+    ``align_corners``, ``recompute_scale_factor`` and ``antialias`` as bools or
+    ``None``, no ``recompute_scale_factor`` with ``size``.
     Any other call is left to torch, whose argument parser and checks refuse what
     the rule does not model (a float size, a tensor scale, an empty channel dim)."""
     names: tuple[str, ...] = ("input", "size", "scale_factor", "mode", "align_corners")
@@ -314,7 +326,10 @@ def plain_interpolate_call(
         return False
     bound = dict(zip(names, args, strict=False)) | kwargs
     x, size, scale = bound.get("input"), bound.get("size"), bound.get("scale_factor")
-    if not isinstance(x, torch.Tensor) or x.dtype not in KERNEL_FLOATS or x.dim() < 3:
+    mode = bound.get("mode", "nearest")
+    if not isinstance(x, torch.Tensor) or x.dim() < 3 or type(mode) is not str:
+        return False
+    if x.dtype not in KERNEL_FLOATS and not (x.dtype == torch.uint8 and mode in _UINT8_MODES):
         return False
     if any(s == 0 for s in x.shape[1:]) or (size is None) == (scale is None):
         return False
@@ -324,10 +339,16 @@ def plain_interpolate_call(
             return False
     else:
         scales = scale if isinstance(scale, (tuple, list)) else (scale,)
-        if not all(type(s) in (int, float) and 0 < s < 1e6 for s in scales):
+        if not all(_is_number(s) and 0 < s < 1e6 for s in scales):
             return False
     flags = (bound.get(k) for k in ("align_corners", "recompute_scale_factor", "antialias"))
-    return all(f is None or type(f) is bool for f in flags) and type(bound.get("mode", "")) is str
+    return all(f is None or type(f) is bool for f in flags)
+
+
+def _is_number(value: Any) -> bool:
+    """A real number as torch's argument parser takes one (Python or NumPy; not a
+    bool or a tensor)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _freeze(value: Any) -> Any:

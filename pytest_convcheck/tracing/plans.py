@@ -114,18 +114,20 @@ def call_key(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Any, ...] | None:
     """A hashable description of a call: tensors by shape and dtype, other
-    arguments by value; ``None`` when an argument is unhashable or a tensor has other
-    strides than row-major (the outcome kept for a key is materialised row-major,
-    while torch keeps a channels-last input's output channels-last)."""
+    arguments by type and value (``8``, ``8.0``, ``True`` and ``np.int64(8)`` are
+    equal in Python, not to torch's argument parser); ``None`` when an argument is
+    unhashable, a tensor has other strides than row-major (the outcome kept for a key
+    is materialised row-major, while torch keeps a channels-last input's output
+    channels-last) or is 0-d (a size given as a tensor: its value matters)."""
 
     def part(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
-            if not is_row_major(value):
-                raise TypeError("not row-major")
+            if not is_row_major(value) or value.dim() == 0:
+                raise TypeError("not a key")
             return ("tensor", tuple(value.shape), value.dtype)
         if isinstance(value, (list, tuple)):
-            return tuple(part(v) for v in value)
-        return value
+            return (type(value), tuple(part(v) for v in value))
+        return (type(value), value)
 
     try:
         key = (

@@ -16,13 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from pytest_convcheck.dims import effect_of_call
 from pytest_convcheck.errors import ShapeError
-from pytest_convcheck.layers import (
-    FUNCTION_RULES,
-    Shape,
-    Spec,
-    concatenated_shape,
-    spec_for_call,
-)
+from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, spec_for_call
 from pytest_convcheck.tracing.failures import (
     MetaUnsupported,
     ModelRunError,
@@ -31,6 +25,11 @@ from pytest_convcheck.tracing.failures import (
 )
 from pytest_convcheck.tracing.plans import Plan, caches, call_key, remember_verified
 from pytest_convcheck.tracing.records import MODEL_INPUT, OpCall, TraceLayer, TraceNode
+from pytest_convcheck.tracing.stand_ins import (
+    CONCATENATIONS,
+    concatenated,
+    empty_like_output,
+)
 from pytest_convcheck.tracing.tensors import (
     first_tensor,
     format_shape,
@@ -75,9 +74,6 @@ _SKIP_NAMES = frozenset(
         "__deepcopy__",
     }
 )
-#: ``torch.cat`` and its aliases (see :func:`concatenated`)
-CONCATENATIONS = frozenset({"cat", "concat", "concatenate"})
-
 _BINARY = {
     "add",
     "__add__",
@@ -438,35 +434,6 @@ class Recorder:
             )
 
 
-def concatenated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
-    """``torch.cat(tensors, dim)`` of tensors of one dtype and device with row-major
-    strides (torch keeps channels-last inputs channels-last; see
-    :func:`~pytest_convcheck.tracing.tensors.is_row_major`): an empty tensor of the
-    concatenated shape (see :func:`~pytest_convcheck.layers.concatenated_shape`), as
-    torch's would be. Any other call (mixed dtypes or layouts, ``out=``, a legacy
-    empty 1-D tensor, sizes that do not fit) is left to torch, which runs it or says
-    what is wrong. On torch 2.13 the meta kernel of ``cat`` imports ``torch._dynamo``
-    on first use (0.7 s)."""
-    if set(kwargs) - {"tensors", "dim"} or len(args) > 2:
-        return None
-    tensors = args[0] if args else kwargs.get("tensors")
-    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-    if type(dim) is not int or not isinstance(tensors, (list, tuple)) or not tensors:
-        return None
-    if not all(isinstance(t, torch.Tensor) for t in tensors):
-        return None
-    first = tensors[0]
-    if any(
-        t.dtype != first.dtype or t.device != first.device or not is_row_major(t) for t in tensors
-    ):
-        return None
-    try:
-        shape = concatenated_shape("cat", [tuple(t.shape) for t in tensors], dim)
-    except ShapeError:
-        return None
-    return torch.empty(shape, dtype=first.dtype, device=first.device)
-
-
 class RecordingMode(TorchFunctionMode):
     """The ``TorchFunctionMode`` a traced run happens under: every torch call in
     ``forward`` goes to :meth:`__torch_function__`, which records it in its
@@ -555,7 +522,7 @@ class RecordingMode(TorchFunctionMode):
             and rule.trusted_on_meta(func, args, kwargs)
             and all(is_row_major(t) for t in tensors_of((args, kwargs)))
         ):
-            stand_in = self._stand_in(predicted, first)
+            stand_in = empty_like_output(predicted, first)
             if stand_in is not None:
                 if key is not None:
                     remember_verified(key, stand_in, spec, predicted, ())
@@ -567,6 +534,8 @@ class RecordingMode(TorchFunctionMode):
             raise
         except Exception as error:
             raise self._op_failure(func, op, args, error, predicted) from error
+        if rule is not None and rule.cpu_layout is not None and rec.short_circuit:
+            result = rule.cpu_layout(result, args, kwargs)
         out = first_tensor(result)
         found: list[str] = []
         if out is not None and spec is not None:
@@ -581,16 +550,6 @@ class RecordingMode(TorchFunctionMode):
             remember_verified(key, result, spec, predicted, tuple(found))
         rec.record(func, op, args, kwargs, result, spec, predicted)
         return result
-
-    @staticmethod
-    def _stand_in(shape: Shape, like: torch.Tensor) -> torch.Tensor | None:
-        """An empty tensor of ``shape`` standing in for a trusted op's output; ``None``
-        where torch cannot make one (a size past its limits): the op then runs and
-        torch says what is wrong."""
-        try:
-            return torch.empty(shape, dtype=like.dtype, device=like.device)
-        except (RuntimeError, TypeError, ValueError, OverflowError):
-            return None
 
     @staticmethod
     def _short_circuit(
@@ -639,6 +598,8 @@ class RecordingMode(TorchFunctionMode):
             return torch.empty_like(x)
         if name in _BINARY and len(args) == 2:
             other = args[1]
+            if not is_row_major(x) or (isinstance(other, torch.Tensor) and not is_row_major(other)):
+                return None  # torch lays the output out after the inputs': it runs
             if isinstance(other, torch.Tensor):
                 shape = torch.broadcast_shapes(x.shape, other.shape)  # type: ignore[no-untyped-call, unused-ignore]
                 dtype = torch.result_type(x, other)
