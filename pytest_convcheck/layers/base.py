@@ -233,11 +233,17 @@ def suggests_channels_last(tensor: Any) -> bool:
     layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
     if not tensor.is_contiguous(memory_format=layout):
         return False
-    row_major, step = [], 1
-    for size in reversed(tensor.shape):
-        row_major.append(step)
+    return tensor.stride() != row_major_strides(tensor.shape)
+
+
+def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a freshly allocated (``torch.empty``) tensor of ``shape``."""
+    strides = []
+    step = 1
+    for size in reversed(shape):
+        strides.append(step)
         step *= max(size, 1)
-    return tensor.stride() != tuple(reversed(row_major))
+    return tuple(reversed(strides))
 
 
 def as_channels_last(tensor: torch.Tensor) -> torch.Tensor:

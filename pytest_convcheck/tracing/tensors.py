@@ -13,15 +13,7 @@ from typing import Any
 
 import torch
 
-
-def row_major_strides(shape: Any) -> tuple[int, ...]:
-    """The strides of a freshly allocated (``torch.empty``) tensor of ``shape``."""
-    strides = []
-    step = 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return tuple(reversed(strides))
+from pytest_convcheck.layers.base import row_major_strides
 
 
 def is_row_major(tensor: torch.Tensor) -> bool:
