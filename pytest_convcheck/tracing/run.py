@@ -15,7 +15,7 @@ from torch import nn
 
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.inputs import Inputs, as_inputs, missing_parameters
-from pytest_convcheck.layers import Shape, Spec, spec_for_module
+from pytest_convcheck.layers import Shape, Spec
 from pytest_convcheck.tracing.copying import copy_with, initialise_lazy, input_dtype
 from pytest_convcheck.tracing.failures import (
     MetaUnsupported,
@@ -234,8 +234,9 @@ def _run(
         if id(module) in names:
             continue
         names[id(module)] = name
-        unique.append((module, trees.get(name)))
-        spec = spec_for_module(module)
+        tree = trees.get(name)
+        unique.append((module, tree))
+        spec = caches.module_spec(tree, module)
         if spec is not None:
             specs[id(module)] = spec
         if spec is not None or not module._modules:
