@@ -32,6 +32,7 @@ from torch import nn
 
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.inputs import Inputs, as_inputs
+from pytest_convcheck.layers import InterpolateSpec
 from pytest_convcheck.size_program import NotReplayable, SizeProgram
 from pytest_convcheck.tracing import ModelRunError, Trace, trace
 
@@ -59,8 +60,17 @@ class SizeRule:
     each size: <why>"``."""
 
     def is_valid(self, n: int) -> bool:
+        """Whether size ``n`` is valid. A rule that found no period knows nothing
+        past the sizes it examined: asked about one, it raises ``ValueError``."""
         if n < self.threshold:
             return n in self.exceptions
+        if self.threshold > self.checked_to:  # n is past every size examined
+            raise ValueError(
+                f"{self.model}: sizes along dim {self.dim} were examined up to "
+                f"{self.checked_to} and follow no period there, so size {n} is not known.\n"
+                f"  fix: use valid_input_sizes(...), which traces sizes past the rule, or "
+                f"input_size_rule(..., limit={max(n, 2 * self.checked_to)})."
+            )
         return n % self.period in self.residues
 
     def valid(self, sizes: Iterable[int]) -> list[int]:
@@ -105,17 +115,31 @@ def _ranges(values: Iterable[int], most: int = 8) -> str:
     return text
 
 
-def _period(result: Trace, axis: int) -> tuple[int, bool]:
-    """The least common multiple of the integer strides that input axis ``axis``
-    meets in the trace (1 when it meets none), and whether validity is known to repeat
-    with it: not where the axis meets a resampling by a ratio that is neither an
-    integer stride nor an integer upsampling (``scale_factor=0.7`` after a stride 2:
-    20 inputs per 7 outputs, sizes rounded through floating point), whose numerator
-    is then taken as a period to try."""
+@dataclass(frozen=True)
+class _Periodicity:
+    """What the layers tell of the period of validity along one input axis."""
+
+    period: int
+    """The least common multiple of the integer strides the axis meets (and of the
+    numerators of the ratios of its resamplings): a period to try."""
+    exact: bool
+    """Whether validity is known to repeat with ``period``: no resampling by a
+    scale factor that is not an integer."""
+    provable: bool
+    """Whether it repeats at all past the sizes examined: every scale factor is a
+    fraction exact in binary (0.5, 1.5, 2.5), so ``⌊n·s⌋`` is computed exactly."""
+    why: str = ""
+    """The scale factor that proves no period, in words."""
+
+
+def _period(result: Trace, axis: int) -> _Periodicity:
+    """The period of validity along input axis ``axis`` as far as the trace's layers
+    tell it (see :class:`_Periodicity`). A resampling's scale factor is read off its
+    rule, not off the sizes at the traced input (where 2.5 can look like 2)."""
     from pytest_convcheck.fields import node_maps
 
     maps, _ = node_maps(result)
-    found, exact = 1, True
+    found, exact, why = 1, True, ""
     for axes in maps.values():
         if axis >= len(axes):
             continue
@@ -130,7 +154,23 @@ def _period(result: Trace, axis: int) -> tuple[int, bool]:
             found = math.lcm(found, ratio.numerator)
         else:
             exact = False
-    return found, exact
+    provable = True
+    for node in result.nodes:
+        spec = node.spec
+        if not isinstance(spec, InterpolateSpec) or spec.scale_factor is None:
+            continue
+        scales = spec.scale_factor
+        for factor in scales if isinstance(scales, (tuple, list)) else (scales,):
+            fraction = Fraction(float(factor))
+            if fraction.denominator == 1:
+                continue
+            exact = False
+            if fraction.denominator > 1 << 16:  # not exact in binary, or close to it
+                provable = False
+                why = f"scale factor {float(factor):g} is not exact in binary"
+            elif fraction.denominator <= 4096:
+                found = math.lcm(found, fraction.denominator)
+    return _Periodicity(found, exact, provable, why)
 
 
 def _out_size(outputs: Outputs, axis_from_end: int, rank: int) -> int | None:
@@ -262,7 +302,12 @@ def _rule(
             cache[n] = found
         return cache[n]
 
-    period, exact = _period(reference, axis) if reference is not None and axis >= 0 else (1, True)
+    known = (
+        _period(reference, axis)
+        if reference is not None and axis >= 0
+        else _Periodicity(1, True, True)
+    )
+    period, exact = known.period, known.exact
     if not strides_only or not exact:
         period = _observed_period(run, period, base[dim], limit)
     # A threshold past which validity repeats with the period, checked twice over. A
@@ -270,9 +315,9 @@ def _rule(
     # (e.g. 28–31) wherever the described size is: where no size repeats, the window
     # examined grows to cover the described size; where sizes repeat twice over, no
     # such window is at work, and the described size only has to agree with the rule.
-    # A ratio that is no stride rounds sizes through floating point (0.7 · 90 is
-    # 62.99…): no period is proven, so every size up to the limit is examined and a
-    # period is stated only where it holds over all of them.
+    # A scale factor that is no integer: every size up to the limit is examined, and
+    # a period is stated only where it holds over all of them; where the factor is
+    # not exact in binary (0.7 · 90 is 62.99…) none is stated past the limit.
     n_max = min(limit, 4 * period + 8) if exact else limit
     while True:
         valid = {n: run(n) is not None for n in range(1, n_max + 1)}
@@ -296,11 +341,13 @@ def _rule(
                 break
         n_max = min(limit, max(n_max * 2, base[dim] + 4 * period + 8))
     name = type(model).__name__
-    if threshold is None:  # no period below the limit: list what was seen
+    if threshold is None or not known.provable:  # no period: list what was seen
         seen = tuple(n for n in range(1, n_max + 1) if valid[n])
-        return SizeRule(name, dim, period, n_max + 1, (), seen, "", n_max)
+        rule = SizeRule(name, dim, period, n_max + 1, (), seen, "", n_max)
+        return replace(rule, method=f"{rule.method} ({known.why})") if known.why else rule
     residues = tuple(sorted({n % period for n in range(threshold, threshold + period) if valid[n]}))
-    outputs = _fit_output(run, threshold, period, residues, rank - (dim % rank), rank)
+    examined = [n for n in range(threshold, n_max + 1) if valid[n]]
+    outputs = _fit_output(run, threshold, period, residues, rank - (dim % rank), rank, examined)
     # the smallest period the residues repeat with (every size: period 1)
     for smaller in (d for d in range(1, period + 1) if period % d == 0):
         reduced = {r % smaller for r in residues}
@@ -339,10 +386,17 @@ def _fit_output(
     residues: tuple[int, ...],
     back: int,
     rank: int,
+    examined: Iterable[int] = (),
 ) -> str:
     """The output's size along the axis as ``k·⌊(n + c)/L⌋ + d`` (``k·n + d`` for
-    ``L = 1``), fitted to one size of each residue class and the next period's;
-    ``""`` when the output has another rank or fits no such formula."""
+    ``L = 1``), fitted to one size of each residue class and the next period's and
+    checked at every valid size ``examined``; ``""`` when the output has another
+    rank or fits no such formula."""
+    sizes = list(examined)
+
+    def holds(formula: Callable[[int], Fraction | int]) -> bool:
+        return all(_out_size(run(n) or (), back, rank) == formula(n) for n in sizes)
+
     samples = []
     for r in residues:
         n = threshold + (r - threshold) % period
@@ -358,11 +412,16 @@ def _fit_output(
     (k,) = steps
     if k == 0:
         values = {ya for _, ya, _ in samples}
-        return str(values.pop()) if len(values) == 1 else ""
+        if len(values) != 1:
+            return ""
+        value = values.pop()
+        return str(value) if holds(lambda n: value) else ""
     slope = Fraction(k, period)
     linear = {ya - slope * n for n, ya, _ in samples}
     if len(linear) == 1:  # exact on the valid sizes: no floor needed
         d = linear.pop()
+        if not holds(lambda n: slope * n + d):
+            return ""
         core = "n" if slope == 1 else f"{slope}·n" if slope.denominator == 1 else f"n·{slope}"
         return core if d == 0 else f"{core} {'+' if d > 0 else '−'} {abs(d)}"
     for c in range(period):
@@ -370,6 +429,12 @@ def _fit_output(
         if len(offsets) != 1:
             continue
         offset = offsets.pop()
+
+        def floored(n: int, c: int = c, offset: int = offset) -> int:
+            return k * ((n + c) // period) + offset
+
+        if not holds(floored):
+            continue
         core = "n" if period == 1 else f"⌊(n + {c})/{period}⌋" if c else f"⌊n/{period}⌋"
         core = core if k == 1 else f"{k}·{core}"
         return core if offset == 0 else f"{core} {'+' if offset > 0 else '−'} {abs(offset)}"

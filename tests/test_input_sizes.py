@@ -275,3 +275,57 @@ def test_ratios_that_are_no_stride_are_examined_size_by_size(a: float, b: float)
             brute.append(n)
     assert rule.valid(sizes) == brute
     assert len(rule.describe()) < 400  # long lists of runs are cut short
+
+
+def test_a_scale_not_exact_in_binary_states_no_size_past_those_examined() -> None:
+    rule = input_size_rule(_FractionalScales(0.7, 0.35), (2, 3, 40), -1, limit=600)
+    assert rule.threshold > rule.checked_to == 600
+    assert "is not exact in binary" in rule.method
+    assert "(no period found up to 600)" in rule.describe()
+    with pytest.raises(ValueError, match="valid_input_sizes"):
+        rule.is_valid(601)
+
+
+class _UpByTwoAndAHalf(nn.Module):
+    """Valid where the upsampled length is even: every 16 sizes, 8 of them. At length
+    4 the ×2.5 upsampling turns 1 into 2, which reads as an integer ratio."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv1d(1, 1, 4, stride=4)
+        self.halve = nn.Conv1d(1, 1, 2, stride=2)
+        self.up = nn.ConvTranspose1d(1, 1, 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = F.interpolate(self.down(x), scale_factor=2.5)
+        return z + self.up(self.halve(z))
+
+
+def test_a_scale_factor_is_read_off_its_rule_not_the_traced_sizes() -> None:
+    model = _UpByTwoAndAHalf()
+    rule = input_size_rule(model, (1, 1, 4), -1)
+    sizes = range(1, 120)
+    brute = []
+    with torch.no_grad():
+        for n in sizes:
+            try:
+                model(torch.zeros(1, 1, n))
+            except RuntimeError:
+                continue
+            brute.append(n)
+    assert rule.valid(sizes) == brute
+    assert rule.describe() == "n ≡ 0, 1, 2, 3, 4, 5, 6, 7 (mod 16), n ≥ 4"
+
+
+def test_an_output_formula_is_stated_only_where_it_holds() -> None:
+    # a fit to one period's samples: ⌊0.7·⌊n/2⌋⌋ − 2 fits no k·⌊(n + c)/L⌋ + d
+    model = nn.Sequential(nn.Conv1d(2, 2, 3, 2), nn.Upsample(scale_factor=0.7), nn.Conv1d(2, 2, 3))
+    rule = input_size_rule(model, (1, 2, 64), -1, limit=400)
+    text = rule.describe()
+    if "; output " in text:  # whatever is stated must hold at every valid size
+        formula = text.split("; output ")[1]
+        with torch.no_grad():
+            for n in rule.valid(range(1, 200)):
+                out = model(torch.zeros(1, 2, n)).shape[-1]
+                expr = formula.replace("⌊", "((").replace("⌋", "))").replace("·", "*")
+                assert eval(expr.replace("−", "-").replace("/", "//"), {"n": n}) == out

@@ -570,26 +570,6 @@ _REFUSED_BY_TORCH = {
         Call(lambda _, x: F.adaptive_avg_pool2d(x.to(memory_format=_CL), 2).view(2, -1)),
         (2, 3, 1, 1),
     ),
-    "conv of a channels-last input, then view": (
-        _fn(
-            lambda m, x: F.conv2d(x.contiguous(memory_format=_CL), m.w, padding=1).view(2, -1),
-            w=torch.zeros(4, 3, 3, 3),
-        ),
-        (2, 3, 6, 8),
-    ),
-    "conv with channels-last weights, then view": (
-        _fn(
-            lambda m, x: F.conv2d(x, m.w, padding=1).view(2, -1),
-            w=torch.zeros(4, 3, 3, 3).contiguous(memory_format=_CL),
-        ),
-        (2, 3, 6, 8),
-    ),
-    "reflect padding of a channels-last input, then view": (
-        Call(
-            lambda _, x: F.pad(x.contiguous(memory_format=_CL), (1, 1, 1, 1), "reflect").view(2, -1)
-        ),
-        (2, 3, 6, 8),
-    ),
     "a sum of channels-last tensors, then view": (
         Call(lambda _, x: (x.contiguous(memory_format=_CL) + 1).view(2, -1)),
         (2, 3, 6, 8),

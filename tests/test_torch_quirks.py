@@ -219,3 +219,18 @@ def test_meta_decompositions_that_import_dynamo_are_not_run_by_the_trace() -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_meta_convolution_drops_channels_last() -> None:
+    # torch 2.13: a CPU convolution keeps a channels-last input (or weight)
+    # channels-last; its meta kernel returns row-major strides, and so do torch's meta
+    # kernels of reflect/replicate padding. The trace follows the meta kernels: it
+    # does not model memory layout (a restriding attempt broke LayerNorm, softmax and
+    # 3-D float64 convolutions, which CPU returns row-major). Layout-dependent failures
+    # are the `layout` check's: it runs the model for real, channels-last.
+    x = torch.zeros(2, 3, 6, 8).contiguous(memory_format=torch.channels_last)
+    w = torch.zeros(4, 3, 3, 3)
+    cpu = torch.nn.functional.conv2d(x, w)
+    meta = torch.nn.functional.conv2d(x.to("meta"), w.to("meta"))
+    assert not cpu.is_contiguous() and cpu.is_contiguous(memory_format=torch.channels_last)
+    assert meta.is_contiguous()

@@ -223,19 +223,6 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def suggests_channels_last(tensor: Any) -> bool:
-    """Whether torch's CPU kernels read ``tensor`` as channels-last: a 4-D or 5-D
-    tensor laid out channels-last whose strides are not also the row-major ones
-    (where both fit, as for one channel, aten falls back to row-major only for the
-    row-major strides)."""
-    if not isinstance(tensor, torch.Tensor) or tensor.dim() not in (4, 5):
-        return False
-    layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
-    if not tensor.is_contiguous(memory_format=layout):
-        return False
-    return tensor.stride() != row_major_strides(tensor.shape)
-
-
 def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
     """The strides of a freshly allocated (``torch.empty``) tensor of ``shape``."""
     strides = []
@@ -244,12 +231,6 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
         strides.append(step)
         step *= max(size, 1)
     return tuple(reversed(strides))
-
-
-def as_channels_last(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` laid out channels-last (``channels_last_3d`` for 5-D)."""
-    layout = torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
-    return tensor.contiguous(memory_format=layout)
 
 
 def check_same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> None:

@@ -28,7 +28,6 @@ from pytest_convcheck.layers.base import (
     PhaseTaps,
     Shape,
     Spec,
-    as_channels_last,
     check_at_least,
     check_rank,
     check_same_dtype,
@@ -38,7 +37,6 @@ from pytest_convcheck.layers.base import (
     numel,
     per_axis,
     split_spatial,
-    suggests_channels_last,
 )
 from pytest_convcheck.layers.pad import check_pad_mode
 
@@ -521,18 +519,3 @@ def conv_from_call(
         bias_shape=tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
         weight_dtype=weight.dtype,
     )
-
-
-def conv_cpu_layout(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The meta kernel's output laid out as torch's CPU kernels lay it out:
-    channels-last when the input or the weight is (the meta kernel always returns
-    row-major strides, so a later ``view`` would pass on meta and fail on CPU)."""
-    x = args[0] if args else kwargs.get("input")
-    weight = args[1] if len(args) > 1 else kwargs.get("weight")
-    if (
-        isinstance(result, torch.Tensor)
-        and result.dim() in (4, 5)
-        and (suggests_channels_last(x) or suggests_channels_last(weight))
-    ):
-        return as_channels_last(result)
-    return result

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from pytest_convcheck.axis_maps import AxisMap
@@ -20,10 +19,8 @@ from pytest_convcheck.layers.base import (
     PhaseTaps,
     Shape,
     Spec,
-    as_channels_last,
     check_rank,
     layer_label,
-    suggests_channels_last,
     torch_class_name,
 )
 
@@ -210,17 +207,3 @@ def pad_from_call(
         return PadSpec("constant_pad_nd", tuple(int(p) for p in bound["pad"]))
     bound = dict(zip(("input", "pad", "mode", "value"), args, strict=False)) | kwargs
     return PadSpec("pad", tuple(bound["pad"]), bound.get("mode") or "constant")
-
-
-def pad_cpu_layout(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The meta kernel's output laid out as torch's CPU kernels lay it out: reflect
-    and replicate padding of a channels-last input stay channels-last (their meta
-    kernels return row-major strides)."""
-    bound = dict(zip(("input", "pad", "mode"), args, strict=False)) | kwargs
-    if (
-        isinstance(result, torch.Tensor)
-        and bound.get("mode") in ("reflect", "replicate")
-        and suggests_channels_last(bound.get("input"))
-    ):
-        return as_channels_last(result)
-    return result

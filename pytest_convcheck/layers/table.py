@@ -27,7 +27,6 @@ from pytest_convcheck.layers.adaptive_pool import (
 from pytest_convcheck.layers.base import InvalidSpec, Shape, Spec
 from pytest_convcheck.layers.conv import (
     ConvSpec,
-    conv_cpu_layout,
     conv_from_call,
     conv_from_module,
 )
@@ -39,7 +38,7 @@ from pytest_convcheck.layers.dense import (
     matmul_from_call,
     plain_linear_call,
 )
-from pytest_convcheck.layers.pad import pad_cpu_layout, pad_from_call, pad_from_module
+from pytest_convcheck.layers.pad import pad_from_call, pad_from_module
 from pytest_convcheck.layers.pointwise import (
     glu_from_call,
     glu_from_module,
@@ -101,11 +100,6 @@ class Rule:
     trusted_on_meta: (
         Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], bool] | None
     ) = None
-    #: The family's output, executed on meta, laid out as torch's CPU kernels lay it
-    #: out where they differ: the meta kernels of convolution and of reflect and
-    #: replicate padding return row-major strides for a channels-last input (a later
-    #: ``view`` would pass on meta and fail on CPU).
-    cpu_layout: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any] | None = None
 
 
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -209,7 +203,6 @@ RULES: tuple[Rule, ...] = (
         conv_from_module,
         (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d),
         conv_from_call,
-        cpu_layout=conv_cpu_layout,
     ),
     Rule(
         "pool",
@@ -335,7 +328,6 @@ RULES: tuple[Rule, ...] = (
         pad_from_module,
         (F.pad, torch.constant_pad_nd),
         pad_from_call,
-        cpu_layout=pad_cpu_layout,
     ),
     Rule(
         "slice",

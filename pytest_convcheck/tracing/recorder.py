@@ -534,8 +534,6 @@ class RecordingMode(TorchFunctionMode):
             raise
         except Exception as error:
             raise self._op_failure(func, op, args, error, predicted) from error
-        if rule is not None and rule.cpu_layout is not None and rec.short_circuit:
-            result = rule.cpu_layout(result, args, kwargs)
         out = first_tensor(result)
         found: list[str] = []
         if out is not None and spec is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -157,6 +158,11 @@ def _instrument(module: nn.Module, recorder: Recorder, tree: int | None) -> None
     object.__setattr__(module, "forward", forward)
 
 
+#: held by a traced run while it wraps classes' ``__setattr__`` (see
+#: :func:`_watching_attributes`); re-entrant, for a forward that traces a model itself
+_WATCH = threading.RLock()
+
+
 @contextlib.contextmanager
 def _watching_attributes(recorder: Recorder, classes: Iterable[type[nn.Module]]) -> Iterator[None]:
     """Note (``recorder.mutated``) when the model sets a module attribute during its
@@ -167,7 +173,10 @@ def _watching_attributes(recorder: Recorder, classes: Iterable[type[nn.Module]])
     ``__setattr__`` is wrapped, for the run's duration only, on ``classes`` (those of
     the copy's modules), not on ``nn.Module``: setting an attribute of a class
     invalidates the type caches of all its subclasses, which for ``nn.Module`` with
-    timm and diffusers loaded (2,000 subclasses) cost 0.4 ms per trace."""
+    timm and diffusers loaded (2,000 subclasses) cost 0.4 ms per trace. So a module
+    held outside the model (a global the forward mutates) is not watched, like any
+    other global. Runs in several threads take turns (``_WATCH``), so that each
+    restores what it wrapped."""
 
     def watch(setattr_of: Callable[..., None]) -> Callable[..., None]:
         def watched(module: nn.Module, name: str, value: Any) -> None:
@@ -177,6 +186,7 @@ def _watching_attributes(recorder: Recorder, classes: Iterable[type[nn.Module]])
         return watched
 
     patched: list[tuple[type[nn.Module], Any]] = []
+    _WATCH.acquire()
     try:
         for cls in classes:
             own = cls.__dict__.get("__setattr__")
@@ -193,6 +203,7 @@ def _watching_attributes(recorder: Recorder, classes: Iterable[type[nn.Module]])
                 type.__delattr__(cls, "__setattr__")
             else:
                 type.__setattr__(cls, "__setattr__", own)
+        _WATCH.release()
 
 
 def _run(
