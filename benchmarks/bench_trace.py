@@ -22,6 +22,7 @@ Run from the repository root: ``python -m benchmarks.bench_trace`` (or ``tox -e 
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,10 @@ from pytest_convcheck import report, trace
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best of ``repeats`` calls after a warm-up; the garbage a previous measurement
+    left (torchinfo's hooks and records) is collected first, so that it is not paid
+    by the next one's collections."""
+    gc.collect()
     fn()  # warm-up
     times = []
     for _ in range(repeats):
