@@ -218,7 +218,7 @@ def input_size_rule(
             reason = str(why)
     else:
         reason = f"the model does not run at {inputs.describe()}"
-    return replace(
+    traced = replace(
         _rule(
             model,
             inputs,
@@ -230,6 +230,19 @@ def input_size_rule(
         ),
         method=f"traced at each size: {reason}",
     )
+    if reference is not None:
+        return traced
+    # Without a trace the layers' strides and scale factors are unknown, and a window
+    # of sizes proves no period: start again from the size nearest the described one
+    # at which the model runs, whose trace tells them.
+    seen = traced.valid(range(1, traced.checked_to + 1))
+    if not seen:
+        return traced
+    working = min(seen, key=lambda n: (abs(n - base[dim]), n))
+    shape = list(base)
+    shape[dim] = working
+    rule = input_size_rule(model, inputs.with_shape(shape), dim, limit=limit)
+    return replace(rule, method=f"{rule.method}, at size {working} ({reason})")
 
 
 Outputs = tuple[tuple[int, ...], ...]

@@ -244,6 +244,23 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in named}
 
 
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _settings(model: nn.Module) -> dict[str, Any]:
+    """Every module's plain attributes (numbers, strings, flags, tuples of them) by
+    dotted name: what a forward that keeps state between calls changes."""
+    found = {}
+    for prefix, module in model.named_modules():
+        for key, value in module.__dict__.items():
+            plain = type(value) in _PLAIN or (
+                type(value) is tuple and all(type(v) in _PLAIN for v in value)
+            )
+            if plain and key != "training":
+                found[f"{prefix}.{key}" if prefix else key] = value
+    return found
+
+
 def _assert_repeatable(
     model: nn.Module, x: torch.Tensor | Call, model_name: str, description: Any = None
 ) -> Outputs:
@@ -257,9 +274,13 @@ def _assert_repeatable(
     if description is None:
         description = tuple(call[0][0].shape)
     before = _state(model)
+    settings = _settings(model)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0)  # CPU only: inside fork_rng(devices=[])
         first = output_tensors(call_model(model, fresh_call(call)))
+        now = _settings(model)
+        moved = [(k, v, now.get(k)) for k, v in settings.items() if now.get(k, v) != v]
+        moved += [(k, None, v) for k, v in now.items() if k not in settings]
         after = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
         changed = [n for n, t in before.items() if n in after and not same_values(after[n], t)]
         if changed:
@@ -281,6 +302,15 @@ def _assert_repeatable(
         delta = max(delta, max_difference(value.double(), other.double()))
     if not delta:
         return first
+    if moved:
+        listed = ", ".join(f"{k}: {old!r} → {new!r}" for k, old, new in moved[:3])
+        raise AssertionError(
+            f"{model_name}: forward changes attributes of its modules ({listed}"
+            f"{' …' if len(moved) > 3 else ''}), and the next call computes something else "
+            f"(max |Δ| between two runs = {delta:.3g}), so no two runs can be compared.\n"
+            f"  fix: keep per-call state out of the modules (pass it to forward or compute it "
+            f"from the input), or change it only while self.training is true."
+        )
     draws = _random_draws(model, description)
     functional = [d for d in draws if d.startswith(("dropout", "alpha_dropout", "feature_"))]
     raise AssertionError(

@@ -357,7 +357,15 @@ def nearby_hint(
         shapes = nearby_inputs(model, input_shape, accept)
     except Exception:  # a hint must never hide the failure it explains
         return ""
-    rules = _size_rules(model, input_shape)
+    described = as_inputs(input_shape).shape
+    # each axis's rule with the others at a size that works: at the described ones a
+    # failing axis would make every other axis "take no size"
+    nearest = min(
+        shapes,
+        key=lambda s: sum(abs(a - b) for a, b in zip(s, described, strict=False)),
+        default=None,
+    )
+    rules = _size_rules(model, input_shape, nearest)
     if not shapes:
         return rules
     what = "gives an output of the input's size" if accept is not None else "runs"
@@ -370,16 +378,25 @@ def nearby_hint(
     ) + rules
 
 
-def _size_rules(model: nn.Module, input_shape: Any) -> str:
+def _size_rules(model: nn.Module, input_shape: Any, working: Shape | None = None) -> str:
     """The sizes the model takes along each spatial axis, as rules (see
-    :func:`~pytest_convcheck.input_sizes.input_size_rule`), or ``""``."""
+    :func:`~pytest_convcheck.input_sizes.input_size_rule`), or ``""``; with the other
+    axes as in ``working`` (an input that runs) where given and unlike the described
+    one."""
     from pytest_convcheck.input_sizes import describe_sizes
 
+    inputs = as_inputs(input_shape)
+    held = ""
+    if working is not None and tuple(working) != tuple(inputs.shape):
+        inputs = inputs.with_shape(list(working))
+        held = f", the other axes as in {'×'.join(map(str, working))}"
     try:
-        lines = describe_sizes(model, as_inputs(input_shape))
+        lines = describe_sizes(model, inputs)
     except Exception:  # a hint must never hide the failure it explains
         return ""
-    return "".join(f"\n  sizes it takes along {line}" for line in lines)
+    return "".join(
+        f"\n  sizes it takes along {line.replace(': ', f'{held}: ', 1)}" for line in lines
+    )
 
 
 def same_spatial_size(result: Trace) -> bool:

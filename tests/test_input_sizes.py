@@ -329,3 +329,48 @@ def test_an_output_formula_is_stated_only_where_it_holds() -> None:
                 out = model(torch.zeros(1, 2, n)).shape[-1]
                 expr = formula.replace("⌊", "((").replace("⌋", "))").replace("·", "*")
                 assert eval(expr.replace("−", "-").replace("/", "//"), {"n": n}) == out
+
+
+class _RoundTrip(nn.Module):
+    """Down by 0.7 and back: runs where the round trip restores the length."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.interpolate(F.interpolate(x, scale_factor=0.7), scale_factor=1 / 0.7)
+        return x + y
+
+
+def test_a_model_failing_at_the_described_size_gets_the_rule_of_one_that_works() -> None:
+    # without a trace nothing tells the scale factors: a window of traced sizes made
+    # "10, 20, …, 70" look like all there is
+    model = _RoundTrip()
+    rule = input_size_rule(model, (1, 2, 64), -1, limit=500)
+    assert "at size 60 (the model does not run at 1×2×64)" in rule.method
+    sizes = range(1, 300)
+    brute = []
+    for n in sizes:
+        try:
+            model(torch.zeros(1, 2, n))
+        except RuntimeError:
+            continue
+        brute.append(n)
+    assert rule.valid(sizes) == brute
+    assert 80 in brute and 290 in brute
+
+
+class _TwoLevels(nn.Module):
+    """Two poolings, two upsamplings, two concatenations: lengths divisible by 4."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = F.max_pool2d(x, 2)
+        up = F.interpolate(F.max_pool2d(half, 2), scale_factor=2)
+        return torch.cat([F.interpolate(torch.cat([up, half], 1), scale_factor=2), x], 1)
+
+
+def test_each_axis_rule_holds_the_other_axes_at_a_size_that_works() -> None:
+    from pytest_convcheck.shapes import nearby_hint
+
+    text = nearby_hint(_TwoLevels(), (1, 1, 30, 30))
+    # at 30×30 both axes fail: each axis alone would "take no size"
+    assert "no size" not in text
+    assert "height (dim 2), the other axes as in 1×1×28×28: multiples of 4 from 4" in text
+    assert "width (dim 3), the other axes as in 1×1×28×28: multiples of 4 from 4" in text

@@ -206,6 +206,31 @@ def test_a_forward_that_draws_random_numbers_in_eval_mode_is_named(check, noise:
     assert "memory layout" not in text  # not blamed on the layout
 
 
+class Alternating(nn.Module):
+    """Switches its own mode at every call: no random numbers, yet no two runs agree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.mode = "a"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.mode = "b" if self.mode == "a" else "a"
+        y = self.conv(x)
+        return y if self.mode == "a" else 2 * y
+
+
+@pytest.mark.parametrize("check", [assert_device_parity, assert_layout_parity])
+def test_a_forward_that_changes_its_modules_state_is_named(check) -> None:
+    model = Alternating()
+    with pytest.raises(AssertionError) as info:
+        check(model, (2, 1, 8, 8))
+    text = str(info.value)
+    assert "forward changes attributes of its modules (mode: 'a' → 'b')" in text
+    assert "random" not in text  # not blamed on random draws
+    assert model.mode == "a"  # the checks ran on a copy
+
+
 def test_dropout_modules_in_training_mode_are_switched_off_by_eval() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.5), nn.Dropout2d(0.5)).train()
     assert_device_parity(model, (2, 1, 8, 8))
