@@ -74,6 +74,7 @@ from pytest_convcheck.tracing import (
     missing_inputs_message,
     trace,
 )
+from pytest_convcheck.tracing.plans import is_plain_setting
 
 __all__ = [
     "ParityReport",
@@ -244,19 +245,13 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in named}
 
 
-_PLAIN = (int, float, bool, str, type(None))
-
-
 def _settings(model: nn.Module) -> dict[str, Any]:
-    """Every module's plain attributes (numbers, strings, flags, tuples of them) by
-    dotted name: what a forward that keeps state between calls changes."""
+    """Every module's plain settings (see :func:`is_plain_setting`) by dotted name:
+    what a forward that keeps state between calls changes."""
     found = {}
     for prefix, module in model.named_modules():
         for key, value in module.__dict__.items():
-            plain = type(value) in _PLAIN or (
-                type(value) is tuple and all(type(v) in _PLAIN for v in value)
-            )
-            if plain and key != "training":
+            if key != "training" and is_plain_setting(value):
                 found[f"{prefix}.{key}" if prefix else key] = value
     return found
 

@@ -233,6 +233,12 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+def is_number(value: Any) -> bool:
+    """A real number as torch's argument parser takes one (a Python or NumPy int or
+    float; not a bool or a tensor)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_same_dtype(label: str, dtype: torch.dtype, weight: torch.dtype | None) -> None:
     """A weight of another dtype than the input: torch's CPU kernels refuse it (its meta
     kernels do not check)."""

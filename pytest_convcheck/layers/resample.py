@@ -5,7 +5,6 @@ anti-aliased kernel behind it) and :class:`PixelShuffleSpec` (``nn.PixelShuffle`
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,6 +25,7 @@ from pytest_convcheck.layers.base import (
     Spec,
     averaged_taps,
     is_int,
+    is_number,
     layer_label,
     numel,
     per_axis,
@@ -339,16 +339,10 @@ def plain_interpolate_call(
             return False
     else:
         scales = scale if isinstance(scale, (tuple, list)) else (scale,)
-        if not all(_is_number(s) and 0 < s < 1e6 for s in scales):
+        if not all(is_number(s) and 0 < s < 1e6 for s in scales):
             return False
     flags = (bound.get(k) for k in ("align_corners", "recompute_scale_factor", "antialias"))
     return all(f is None or type(f) is bool for f in flags)
-
-
-def _is_number(value: Any) -> bool:
-    """A real number as torch's argument parser takes one (Python or NumPy; not a
-    bool or a tensor)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _freeze(value: Any) -> Any:

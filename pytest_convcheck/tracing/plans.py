@@ -245,6 +245,16 @@ def tree_signatures(model: nn.Module) -> dict[str, int | None]:
 
 
 _PLAIN = frozenset({int, float, bool, str, type(None)})
+
+
+def is_plain_setting(value: Any) -> bool:
+    """A module setting read as it is: a number, string, flag or ``None``, or a tuple
+    of them (``stride=(2, 2)``, ``mode='nearest'``)."""
+    return type(value) in _PLAIN or (
+        type(value) is tuple and all(type(item) in _PLAIN for item in value)
+    )
+
+
 _NOT_CONFIGURATION = (
     frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "forward"})
     | HOOK_KEYS
@@ -266,6 +276,7 @@ def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     if keys is not None and len(state) == keys[0]:
         try:
             values = tuple([state[k] for k in keys[1:]])
+            # is_plain_setting, inlined: this runs for every module of every trace
             if all(
                 type(v) in _PLAIN or (type(v) is tuple and all(type(i) in _PLAIN for i in v))
                 for v in values
@@ -276,11 +287,7 @@ def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
             pass
     found = _full_signature(module)
     if found is not None and keys is None:
-        names = [
-            k
-            for k, v in state.items()
-            if type(v) in _PLAIN or (type(v) is tuple and all(type(i) in _PLAIN for i in v))
-        ]
+        names = [k for k, v in state.items() if is_plain_setting(v)]
         if len(names) == len(found[1]):  # every configuration attribute is plain
             caches.configuration_keys[type(module)] = (len(state), *names)
             return (type(module), tuple(state[k] for k in names))
