@@ -34,6 +34,19 @@ def _brute(model: nn.Module, shape: tuple[int, ...], dim: int, sizes: range) -> 
     return found
 
 
+def _runs_on_cpu(model: nn.Module, shape: tuple[int, ...], sizes: range) -> list[int]:
+    """The sizes of the last dim at which a CPU forward runs."""
+    found = []
+    with torch.no_grad():
+        for n in sizes:
+            try:
+                model(torch.zeros(*shape[:-1], n))
+            except RuntimeError:
+                continue
+            found.append(n)
+    return found
+
+
 ARTICLE = {
     "s01_transposed_conv": "every size from 16; output 4·⌊n/4⌋ − 3",
     "s06_cnn": "28–31",
@@ -265,15 +278,7 @@ def test_ratios_that_are_no_stride_are_examined_size_by_size(a: float, b: float)
     model = _FractionalScales(a, b)
     rule = input_size_rule(model, (2, 3, 40), -1)
     sizes = range(1, 260)
-    brute = []
-    with torch.no_grad():
-        for n in sizes:
-            try:
-                model(torch.zeros(2, 3, n))
-            except RuntimeError:
-                continue
-            brute.append(n)
-    assert rule.valid(sizes) == brute
+    assert rule.valid(sizes) == _runs_on_cpu(model, (2, 3, 40), sizes)
     assert len(rule.describe()) < 400  # long lists of runs are cut short
 
 
@@ -305,15 +310,7 @@ def test_a_scale_factor_is_read_off_its_rule_not_the_traced_sizes() -> None:
     model = _UpByTwoAndAHalf()
     rule = input_size_rule(model, (1, 1, 4), -1)
     sizes = range(1, 120)
-    brute = []
-    with torch.no_grad():
-        for n in sizes:
-            try:
-                model(torch.zeros(1, 1, n))
-            except RuntimeError:
-                continue
-            brute.append(n)
-    assert rule.valid(sizes) == brute
+    assert rule.valid(sizes) == _runs_on_cpu(model, (1, 1, 4), sizes)
     assert rule.describe() == "n ≡ 0, 1, 2, 3, 4, 5, 6, 7 (mod 16), n ≥ 4"
 
 
@@ -346,13 +343,7 @@ def test_a_model_failing_at_the_described_size_gets_the_rule_of_one_that_works()
     rule = input_size_rule(model, (1, 2, 64), -1, limit=500)
     assert "at size 60 (the model does not run at 1×2×64)" in rule.method
     sizes = range(1, 300)
-    brute = []
-    for n in sizes:
-        try:
-            model(torch.zeros(1, 2, n))
-        except RuntimeError:
-            continue
-        brute.append(n)
+    brute = _runs_on_cpu(model, (1, 2, 64), sizes)
     assert rule.valid(sizes) == brute
     assert 80 in brute and 290 in brute
 
