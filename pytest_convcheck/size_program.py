@@ -41,7 +41,7 @@ from pytest_convcheck.layers import (
 )
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
 from pytest_convcheck.tracing.records import Slot
-from pytest_convcheck.tracing.stand_ins import CONCATENATIONS
+from pytest_convcheck.tracing.stand_ins import CONCATENATIONS, cat_arguments
 
 __all__ = ["NotReplayable", "SizeProgram", "SizeRun"]
 
@@ -295,12 +295,10 @@ def _concatenation(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:
     int ``dim``; ``None`` for any other call (then the op is called again on meta)."""
     assert node.call is not None
     call = node.call
-    if node.op not in CONCATENATIONS or set(call.kwargs) - {"dim"} or len(call.args) > 2:
+    bound = cat_arguments(call.args, call.kwargs) if node.op in CONCATENATIONS else None
+    if bound is None:
         return None
-    parts = call.args[0] if call.args else None
-    dim = call.args[1] if len(call.args) > 1 else call.kwargs.get("dim", 0)
-    if type(dim) is not int or not isinstance(parts, (list, tuple)) or not parts:
-        return None
+    parts, dim = bound
     if not all(type(p) is Slot for p in parts) or len(set(call.dtypes)) != 1:
         return None
     shapes = [ins[p.position] for p in parts]

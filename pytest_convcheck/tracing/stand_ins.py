@@ -7,6 +7,7 @@ imports ``torch._dynamo`` (0.7 s); each stand-in is exactly what torch would ret
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,6 +30,19 @@ def empty_like_output(shape: Shape, like: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
+def cat_arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], int] | None:
+    """The parts and the ``dim`` of a ``torch.cat(tensors, dim)`` call (the parts as
+    given: tensors, or a recorded call's slots); ``None`` for any other form (``out=``,
+    a named dim, no parts)."""
+    if set(kwargs) - {"tensors", "dim"} or len(args) > 2:
+        return None
+    parts = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if type(dim) is not int or not isinstance(parts, (list, tuple)) or not parts:
+        return None
+    return parts, dim
+
+
 def concatenated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
     """``torch.cat(tensors, dim)`` of tensors of one dtype and device with row-major
     strides (torch keeps channels-last inputs channels-last; see
@@ -38,12 +52,10 @@ def concatenated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor 
     empty 1-D tensor, sizes that do not fit) is left to torch, which runs it or says
     what is wrong. On torch 2.13 the meta kernel of ``cat`` imports ``torch._dynamo``
     on first use (0.7 s)."""
-    if set(kwargs) - {"tensors", "dim"} or len(args) > 2:
+    bound = cat_arguments(args, kwargs)
+    if bound is None:
         return None
-    tensors = args[0] if args else kwargs.get("tensors")
-    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-    if type(dim) is not int or not isinstance(tensors, (list, tuple)) or not tensors:
-        return None
+    tensors, dim = bound
     if not all(isinstance(t, torch.Tensor) for t in tensors):
         return None
     first = tensors[0]
