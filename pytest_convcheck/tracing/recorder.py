@@ -593,6 +593,10 @@ class RecordingMode(TorchFunctionMode):
                 )
             ):
                 return x
+            if is_row_major(x):
+                # what empty_like gives, without its meta decomposition (32 µs a call
+                # on torch 2.13, against 2 µs)
+                return torch.empty(x.shape, dtype=x.dtype, device=x.device)
             return torch.empty_like(x)
         if name in _BINARY and len(args) == 2:
             other = args[1]
