@@ -293,3 +293,64 @@ def test_a_measurement_through_a_quantised_latent_is_refused_with_the_cut() -> N
 
     with pytest.raises(MeasurementRefused, match=r"round, to\(torch.uint8\).*\n  fix: rely on"):
         empirical_receptive_field(Quantised(), (1, 1, 16, 16))
+
+
+class Branches(nn.Module):
+    """A dense 3×3 branch and a dilated stack (holes at odd offsets), concatenated
+    along channels, then the output chosen by ``pick``."""
+
+    def __init__(self, pick: object) -> None:
+        super().__init__()
+        self.dense = nn.Conv2d(1, 2, 3, padding=1)
+        self.dilated = nn.Sequential(
+            nn.Conv2d(1, 1, 3, padding=2, dilation=2), nn.Conv2d(1, 1, 3, padding=2, dilation=2)
+        )
+        self.pick = pick
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([self.dense(x), self.dilated(x)], 1)
+        return self.pick(torch.relu(both))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("name", "pick", "size", "holes"),
+    [
+        # a slice within one part reads that part's field, not the union
+        ("dense part", lambda t: t[:, :2], (3, 3), ()),
+        ("one dense channel", lambda t: t[:, 1:2], (3, 3), ()),
+        ("dilated part", lambda t: t[:, 2:], (9, 9), (1, 3, 5, 7)),
+        ("narrow", lambda t: t.narrow(1, 2, 1), (9, 9), (1, 3, 5, 7)),
+        ("nested cat", lambda t: torch.cat([t, t[:, :1]], 1)[:, 3:], (3, 3), ()),
+        # across parts, or mixed by a later op: the union (holes where neither reads)
+        ("both parts", lambda t: t[:, 1:], (9, 9), (1, 7)),
+        ("every part", lambda t: t, (9, 9), (1, 7)),
+        ("summed", lambda t: t.sum(1, keepdim=True)[:, :1], (9, 9), (1, 7)),
+    ],
+)
+def test_a_channel_slice_of_a_concatenation_reads_its_parts_field(
+    name: str, pick: object, size: tuple[int, int], holes: tuple[int, ...]
+) -> None:
+    model = Branches(pick)
+    field = receptive_field(model, (1, 1, 32, 32))
+    measured = empirical_receptive_field(model, (1, 1, 32, 32))
+    assert (field.size, measured.size) == (size, size), name
+    expected = (holes, holes) if holes else ((), ())
+    assert field.hole_positions == measured.hole_positions == expected
+
+
+@pytest.mark.parametrize(
+    "crop",
+    [
+        lambda t: t[..., :16, :16],
+        lambda t: t[:, :, :16],
+        lambda t: t.narrow(3, 0, 16),
+        lambda t: t[..., 8:24, ::2],
+    ],
+)
+def test_a_crop_keeps_the_field_of_what_it_crops(crop: object) -> None:
+    """``x[..., :h, :w]`` (trimming a decoder's output to its skip) reads positions
+    0…h−1: it mixes nothing (it was taken as mixing the axis: a global field)."""
+    model = Branches(lambda t: crop(t[:, :2]))  # type: ignore[operator]
+    field = receptive_field(model, (1, 1, 32, 32))
+    assert field.size == empirical_receptive_field(model, (1, 1, 32, 32)).size == (3, 3)
+    assert not any(field.whole)

@@ -113,10 +113,15 @@ class SliceSpec(Spec):
         return found
 
     def effect(self, input_shape: Shape, output_shape: Shape) -> Effect:
-        """Output ``j`` reads input ``start + j·step`` along each sliced dim."""
+        """Output ``j`` reads input ``start + j·step`` along each sliced dim (a prefix
+        ``x[..., :n]`` too: a dim left out would be taken as mixed)."""
         dims, maps = [], []
         for d, (start, step) in enumerate(self.starts_and_steps(input_shape)):
-            if (start, step) != (0, 1):
+            if (
+                (start, step) != (0, 1)
+                or d >= len(output_shape)
+                or output_shape[d] != input_shape[d]
+            ):
                 dims.append(d)
                 maps.append(AxisMap(1, step, (((start, start),),)))
         return Window(tuple(dims), tuple(maps), tuple(output_shape))
