@@ -25,7 +25,9 @@ maps. Each op's :mod:`effect <pytest_convcheck.dims>` then moves digits exactly:
   inside the dim become part of the coordinate, as after a pixel shuffle) and
   then composes ``M_a`` with the op's map;
 * merges (add, mul, cat) take the union of their inputs' maps when their digits
-  agree, and the whole axis when they do not.
+  agree, and the whole axis when they do not; a ``cat`` along channels keeps its
+  parts (:attr:`Layout.pieces`), so that a slice reading within one part
+  (``cat([x, y], 1)[:, :c]``) has that part's layout, not the union.
 
 Anything the analysis cannot follow exactly is over-stated, never under-stated:
 an op without a rule mixes every axis of its inputs, and the analysis notes it.
@@ -82,6 +84,13 @@ class Layout:
     dims: Dims
     maps: tuple[AxisMap, ...]
     last: tuple[int, ...] = ()  # per axis, the last input position read for real
+    pieces: tuple[tuple[int, int, Layout], ...] = field(default=(), compare=False, repr=False)
+    """After a ``cat`` along a dim without spatial digits (channels): per part, its
+    index range ``[start, stop)`` along :attr:`pieces_dim` and its own layout, so
+    that a slice that reads within one part gets that part's field, not the union
+    (``cat([x, y], 1)[:, :c]``). Kept through ops that return their input's layout
+    (activations, eval-mode BatchNorm); any other op drops it."""
+    pieces_dim: int = -1
 
     @staticmethod
     def of_input(shape: Shape, spatial: int) -> Layout:
@@ -327,6 +336,11 @@ class Propagation:
                 self._marginalize(maps, dims, effect.dim)
             return self._reshaped_output(maps, dims, out_shape, drop=(effect.dim,))
         if isinstance(effect, Window):
+            piece = _piece_read(source, effect, out_shape)
+            if piece is not None:
+                if piece.last:
+                    self._last = list(piece.last)
+                return piece
             for d in effect.mixes:
                 self._marginalize(maps, dims, d)
                 dims[d] = list(_other(out_shape[d] if d < len(out_shape) else 1))
@@ -538,7 +552,9 @@ class Propagation:
                 self._marginalize(maps, dims, effect.dim)
             dims[effect.dim] = list(_other(effect.out_shape[effect.dim]))
             prepared.append(Layout(_freeze(dims), tuple(maps)))
-        return self._merge(prepared, effect.out_shape, label)
+        merged = self._merge(prepared, effect.out_shape, label)
+        pieces = _pieces(effect, sources)
+        return replace(merged, pieces=pieces, pieces_dim=effect.dim) if pieces else merged
 
     def contract_one(self, source: Layout, operand: int, out_shape: Shape, label: str) -> Layout:
         """``x @ W`` (``operand`` 0) or ``W @ x`` (``operand`` 1) with ``W`` a constant."""
@@ -593,6 +609,57 @@ def _then(upstream: AxisMap, layer: AxisMap) -> AxisMap:
     """``upstream.then(layer)``, computed once per pair (the axes of a square model
     and the repeated blocks of a deep one compose the same maps)."""
     return upstream.then(layer)
+
+
+def _pieces(effect: Join, sources: Sequence[Layout]) -> tuple[tuple[int, int, Layout], ...]:
+    """The parts of a ``cat`` along a dim that holds no spatial digit in any input
+    (see :attr:`Layout.pieces`; a part that is itself a ``cat`` along that dim gives
+    its own parts); ``()`` for any other join."""
+    d = effect.dim
+    if effect.new or any(
+        len(s.dims) != len(effect.out_shape) or any(g[0] >= 0 for g in s.dims[d]) for s in sources
+    ):
+        return ()
+    pieces: list[tuple[int, int, Layout]] = []
+    offset = 0
+    for source in sources:
+        size = _size(source.dims[d])
+        if source.pieces and source.pieces_dim == d:
+            pieces += [(offset + a, offset + b, part) for a, b, part in source.pieces]
+        else:
+            pieces.append((offset, offset + size, source))
+        offset += size
+    return tuple(pieces) if offset == effect.out_shape[d] else ()
+
+
+def _piece_read(source: Layout, effect: Window, out_shape: Shape) -> Layout | None:
+    """The layout of a slice along :attr:`Layout.pieces_dim` that reads within one
+    part of a ``cat`` (indices ``start + j·step``, other dims untouched): the part's
+    own, resized; ``None`` for any other window."""
+    d = source.pieces_dim
+    if (
+        not source.pieces
+        or effect.mixes
+        or effect.dims != (d,)
+        or len(out_shape) != len(source.dims)
+    ):
+        return None
+    if any(n != out_shape[i] for i, n in enumerate(source.shape()) if i != d) or out_shape[d] < 1:
+        return None
+    (read,) = effect.maps
+    if read.whole or read.period != 1 or len(read.taps[0]) != 1:
+        return None
+    (start, stop) = read.taps[0][0]
+    if start != stop:
+        return None
+    end = start + (out_shape[d] - 1) * read.advance
+    low, high = min(start, end), max(start, end)
+    for first, after, part in source.pieces:
+        if first <= low and high < after:
+            dims = [list(g) for g in part.dims]
+            dims[d] = list(_other(out_shape[d]))
+            return Layout(_freeze(dims), part.maps, part.last)
+    return None
 
 
 def _freeze(dims: list[list[Digit]]) -> Dims:

@@ -29,7 +29,8 @@ it exactly through relayouts (view/permute/flatten), merges and mixing:
 This is the recurrence of Araujo, Norris & Sim, "Computing Receptive Fields of
 Convolutional Neural Networks" (Distill, 2019) — ``r_in = s·r_out + (k_eff − s)``,
 effective stride the product of strides — kept as sets so that branches (a
-merge is the union of its inputs' fields), gridding holes of dilated stacks
+merge is the union of its inputs' fields; a channel slice of a ``cat`` that reads
+within one of its parts is that part's field), gridding holes of dilated stacks
 (Yu & Koltun, arXiv 1511.07122) and fractional strides come out exactly.
 
 **Normalisation statistics.** GroupNorm, InstanceNorm and a LayerNorm over

@@ -13,7 +13,7 @@ them against the model itself:
 * the trace's output shapes equal those of a real CPU forward;
 * the analytic field contains the real gradient support of the first output's
   centre position (float64, random weights and input; statistics included);
-* the measured field's size equals the analytic one at the measured input.
+* the measured field's size and holes equal the analytic ones at the measured input.
 
 Each step's outcome is ``ok``, ``disagree`` (the analysis contradicts the real
 model), ``refused`` (the plugin declined with a reason: ``MeasurementRefused``,
@@ -715,7 +715,12 @@ def run_entry(entry: Entry, budget: float) -> Result:
                 f"measured {format_shape(measured.size)} ≠ analytic {format_shape(analytic.size)} "
                 f"at input {format_shape(measured.input_shape)}; {_inside(measured, analytic)[1]}"
             )
-        return "ok", format_shape(measured.size)
+        if tuple(measured.hole_positions) != tuple(analytic.hole_positions):
+            return "disagree", (
+                f"holes: measured {measured.hole_positions} ≠ analytic "
+                f"{analytic.hole_positions} at input {format_shape(measured.input_shape)}"
+            )
+        return "ok", format_shape(measured.size) + (" holes" if measured.holes else "")
 
     def do_checkerboard() -> tuple[str, str]:
         board = cc.checkerboard(model, shape)
