@@ -130,9 +130,24 @@ class ConvcheckItem(GeneratedItem):
             self._cannot_build(header, checks.cached_failure(config))
             return
         context = run_context(self.config, self.check)
+        first = convcheck_session(self.config).first_items.get(config.name, self.nodeid)
+        others_skipped = ""
         try:
             with time_limit(seconds):
                 facts["report"] = _report_dict(self.config, config, model)
+                failure = convcheck_session(self.config).run_failures.get(config.name)
+                if failure is not None and first != self.nodeid:
+                    _skip(
+                        f"model {config.name!r} does not run at its input "
+                        f"{config.input_text()}: see {first} ({failure.splitlines()[0]})"
+                    )
+                if failure is not None:
+                    others_skipped = (
+                        "\n  (the model's other checks are skipped: they need it to run at "
+                        "its input)"
+                    )
+                    if self.check != "shapes":  # its message adds the sizes that work
+                        raise ModelRunError(failure)
                 checks.require_tensor_output(config, facts["report"])
                 checks.CHECKS[self.check](model, config, context)
         except (
@@ -145,6 +160,7 @@ class ConvcheckItem(GeneratedItem):
             MemoryError,
         ) as error:
             text = f"{header}{_failure_text(error, config, self.check, seconds, limit)}"
+            text += others_skipped
             if context.pictures_in_memory:
                 context.attachments.append(("trace table", _trace_table(config, model)))
             if self.check in config.allow:
@@ -157,7 +173,7 @@ class ConvcheckItem(GeneratedItem):
         except Exception as error:  # an analysis that cannot handle this model
             user = checks.user_error(error, config)
             if user is not None:
-                text = f"{header}{user}"
+                text = f"{header}{user}{others_skipped}"
                 if self.check in config.allow:
                     pytest.xfail(f"allowed in config (reported, not failed): {text}")
                 raise ConvcheckFailure(text) from None
@@ -229,7 +245,28 @@ def _report_dict(
             reports[config.name] = value.to_dict()
         except (Exception, SystemExit):  # the checks report the failure with context
             reports[config.name] = None
+            failure = _run_failure(config, model)
+            if failure is not None:
+                convcheck_session(pytest_config).run_failures[config.name] = failure
     return reports[config.name]
+
+
+def _run_failure(config: ModelConfig, model: Any) -> str | None:
+    """Why the model does not run at its described input (its trace raises a
+    :class:`~pytest_convcheck.errors.ShapeError` or a ``ModelRunError``); ``None``
+    when it runs (the report failed in an analysis: each check says its own)."""
+    from pytest_convcheck.checks import model_inputs, user_error
+    from pytest_convcheck.errors import ShapeError
+    from pytest_convcheck.tracing import ModelRunError, trace
+
+    try:
+        trace(model, model_inputs(config))
+    except (ShapeError, ModelRunError) as error:
+        # an input without batch and channel axes: the configuration's fault, said so
+        return user_error(error, config) or str(error) or type(error).__name__
+    except (Exception, SystemExit):
+        return None
+    return None
 
 
 class ConformanceItem(GeneratedItem):

@@ -22,16 +22,20 @@ class ConvcheckSession:
     ``reports`` caches, per model name, the model's report as a dict (``None`` when
     the model cannot be traced), computed once per process by the first check that
     runs it. ``first_items`` holds, per model name, the node id of the model's first
-    selected check item: the one that fails when the model cannot be built (the
-    others skip, pointing at it)."""
+    selected check item: the one that fails when the model cannot be built or does
+    not run at its input (the others skip, pointing at it)."""
 
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     first_items: dict[str, str] = field(default_factory=dict)
+    run_failures: dict[str, str] = field(default_factory=dict)
+    """Per model name, why the model does not run at its described input (its trace
+    failed): the first item reports it, the others skip."""
 
     def clear(self) -> None:
         """Forget every cached report and first item (a new session starts afresh)."""
         self.reports.clear()
         self.first_items.clear()
+        self.run_failures.clear()
 
 
 _SESSION_KEY = pytest.StashKey[ConvcheckSession]()

@@ -442,3 +442,31 @@ assert "matplotlib.pyplot" not in sys.modules
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_that_does_not_run_at_its_input_fails_once(pytester: pytest.Pytester) -> None:
+    """One failure that says why and what sizes work; the other checks skip, pointing
+    at it (they would all repeat it)."""
+    project(
+        pytester,
+        """
+        [tool.convcheck.models.wrong]
+        factory = "mymodels:Good"
+        input = [1, 3, 8, 8]
+    """,
+    )
+    result = pytester.runpytest_inprocess("--convcheck", "-rs", "-p", "no:randomly")
+    result.assert_outcomes(failed=1, skipped=7)
+    result.stdout.fnmatch_lines(
+        [
+            "*check 'shapes':",
+            "*describe the input with 1 channel*",
+            "*(the model's other checks are skipped: they need it to run at its input)",
+            "SKIPPED*convcheck::wrong::batch: model 'wrong' does not run at its input "
+            "[[]1, 3, 8, 8[]]: see convcheck::wrong::shapes (*)",
+        ]
+    )
+    # whichever check comes first reports it, with the trace's message
+    result = pytester.runpytest_inprocess("--convcheck", "-k", "parity or layout")
+    result.assert_outcomes(failed=1, skipped=1, deselected=6)
+    result.stdout.fnmatch_lines(["*check 'parity':", "*describe the input with 1 channel*"])
