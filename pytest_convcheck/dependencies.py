@@ -56,82 +56,22 @@ from pytest_convcheck.dims import (
     Unknown,
     Window,
 )
-
-OTHER = -1
-"""The axis of a digit that is no spatial coordinate (channels, batch, …)."""
-
-Digit = tuple[int, int, int]  # (axis or OTHER, size, unit)
-Dims = tuple[tuple[Digit, ...], ...]
-Shape = tuple[int, ...]
+from pytest_convcheck.layouts import (
+    OTHER,
+    Digit,
+    Layout,
+    Shape,
+    concatenated_parts,
+    digits_size,
+    freeze_dims,
+    other_digits,
+    part_read,
+    regroup,
+)
 
 _PROMOTE_LIMIT = 1 << 14  # larger relabellings are mixed instead (an over-statement)
 
 __all__ = ["OTHER", "Layout", "Propagation"]
-
-
-def _other(size: int) -> tuple[Digit, ...]:
-    return ((OTHER, size, 0),) if size > 1 else ()
-
-
-def _size(digits: Sequence[Digit]) -> int:
-    return math.prod(d[1] for d in digits)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Digits per dim and a map per model-input spatial axis (see the module doc)."""
-
-    dims: Dims
-    maps: tuple[AxisMap, ...]
-    last: tuple[int, ...] = ()  # per axis, the last input position read for real
-    pieces: tuple[tuple[int, int, Layout], ...] = field(default=(), compare=False, repr=False)
-    """After a ``cat`` along a dim without spatial digits (channels): per part, its
-    index range ``[start, stop)`` along :attr:`pieces_dim` and its own layout, so
-    that a slice that reads within one part gets that part's field, not the union
-    (``cat([x, y], 1)[:, :c]``). Kept through ops that return their input's layout
-    (activations, eval-mode BatchNorm); any other op drops it."""
-    pieces_dim: int = -1
-
-    @staticmethod
-    def of_input(shape: Shape, spatial: int) -> Layout:
-        rank = len(shape)
-        dims: list[tuple[Digit, ...]] = []
-        for d, size in enumerate(shape):
-            axis = d - (rank - spatial)
-            if axis >= 0:
-                dims.append(((axis, size, 1),) if size > 1 else ())
-            else:
-                dims.append(_other(size))
-        return Layout(
-            tuple(dims),
-            tuple(AxisMap.identity() for _ in range(spatial)),
-            tuple(shape[rank - spatial :]) and tuple(s - 1 for s in shape[rank - spatial :]),
-        )
-
-    def shape(self) -> Shape:
-        return tuple(_size(d) for d in self.dims)
-
-    @functools.cached_property
-    def plain_axes(self) -> frozenset[int]:
-        """Axes whose coordinate is one dim's index (one digit of unit 1, alone in
-        its dim), or that have no digit: their map reads as it is."""
-        seen: dict[int, int] = {}
-        plain: set[int] = set()
-        for digits in self.dims:
-            for axis, _, unit in digits:
-                if axis >= 0:
-                    seen[axis] = seen.get(axis, 0) + 1
-                    if len(digits) == 1 and unit == 1:
-                        plain.add(axis)
-        return frozenset(
-            a for a in range(len(self.maps)) if seen.get(a, 0) == 0 or (a in plain and seen[a] == 1)
-        )
-
-    def axis_dims(self, axis: int) -> list[int]:
-        return [i for i, digits in enumerate(self.dims) if any(d[0] == axis for d in digits)]
-
-    def spatial_in(self, dim: int) -> bool:
-        return any(d[0] >= 0 for d in self.dims[dim])
 
 
 @dataclass
@@ -186,7 +126,7 @@ class Propagation:
             if index is None:
                 break
             self._remove(maps, dims, dim, index)
-        dims[dim] = list(_other(_size(dims[dim])))
+        dims[dim] = list(other_digits(digits_size(dims[dim])))
 
     def _focus(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int) -> int | None:
         """Make ``dim`` the only dim of its axis, its index the axis coordinate;
@@ -207,7 +147,7 @@ class Propagation:
         if not any(d[0] == axis for d in dims[dim]):  # mixed away above (cannot happen)
             return None
         digits = dims[dim]
-        n = _size(digits)
+        n = digits_size(digits)
         if len(digits) == 1 and digits[0][2] == 1:
             return axis
         top = digits[0]
@@ -316,7 +256,7 @@ class Propagation:
                 for d in effect.dims:
                     if d < len(dims):
                         self._marginalize(maps, dims, d)
-            return Layout(_freeze(dims), tuple(maps))
+            return Layout(freeze_dims(dims), tuple(maps))
         if isinstance(effect, Mix):
             if not effect.exact and any(source.spatial_in(d) for d in effect.dims if d < len(dims)):
                 self.notes.append(
@@ -336,23 +276,23 @@ class Propagation:
                 self._marginalize(maps, dims, effect.dim)
             return self._reshaped_output(maps, dims, out_shape, drop=(effect.dim,))
         if isinstance(effect, Window):
-            piece = _piece_read(source, effect, out_shape)
+            piece = part_read(source, effect, out_shape)
             if piece is not None:
                 if piece.last:
                     self._last = list(piece.last)
                 return piece
             for d in effect.mixes:
                 self._marginalize(maps, dims, d)
-                dims[d] = list(_other(out_shape[d] if d < len(out_shape) else 1))
+                dims[d] = list(other_digits(out_shape[d] if d < len(out_shape) else 1))
             for d, layer in zip(effect.dims, effect.maps, strict=True):
                 axis = self._focus(maps, dims, d)
                 size = out_shape[d] if d < len(out_shape) else 1
                 if axis is None:
-                    dims[d] = list(_other(size))
+                    dims[d] = list(other_digits(size))
                     continue
                 if axis < len(self._last) and not maps[axis].whole:
                     # the last coordinate the output really reads, and what it reaches
-                    n_in = _size(dims[d])
+                    n_in = digits_size(dims[d])
                     read = layer.at(max(size - 1, 0))
                     if read:
                         coordinate = min(n_in - 1, read[-1][1])
@@ -370,25 +310,25 @@ class Propagation:
                         digits[:] = [
                             (OTHER, s, 0) if a == axis else (a, s, u) for a, s, u in digits
                         ]
-                    dims[d] = list(_other(size))
+                    dims[d] = list(other_digits(size))
             windowed = set(effect.dims) | set(effect.mixes)
             for d in range(min(len(dims), len(out_shape))):
-                if d not in windowed and _size(dims[d]) != out_shape[d]:
+                if d not in windowed and digits_size(dims[d]) != out_shape[d]:
                     self._marginalize(maps, dims, d)
-                    dims[d] = list(_other(out_shape[d]))
+                    dims[d] = list(other_digits(out_shape[d]))
             if len(out_shape) < len(dims):
-                return self._everything(Layout(_freeze(dims), tuple(maps)), out_shape)
-            dims += [list(_other(s)) for s in out_shape[len(dims) :]]
-            return Layout(_freeze(dims), tuple(maps))
+                return self._everything(Layout(freeze_dims(dims), tuple(maps)), out_shape)
+            dims += [list(other_digits(s)) for s in out_shape[len(dims) :]]
+            return Layout(freeze_dims(dims), tuple(maps))
         if isinstance(effect, Expand):
             new_dims: list[list[Digit]] = []
             for i, (src, tile) in enumerate(zip(effect.sources, effect.tiles, strict=True)):
                 size = out_shape[i]
-                if src is None or src >= len(dims) or _size(dims[src]) == 1:
-                    new_dims.append(list(_other(size)))
+                if src is None or src >= len(dims) or digits_size(dims[src]) == 1:
+                    new_dims.append(list(other_digits(size)))
                 else:
-                    new_dims.append([*_other(tile), *dims[src]])
-            return Layout(_freeze(new_dims), tuple(maps))
+                    new_dims.append([*other_digits(tile), *dims[src]])
+            return Layout(freeze_dims(new_dims), tuple(maps))
         return self._everything(source, out_shape)
 
     def _reshaped_output(
@@ -404,17 +344,17 @@ class Propagation:
         rank = len(dims)
         if len(out_shape) == rank:
             for d in range(rank):
-                if _size(dims[d]) != out_shape[d]:
+                if digits_size(dims[d]) != out_shape[d]:
                     if d not in drop:
                         self._marginalize(maps, dims, d)
-                    dims[d] = list(_other(out_shape[d]))
-            return Layout(_freeze(dims), tuple(maps))
+                    dims[d] = list(other_digits(out_shape[d]))
+            return Layout(freeze_dims(dims), tuple(maps))
         kept = [dims[d] for d in range(rank) if d not in drop]
         if len(kept) == len(out_shape) and all(
-            _size(k) == s for k, s in zip(kept, out_shape, strict=True)
+            digits_size(k) == s for k, s in zip(kept, out_shape, strict=True)
         ):
-            return Layout(_freeze(kept), tuple(maps))
-        return self._everything(Layout(_freeze(dims), tuple(maps)), out_shape)
+            return Layout(freeze_dims(kept), tuple(maps))
+        return self._everything(Layout(freeze_dims(dims), tuple(maps)), out_shape)
 
     def _everything(self, source: Layout, out_shape: Shape) -> Layout:
         """Every element reads every position its input reads: axes with digits
@@ -423,7 +363,7 @@ class Propagation:
         for axis in range(len(maps)):
             if source.axis_dims(axis):
                 maps[axis] = AxisMap.everything()
-        return Layout(tuple(_other(s) for s in out_shape), tuple(maps))
+        return Layout(tuple(other_digits(s) for s in out_shape), tuple(maps))
 
     def _relayout(self, source: Layout, effect: Relayout, label: str) -> Layout:
         layout = source
@@ -431,7 +371,7 @@ class Propagation:
             if kind == "permute":
                 layout = Layout(tuple(layout.dims[d] for d in value), layout.maps)
                 continue
-            regrouped = _regroup(layout.dims, value)
+            regrouped = regroup(layout.dims, value)
             if regrouped is None:
                 self.notes.append(
                     f"{label} reshapes {_show(layout.shape())} to {_show(value)} across "
@@ -466,11 +406,11 @@ class Propagation:
             maps.append(self._union(placements, fixed, label))
         dims: list[tuple[Digit, ...]] = []
         for d, size in enumerate(out_shape):
-            chosen: tuple[Digit, ...] = _other(size)
+            chosen: tuple[Digit, ...] = other_digits(size)
             for operand in aligned:
                 digits = operand[d]
                 if (
-                    _size(digits) == size
+                    digits_size(digits) == size
                     and size > 1
                     and any(g[0] >= 0 and not maps[g[0]].whole for g in digits)
                 ):
@@ -550,10 +490,10 @@ class Propagation:
             if any(d[0] >= 0 for d in dims[effect.dim]):
                 self.notes.append(f"{label} concatenates along a spatial axis: taken as mixing it")
                 self._marginalize(maps, dims, effect.dim)
-            dims[effect.dim] = list(_other(effect.out_shape[effect.dim]))
-            prepared.append(Layout(_freeze(dims), tuple(maps)))
+            dims[effect.dim] = list(other_digits(effect.out_shape[effect.dim]))
+            prepared.append(Layout(freeze_dims(dims), tuple(maps)))
         merged = self._merge(prepared, effect.out_shape, label)
-        pieces = _pieces(effect, sources)
+        pieces = concatenated_parts(effect, sources)
         return replace(merged, pieces=pieces, pieces_dim=effect.dim) if pieces else merged
 
     def contract_one(self, source: Layout, operand: int, out_shape: Shape, label: str) -> Layout:
@@ -563,12 +503,12 @@ class Propagation:
             return self._everything(source, out_shape)
         summed = len(dims) - 1 if operand == 0 else len(dims) - 2
         self._marginalize(maps, dims, summed)
-        dims[summed] = list(_other(out_shape[summed - len(dims)]))
-        lead = [list(_other(s)) for s in out_shape[: len(out_shape) - len(dims)]]
+        dims[summed] = list(other_digits(out_shape[summed - len(dims)]))
+        lead = [list(other_digits(s)) for s in out_shape[: len(out_shape) - len(dims)]]
         result = lead + dims
-        if tuple(_size(d) for d in result) != tuple(out_shape):
+        if tuple(digits_size(d) for d in result) != tuple(out_shape):
             return self._everything(source, out_shape)
-        return Layout(_freeze(result), tuple(maps))
+        return Layout(freeze_dims(result), tuple(maps))
 
     def _mixed_in(self, result: Layout, extra: Sequence[Layout], label: str) -> Layout:
         """Further data inputs whose every element reaches every output element
@@ -611,61 +551,6 @@ def _then(upstream: AxisMap, layer: AxisMap) -> AxisMap:
     return upstream.then(layer)
 
 
-def _pieces(effect: Join, sources: Sequence[Layout]) -> tuple[tuple[int, int, Layout], ...]:
-    """The parts of a ``cat`` along a dim that holds no spatial digit in any input
-    (see :attr:`Layout.pieces`; a part that is itself a ``cat`` along that dim gives
-    its own parts); ``()`` for any other join."""
-    d = effect.dim
-    if effect.new or any(
-        len(s.dims) != len(effect.out_shape) or any(g[0] >= 0 for g in s.dims[d]) for s in sources
-    ):
-        return ()
-    pieces: list[tuple[int, int, Layout]] = []
-    offset = 0
-    for source in sources:
-        size = _size(source.dims[d])
-        if source.pieces and source.pieces_dim == d:
-            pieces += [(offset + a, offset + b, part) for a, b, part in source.pieces]
-        else:
-            pieces.append((offset, offset + size, source))
-        offset += size
-    return tuple(pieces) if offset == effect.out_shape[d] else ()
-
-
-def _piece_read(source: Layout, effect: Window, out_shape: Shape) -> Layout | None:
-    """The layout of a slice along :attr:`Layout.pieces_dim` that reads within one
-    part of a ``cat`` (indices ``start + j·step``, other dims untouched): the part's
-    own, resized; ``None`` for any other window."""
-    d = source.pieces_dim
-    if (
-        not source.pieces
-        or effect.mixes
-        or effect.dims != (d,)
-        or len(out_shape) != len(source.dims)
-    ):
-        return None
-    if any(n != out_shape[i] for i, n in enumerate(source.shape()) if i != d) or out_shape[d] < 1:
-        return None
-    (read,) = effect.maps
-    if read.whole or read.period != 1 or len(read.taps[0]) != 1:
-        return None
-    (start, stop) = read.taps[0][0]
-    if start != stop:
-        return None
-    end = start + (out_shape[d] - 1) * read.advance
-    low, high = min(start, end), max(start, end)
-    for first, after, part in source.pieces:
-        if first <= low and high < after:
-            dims = [list(g) for g in part.dims]
-            dims[d] = list(_other(out_shape[d]))
-            return Layout(_freeze(dims), part.maps, part.last)
-    return None
-
-
-def _freeze(dims: list[list[Digit]]) -> Dims:
-    return tuple(tuple(d) for d in dims)
-
-
 def _show(shape: Shape) -> str:
     return "×".join(map(str, shape))
 
@@ -686,31 +571,3 @@ def _shape_after(effect: Effect, layout: Layout) -> Shape:
     if isinstance(effect, (Mix, Split, Expand)):
         return effect.out_shape
     return layout.shape()
-
-
-def _regroup(dims: Dims, out_shape: Shape) -> Dims | None:
-    """The digits of a row-major reshape to ``out_shape``; ``None`` when a dim
-    boundary falls inside a digit that it does not divide."""
-    pending = [d for digits in dims for d in digits if d[1] > 1]
-    result: list[tuple[Digit, ...]] = []
-    for size in out_shape:
-        taken: list[Digit] = []
-        remaining = size
-        while remaining > 1:
-            if not pending:
-                return None
-            axis, s, unit = pending.pop(0)
-            if remaining % s == 0:
-                taken.append((axis, s, unit))
-                remaining //= s
-            elif s % remaining == 0:
-                rest = s // remaining
-                taken.append((axis, remaining, unit * rest if axis >= 0 else 0))
-                pending.insert(0, (axis, rest, unit if axis >= 0 else 0))
-                remaining = 1
-            else:
-                return None
-        result.append(tuple(taken))
-    if pending:
-        return None
-    return tuple(result)
