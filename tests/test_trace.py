@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -324,3 +325,26 @@ def test_indexing_without_a_rule_still_runs() -> None:
 
     result = trace(Picks(), (2, 3, 4, 4))
     assert result.output_shape == (2, 4, 4) and not result.disagreements
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_the_traced_copy_is_freed_when_the_trace_returns(device: str) -> None:
+    """Without waiting for the cyclic collector: a CPU copy holds a second set of the
+    model's weights."""
+    import gc
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 1, 3))
+
+    def convs() -> int:
+        return sum(type(o) is nn.Conv2d for o in gc.get_objects())
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        before = convs()
+        trace(model, (1, 1, 16, 17), device=device)
+        assert convs() == before
+    finally:
+        if enabled:
+            gc.enable()
