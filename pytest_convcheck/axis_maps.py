@@ -42,6 +42,7 @@ __all__ = [
     "interpolation_map",
     "merge_intervals",
     "points",
+    "source_scale",
     "transposed_map",
     "transposed_phase_taps",
 ]
@@ -195,34 +196,71 @@ _FILTER_TAPS = {"linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4, "lancz
 
 
 @functools.lru_cache(maxsize=1024)
-def antialiased_map(mode: str, size_in: int, size_out: int) -> AxisMap:
+def antialiased_map(
+    mode: str, size_in: int, size_out: int, scale: Fraction | None = None
+) -> AxisMap:
     """Anti-aliased resampling (``aten/src/ATen/native/UpSampleKernel.cpp``,
     ``_compute_indices_min_size_weights_aa``): output j reads the input positions
     within ``support = taps/2 · max(scale, 1)`` of its centre ``scale·(j + ½)``, so
     a downsampling filter widens with the factor. Taken one position wider on each
-    side, as an upper bound."""
-    scale = Fraction(size_in, size_out)
+    side, as an upper bound. ``scale``: input positions per output position (see
+    :func:`source_scale`; default ``size_in/size_out``)."""
+    scale = Fraction(size_in, size_out) if scale is None else scale
     support = Fraction(_FILTER_TAPS.get(mode, 6), 2) * max(scale, Fraction(1))
 
     def window(j: int) -> range:
         centre = scale * (j + Fraction(1, 2))
         return range(math.floor(centre - support) - 1, math.ceil(centre + support) + 1)
 
-    return sampled_map(size_in, size_out, window)
+    return sampled_map(scale.numerator, scale.denominator, window)
+
+
+def source_scale(
+    size_in: int, size_out: int, scale_factor: float | None, recompute: bool | None
+) -> Fraction:
+    """Input positions per output position that torch's resampling kernels use
+    (``compute_scales_value`` in ``aten/src/ATen/native/UpSample.h``): ``1/scale_factor``
+    when the call gave one and did not ask to recompute it, else ``in/out``. They
+    differ where ``in·scale_factor`` is no integer: ``scale_factor=0.5`` on 37 rows
+    gives 18 rows that read rows ``2j, 2j + 1``, not ``37/18·j``. A factor not exact
+    in binary (0.7) is read as the nearest fraction with a denominator up to 2¹⁶
+    (7/10), as torch's float arithmetic rounds it."""
+    if scale_factor is None or recompute or not scale_factor > 0:
+        return Fraction(size_in, size_out)
+    return 1 / Fraction(float(scale_factor)).limit_denominator(1 << 16)
 
 
 @functools.lru_cache(maxsize=1024)
 def interpolation_map(
-    mode: str, align_corners: bool | None, size_in: int, size_out: int
+    mode: str,
+    align_corners: bool | None,
+    size_in: int,
+    size_out: int,
+    scale: Fraction | None = None,
 ) -> AxisMap:
     """Source indices of ``F.interpolate`` (aten/src/ATen/native/UpSample.h), away from
-    the borders (where torch clamps)."""
-    scale = Fraction(size_in, size_out)
+    the borders (where torch clamps). ``scale``: input positions per output position
+    (:func:`source_scale`; default ``size_in/size_out``); ``align_corners`` uses
+    ``(in − 1)/(out − 1)`` whatever was given, and ``area`` (adaptive pooling) the
+    sizes."""
+    given = scale is not None
+    scale = Fraction(size_in, size_out) if scale is None else scale
     if mode in ("nearest",):
-        return sampled_map(size_in, size_out, lambda j: [math.floor(j * scale)])
+        # nearest_idx: the same size is a copy and twice the size j >> 1, whatever the
+        # scale factor; otherwise floor(j · scale)
+        if size_out == size_in:
+            scale = Fraction(1)
+        elif size_out == 2 * size_in:
+            scale = Fraction(1, 2)
+        return sampled_map(scale.numerator, scale.denominator, lambda j: [math.floor(j * scale)])
     if mode == "nearest-exact":
-        return sampled_map(size_in, size_out, lambda j: [math.floor((j + Fraction(1, 2)) * scale)])
+        return sampled_map(
+            scale.numerator,
+            scale.denominator,
+            lambda j: [math.floor((j + Fraction(1, 2)) * scale)],
+        )
     if mode == "area":
+        scale = Fraction(size_in, size_out)
         return sampled_map(
             size_in,
             size_out,
@@ -237,7 +275,12 @@ def interpolation_map(
         return (j + Fraction(1, 2)) * scale - Fraction(1, 2)
 
     # the ratio the source index repeats with
-    ratio = (size_in - 1, size_out - 1) if align_corners and size_out > 1 else (size_in, size_out)
+    if align_corners and size_out > 1:
+        ratio = (size_in - 1, size_out - 1)
+    elif given:
+        ratio = (scale.numerator, scale.denominator)
+    else:
+        ratio = (size_in, size_out)
 
     if mode in ("linear", "bilinear", "trilinear"):
 

@@ -354,3 +354,42 @@ def test_a_crop_keeps_the_field_of_what_it_crops(crop: object) -> None:
     field = receptive_field(model, (1, 1, 32, 32))
     assert field.size == empirical_receptive_field(model, (1, 1, 32, 32)).size == (3, 3)
     assert not any(field.whole)
+
+
+class Resample(nn.Module):
+    def __init__(self, mode: str, factor: float, recompute: bool | None) -> None:
+        super().__init__()
+        self.mode, self.factor, self.recompute = mode, factor, recompute
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            x,
+            scale_factor=(self.factor, 1.0),
+            mode=self.mode,
+            recompute_scale_factor=self.recompute,
+        )
+
+
+@pytest.mark.parametrize("recompute", [None, True])
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "bilinear", "bicubic"])
+@pytest.mark.parametrize(("factor", "rows"), [(0.5, 37), (1.5, 25), (2.5, 13), (0.7, 30), (3, 7)])
+def test_resampling_by_a_scale_factor_reads_where_torch_reads(
+    mode: str, factor: float, rows: int, recompute: bool | None
+) -> None:
+    """torch's kernels place output j at ``(j + ½)/scale_factor`` when a factor is given
+    (``in·factor`` need not be an integer: 37 rows × 0.5 → 18 rows reading 2j, 2j + 1),
+    at ``(j + ½)·in/out`` when it is recomputed: every input a row really reads is in
+    its field, and in the interior nothing else."""
+    from test_zoo import gradient_support
+
+    model = Resample(mode, factor, recompute)
+    shape = (1, 1, rows, 6)
+    field = receptive_field(model, shape)
+    out_rows = int(rows * factor)
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    support = gradient_support(model, x, [(j, 3) for j in range(out_rows)])
+    for j in range(out_rows):
+        real, claimed = set(support[(j, 3)][0]), set(field.positions((j, 3))[0])
+        assert real <= claimed, (j, sorted(real), sorted(claimed))
+        if min(claimed) > 0 and max(claimed) < rows - 1 and mode != "bicubic":
+            assert real == claimed, (j, sorted(real), sorted(claimed))

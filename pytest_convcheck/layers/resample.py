@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_convcheck.axis_maps import AxisMap, antialiased_map, interpolation_map
+from pytest_convcheck.axis_maps import (
+    AxisMap,
+    antialiased_map,
+    interpolation_map,
+    source_scale,
+)
 from pytest_convcheck.effects import Effect, Relayout, Window
 from pytest_convcheck.errors import ShapeError, problem
 from pytest_convcheck.layers.base import (
@@ -79,6 +84,7 @@ class InterpolateSpec(Spec):
     mode: str = "nearest"
     align_corners: bool | None = None
     antialias: bool = False
+    recompute_scale_factor: bool | None = None
 
     def check_dtype(self, dtype: torch.dtype, name: str | None = None) -> None:
         """Floating inputs (not float8) in every mode; ``uint8`` only in ``nearest``,
@@ -223,16 +229,26 @@ class InterpolateSpec(Spec):
         broadcast (torch clamps the neighbours a linear kernel would reach)."""
         rank = len(input_shape)
         n = max(0, rank - 2)
+        given = self.scale_factor
+        factors: tuple[float | None, ...] = (
+            tuple(given) if isinstance(given, (tuple, list)) else (given,) * n
+        )
+        if len(factors) != n:  # torch refuses it; the sizes stand in
+            factors = (None,) * n
         maps = []
-        for size_in, size_out in zip(
-            input_shape[rank - n :], output_shape[rank - n :], strict=True
+        for size_in, size_out, factor in zip(
+            input_shape[rank - n :], output_shape[rank - n :], factors, strict=True
         ):
+            # the kernels read 1/scale_factor when given, not in/out (source_scale)
+            scale = source_scale(size_in, size_out, factor, self.recompute_scale_factor)
             if size_in == 1:
                 maps.append(AxisMap.broadcast())
             elif self.antialias or self.mode == "lanczos":
-                maps.append(antialiased_map(self.mode, size_in, size_out))
+                maps.append(antialiased_map(self.mode, size_in, size_out, scale))
             else:
-                maps.append(interpolation_map(self.mode, self.align_corners, size_in, size_out))
+                maps.append(
+                    interpolation_map(self.mode, self.align_corners, size_in, size_out, scale)
+                )
         return Window(tuple(range(rank - n, rank)), tuple(maps), tuple(output_shape))
 
     def phase_taps(self, input_shape: Shape, output_shape: Shape) -> PhaseTaps:
@@ -280,6 +296,7 @@ def interpolate_from_module(module: nn.Module) -> InterpolateSpec:
         _freeze(m.scale_factor),
         m.mode,
         m.align_corners,
+        recompute_scale_factor=getattr(m, "recompute_scale_factor", None),
     )
 
 
@@ -303,6 +320,7 @@ def interpolate_from_call(
         bound.get("mode", "nearest"),
         bound.get("align_corners"),
         bool(bound.get("antialias", False)),
+        bound.get("recompute_scale_factor"),
     )
 
 
