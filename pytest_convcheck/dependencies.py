@@ -103,7 +103,7 @@ class Propagation:
             maps[axis] = AxisMap.everything()
             return
         clipped = tuple((max(lo, 0), min(hi, last)) for lo, hi in reached if hi >= 0 and lo <= last)
-        maps[axis] = AxisMap(1, 1, (clipped,))
+        maps[axis] = AxisMap(1, 0, (clipped,))  # every element reads the same positions
 
     def _remove(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int, index: int) -> None:
         """Mix one spatial digit away: the union over its values (exact)."""
@@ -274,6 +274,16 @@ class Propagation:
                     f"keep: taken as mixing it"
                 )
                 self._marginalize(maps, dims, effect.dim)
+            elif (
+                source.pieces
+                and source.pieces_dim == effect.dim
+                and len({part.maps for _, _, part in source.pieces}) > 1
+            ):
+                self.notes.append(
+                    f"{label} splits a concatenation into pieces the trace does not tell "
+                    f"apart: each is given the union of the parts' fields (a slice, "
+                    f"x[:, a:b], keeps its part's)"
+                )
             return self._reshaped_output(maps, dims, out_shape, drop=(effect.dim,))
         if isinstance(effect, Window):
             piece = part_read(source, effect, out_shape)
@@ -285,6 +295,12 @@ class Propagation:
                 self._marginalize(maps, dims, d)
                 dims[d] = list(other_digits(out_shape[d] if d < len(out_shape) else 1))
             for d, layer in zip(effect.dims, effect.maps, strict=True):
+                if len({g[0] for g in dims[d] if g[0] >= 0}) > 1:
+                    self.notes.append(
+                        f"{label} slides a window along a dim that holds several spatial "
+                        f"axes (flattened together): taken as mixing them, so the field "
+                        f"may be smaller than stated"
+                    )
                 axis = self._focus(maps, dims, d)
                 size = out_shape[d] if d < len(out_shape) else 1
                 if axis is None:

@@ -151,7 +151,11 @@ class ReceptiveField(FieldNumbers):
         """Per axis, the input positions that output position ``index`` depends on:
         positions in the padding are dropped (zero padding), or read where the
         padding reads — mirrored (reflect), the edge (replicate), wrapped around
-        (circular) — when a layer pads that way (``boundary``)."""
+        (circular) — when a layer pads that way (``boundary``). That reading is
+        resolved against the model input: where a layer pads a tensor that strided
+        or upsampling layers made, the positions of output elements whose field
+        reaches the border are approximate (the interior, ``size`` and ``holes``
+        are exact)."""
         result = []
         modes = self.boundary or ("zeros",) * len(self.axes)
         for axis_map, j, extent, mode in zip(

@@ -104,11 +104,16 @@ class Layout:
 def concatenated_parts(
     effect: Join, sources: Sequence[Layout]
 ) -> tuple[tuple[int, int, Layout], ...]:
-    """The parts of a ``cat`` along a dim that holds no spatial digit in any input
-    (see :attr:`Layout.pieces`; a part that is itself a ``cat`` along that dim gives
-    its own parts); ``()`` for any other join."""
+    """The parts of a ``cat`` along a dim that holds no spatial digit in any input, or
+    of a ``stack`` (each input one index of the new dim), see :attr:`Layout.pieces`;
+    a part that is itself a ``cat`` along that dim gives its own parts; ``()`` for
+    any other join."""
     d = effect.dim
-    if effect.new or any(
+    if effect.new:
+        if any(len(s.dims) + 1 != len(effect.out_shape) for s in sources):
+            return ()
+        sources = [Layout((*s.dims[:d], (), *s.dims[d:]), s.maps, s.last) for s in sources]
+    elif any(
         len(s.dims) != len(effect.out_shape) or any(g[0] >= 0 for g in s.dims[d]) for s in sources
     ):
         return ()

@@ -393,3 +393,47 @@ def test_resampling_by_a_scale_factor_reads_where_torch_reads(
         assert real <= claimed, (j, sorted(real), sorted(claimed))
         if min(claimed) > 0 and max(claimed) < rows - 1 and mode != "bicubic":
             assert real == claimed, (j, sorted(real), sorted(claimed))
+
+
+def test_a_stacked_branch_picked_by_index_reads_its_own_field() -> None:
+    model = Branches(lambda t: torch.stack([t[:, :1], t[:, 2:]])[0])
+    field = receptive_field(model, (1, 1, 32, 32))
+    assert field.size == empirical_receptive_field(model, (1, 1, 32, 32)).size == (3, 3)
+
+
+def test_a_split_of_a_concatenation_is_the_union_and_says_so() -> None:
+    """``split``/``chunk`` outputs are one node to the trace: each piece is given the
+    union of the parts' fields (an over-statement), and a note says so and how to keep
+    a part's own field; parts with equal fields need no note."""
+    field = receptive_field(Branches(lambda t: t.split(2, 1)[0]), (1, 1, 32, 32))
+    assert field.size == (9, 9)
+    assert any("splits a concatenation" in note and "x[:, a:b]" in note for note in field.notes)
+    dense = Branches(lambda t: torch.cat([t[:, :1], t[:, 1:2]], 1).chunk(2, 1)[0])
+    same = receptive_field(dense, (1, 1, 32, 32))
+    assert same.size == (3, 3)
+    assert not any("splits a concatenation" in note for note in same.notes)
+
+
+def test_an_axis_cut_to_one_position_and_resized_reads_that_position_everywhere() -> None:
+    class Column(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.adaptive_avg_pool2d(x.narrow(3, 6, 1), (16, 7))
+
+    field = receptive_field(Column(), (1, 1, 16, 20))
+    assert all(field.positions((3, j))[1] == (6,) for j in range(7))  # not 6 + j
+
+
+def test_a_window_along_flattened_axes_is_noted_as_mixing_them() -> None:
+    class Flat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(1, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[2:]
+            return self.conv(x.flatten(2)).unflatten(2, (h, w))
+
+    field = receptive_field(Flat(), (1, 1, 12, 14))
+    assert any("several spatial axes" in note for note in field.notes)
+    measured = empirical_receptive_field(Flat(), (1, 1, 12, 14))
+    assert all(a >= m for a, m in zip(field.size, measured.size, strict=True))
