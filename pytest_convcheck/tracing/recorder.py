@@ -24,7 +24,14 @@ from pytest_convcheck.tracing.failures import (
     is_meta_limitation,
 )
 from pytest_convcheck.tracing.plans import Plan, caches, call_key, remember_verified
-from pytest_convcheck.tracing.records import MODEL_INPUT, OpCall, TraceLayer, TraceNode
+from pytest_convcheck.tracing.records import (
+    MODEL_INPUT,
+    OpCall,
+    TraceLayer,
+    TraceNode,
+    moved_node,
+    moved_row,
+)
 from pytest_convcheck.tracing.stand_ins import (
     CONCATENATIONS,
     concatenated,
@@ -274,16 +281,13 @@ class Recorder:
                     refs.append(-1)
                 else:
                     return None  # reads a tensor from outside the call: not replayable
-            nodes.append(
-                node._replace(
-                    node_id=node.node_id - start, module=node.module[cut:], inputs=tuple(refs)
-                )
-            )
+            nodes.append(moved_node(node, node.node_id - start, node.module[cut:], tuple(refs)))
         rows = tuple(
-            row._replace(
-                name=row.name[cut:],
-                nodes=tuple(n - start for n in row.nodes),
-                module=None if row.module is None else row.module[cut:],
+            moved_row(
+                row,
+                row.name[cut:],
+                tuple(n - start for n in row.nodes),
+                None if row.module is None else row.module[cut:],
             )
             for row in self.rows[rows_start:]
         )
@@ -332,10 +336,11 @@ class Recorder:
             self.nodes.extend(plan.nodes)  # the whole model: ids and names as recorded
         else:
             self.nodes.extend(
-                node._replace(
-                    node_id=start + node.node_id,
-                    module=name + node.module,
-                    inputs=tuple(
+                moved_node(
+                    node,
+                    start + node.node_id,
+                    name + node.module,
+                    tuple(
                         None if r is None else source if r == -1 else start + r for r in node.inputs
                     ),
                 )
@@ -360,10 +365,11 @@ class Recorder:
                 self.rows.extend(plan.rows)
             else:
                 self.rows.extend(
-                    row._replace(
-                        name=name + row.name,
-                        nodes=tuple(start + n for n in row.nodes),
-                        module=None if row.module is None else name + row.module,
+                    moved_row(
+                        row,
+                        name + row.name,
+                        tuple(start + n for n in row.nodes),
+                        None if row.module is None else name + row.module,
                     )
                     for row in plan.rows
                 )
