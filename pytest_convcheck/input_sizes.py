@@ -97,6 +97,9 @@ class SizeRule:
             text += f"; output {self.outputs}"
         if not self.residues and self.threshold > self.checked_to:
             text += f" (no period found up to {self.checked_to})"
+        elif self.residues and self.method.startswith("traced at each size"):
+            # the model's own code decides: the period is observed, not derived
+            text += f" (observed up to {self.checked_to})"
         return text
 
 
@@ -321,8 +324,9 @@ def _rule(
         else _Periodicity(1, True, True)
     )
     period, exact = known.period, known.exact
+    observed = 0  # the sizes examined to observe the period: the rule must hold there
     if not strides_only or not exact:
-        period = _observed_period(run, period, base[dim], limit)
+        period, observed = _observed_period(run, period, base[dim], limit)
     # A threshold past which validity repeats with the period, checked twice over. A
     # flatten feeding a linear layer takes a window of at most one period of sizes
     # (e.g. 28–31) wherever the described size is: where no size repeats, the window
@@ -331,17 +335,13 @@ def _rule(
     # A scale factor that is no integer: every size up to the limit is examined, and
     # a period is stated only where it holds over all of them; where the factor is
     # not exact in binary (0.7 · 90 is 62.99…) none is stated past the limit.
-    n_max = min(limit, 4 * period + 8) if exact else limit
+    n_max = min(limit, max(4 * period + 8, observed)) if exact else limit
     while True:
         valid = {n: run(n) is not None for n in range(1, n_max + 1)}
-        threshold = next(
-            (
-                t
-                for t in range(1, n_max - 2 * period + 1)
-                if all(valid[n] == valid[n + period] for n in range(t, n_max - period + 1))
-            ),
-            None,
-        )
+        # the smallest t from which valid(n) = valid(n + period) up to n_max, if it
+        # leaves two periods to see it
+        last = next((n for n in range(n_max - period, 0, -1) if valid[n] != valid[n + period]), 0)
+        threshold = last + 1 if last + 1 <= n_max - 2 * period else None
         if n_max >= limit:
             break
         if threshold is not None:
@@ -360,7 +360,16 @@ def _rule(
         return replace(rule, method=f"{rule.method} ({known.why})") if known.why else rule
     residues = tuple(sorted({n % period for n in range(threshold, threshold + period) if valid[n]}))
     examined = [n for n in range(threshold, n_max + 1) if valid[n]]
-    outputs = _fit_output(run, threshold, period, residues, rank - (dim % rank), rank, examined)
+    back = rank - (dim % rank)
+    outputs, formula = _fit_output(run, threshold, period, residues, back, rank, examined)
+    if formula is not None:  # fitted from the threshold on: where does it hold below?
+        wrong = [
+            n
+            for n in range(1, threshold)
+            if valid[n] and _out_size(run(n) or (), back, rank) != formula(n)
+        ]
+        if wrong:
+            outputs += f" for n ≥ {max(wrong) + 1}"
     # the smallest period the residues repeat with (every size: period 1)
     for smaller in (d for d in range(1, period + 1) if period % d == 0):
         reduced = {r % smaller for r in residues}
@@ -376,10 +385,12 @@ def _rule(
 
 def _observed_period(
     run: Callable[[int], Outputs | None], strides: int, described: int, limit: int
-) -> int:
+) -> tuple[int, int]:
     """The smallest period (a multiple of ``strides`` or not) with which validity
-    repeats over the second half of the sizes up to ``max(described, 64) + 4·64``,
-    three periods at least."""
+    repeats over the second half of the sizes up to ``top = max(described, 64) +
+    4·64``, three periods at least; and ``top`` (the rule is then checked against
+    every size up to it: a model that branches on a size can break the period
+    anywhere in it)."""
     top = min(limit, max(described, 64, strides) + 4 * max(64, strides))
     valid = [False] + [run(n) is not None for n in range(1, top + 1)]
     for p in range(1, top // 4 + 1):
@@ -388,8 +399,8 @@ def _observed_period(
         while start >= 1 and valid[start] == valid[start + p]:
             start -= 1
         if start + 1 <= min(top - 3 * p, top // 2):  # over half the window at least
-            return p
-    return strides
+            return p, top
+    return strides, top
 
 
 def _fit_output(
@@ -400,12 +411,14 @@ def _fit_output(
     back: int,
     rank: int,
     examined: Iterable[int] = (),
-) -> str:
+) -> tuple[str, Callable[[int], Fraction | int] | None]:
     """The output's size along the axis as ``k·⌊(n + c)/L⌋ + d`` (``k·n + d`` for
     ``L = 1``), fitted to one size of each residue class and the next period's and
-    checked at every valid size ``examined``; ``""`` when the output has another
-    rank or fits no such formula."""
+    checked at every valid size ``examined``: the formula in words and as a
+    function; ``("", None)`` when the output has another rank or fits no such
+    formula."""
     sizes = list(examined)
+    none: tuple[str, None] = ("", None)
 
     def holds(formula: Callable[[int], Fraction | int]) -> bool:
         return all(_out_size(run(n) or (), back, rank) == formula(n) for n in sizes)
@@ -417,26 +430,35 @@ def _fit_output(
         ya = _out_size(a, back, rank) if a is not None else None
         yb = _out_size(b, back, rank) if b is not None else None
         if ya is None or yb is None:
-            return ""
+            return none
         samples.append((n, ya, yb))
     steps = {yb - ya for _, ya, yb in samples}
     if not samples or len(steps) != 1:
-        return ""
+        return none
     (k,) = steps
     if k == 0:
         values = {ya for _, ya, _ in samples}
         if len(values) != 1:
-            return ""
+            return none
         value = values.pop()
-        return str(value) if holds(lambda n: value) else ""
+
+        def constant(n: int) -> int:
+            return value
+
+        return (str(value), constant) if holds(constant) else none
     slope = Fraction(k, period)
     linear = {ya - slope * n for n, ya, _ in samples}
     if len(linear) == 1:  # exact on the valid sizes: no floor needed
         d = linear.pop()
-        if not holds(lambda n: slope * n + d):
-            return ""
-        core = "n" if slope == 1 else f"{slope}·n" if slope.denominator == 1 else f"n·{slope}"
-        return core if d == 0 else f"{core} {'+' if d > 0 else '−'} {abs(d)}"
+
+        def line(n: int) -> Fraction | int:
+            return slope * n + d
+
+        if not holds(line):
+            return none
+        core = "n" if slope.numerator == 1 else f"{slope.numerator}·n"
+        core += f"/{slope.denominator}" if slope.denominator != 1 else ""
+        return (core if d == 0 else f"{core} {'+' if d > 0 else '−'} {abs(d)}"), line
     for c in range(period):
         offsets = {ya - k * ((n + c) // period) for n, ya, _ in samples}
         if len(offsets) != 1:
@@ -450,8 +472,10 @@ def _fit_output(
             continue
         core = "n" if period == 1 else f"⌊(n + {c})/{period}⌋" if c else f"⌊n/{period}⌋"
         core = core if k == 1 else f"{k}·{core}"
-        return core if offset == 0 else f"{core} {'+' if offset > 0 else '−'} {abs(offset)}"
-    return ""
+        return (
+            core if offset == 0 else f"{core} {'+' if offset > 0 else '−'} {abs(offset)}"
+        ), floored
+    return none
 
 
 def _batch_kept(shapes: Outputs, batch: int) -> bool:

@@ -365,3 +365,50 @@ def test_each_axis_rule_holds_the_other_axes_at_a_size_that_works() -> None:
     assert "no size" not in text
     assert "height (dim 2), the other axes as in 1×1×28×28: multiples of 4 from 4" in text
     assert "width (dim 3), the other axes as in 1×1×28×28: multiples of 4 from 4" in text
+
+
+class _DownIfLong(nn.Module):
+    """Halves inputs of 64 and more, then a kernel of 40: 40–63 and 80 on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 40)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] >= 64:
+            x = F.avg_pool1d(x, 2)
+        return self.conv(x)
+
+
+class _UpIfShort(nn.Module):
+    """Resizes inputs under 32 to 32 before two stride-2 convs: output 7 only there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv1d(1, 1, 3, stride=2), nn.Conv1d(1, 1, 3, stride=2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 32:
+            x = F.interpolate(x, size=32)
+        return self.convs(x)
+
+
+def test_a_rule_traced_size_by_size_holds_over_every_size_it_traced() -> None:
+    """Sizes traced to observe the period are checked against the rule, and so is the
+    output formula (it held for a dozen sizes, and was stated for all)."""
+    rule = input_size_rule(_DownIfLong(), (2, 1, 50))
+    assert rule.method.startswith("traced at each size")
+    assert rule.valid(range(1, 200)) == _runs_on_cpu(_DownIfLong(), (2, 1, 50), range(1, 200))
+    assert rule.describe().startswith("40–63 and every size from 80")
+    assert "n − 39" not in rule.describe()  # true below 64 only
+    short = input_size_rule(_UpIfShort(), (2, 1, 64))
+    assert short.outputs == ""  # 7 up to 32, then ⌊(n − 3)/4⌋
+
+
+def test_an_output_formula_says_from_where_it_holds() -> None:
+    class Halves(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[..., ::2] + F.max_pool1d(x, 2)  # at 3: 2 + 1, broadcast
+
+    rule = input_size_rule(Halves(), (2, 1, 64))
+    assert rule.describe() == "2–3 and multiples of 2 from 4; output n/2 for n ≥ 4"
