@@ -39,6 +39,7 @@ from pytest_convcheck.layers import (
     concatenated_shape,
     spec_for_call,
 )
+from pytest_convcheck.layers.indexing import INDEXING, index_out_of_range, unknown_index_dims
 from pytest_convcheck.tracing import MODEL_INPUT, Trace, TraceNode
 from pytest_convcheck.tracing.records import Slot
 from pytest_convcheck.tracing.stand_ins import CONCATENATIONS, cat_arguments
@@ -230,6 +231,8 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
         torch.empty(shape, dtype=dtype, device="meta")
         for shape, dtype in zip(ins, node.call.dtypes, strict=True)
     ]
+    if node.op in INDEXING:
+        _check_indices(node, ins, tensors)
     try:
         with torch._C.DisableTorchFunction():
             result = node.call.again(tensors)
@@ -242,6 +245,24 @@ def _outputs(node: TraceNode, ins: tuple[Shape, ...]) -> tuple[Shape, ...]:
             f"one: the model's Python code depends on the size"
         )
     return found
+
+
+def _check_indices(node: TraceNode, ins: tuple[Shape, ...], tensors: list[torch.Tensor]) -> None:
+    """The index bounds of a ``getitem``/``index_select`` at the new shapes (meta
+    tensors check none, see :mod:`~pytest_convcheck.layers.indexing`): a list of ints
+    is read as recorded; the values of an index tensor (a constant made in
+    ``forward``, or computed) are not kept, so a dim it indexes may not change."""
+    assert node.call is not None
+    args, kwargs = node.call.filled(tensors)
+    bad = index_out_of_range(node.op, args, kwargs, ins[0])
+    if bad is not None:
+        raise _Refused(bad.message(node.op, node.module or "forward", ins[0]))
+    for dim in unknown_index_dims(node.op, args, kwargs, len(ins[0])):
+        if ins[0][dim] != node.input_shapes[0][dim]:
+            raise NotReplayable(
+                f"{node.op} in {node.module or 'forward'} indexes dim {dim}, whose size "
+                f"changes, with a tensor: its bounds need its values"
+            )
 
 
 def _relayout(node: TraceNode, ins: tuple[Shape, ...]) -> Shape | None:

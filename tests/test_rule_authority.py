@@ -14,7 +14,14 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
-from pytest_convcheck import ModelRunError, ShapeError, output_shape, report, trace
+from pytest_convcheck import (
+    ModelRunError,
+    ShapeError,
+    input_size_rule,
+    output_shape,
+    report,
+    trace,
+)
 from pytest_convcheck.layers import concatenated_shape
 
 
@@ -633,3 +640,48 @@ def test_numpy_sizes_are_read_as_torch_reads_them() -> None:
     ):
         assert tuple(model(torch.zeros(shape)).shape) == expected
         assert trace(model, shape).output_shape == expected
+
+
+_INDEXED = {
+    "list": lambda _, x: x[..., [0, 2, 9]],
+    "nested list": lambda _, x: x[:, :, [[0, 1], [2, 7]]],
+    "negative": lambda _, x: x[..., [-6]],
+    "tensor": lambda _, x: x[..., torch.tensor([0, 5])],
+    "index_select": lambda _, x: x.index_select(-1, torch.arange(6)),
+    "torch.index_select": lambda _, x: torch.index_select(x, 2, torch.tensor([7])),
+}
+_IN_RANGE = {
+    "after None": lambda _, x: x[None, ..., [4, -5]],
+    "channels": lambda _, x: x[:, [2, 1, 0]],
+    "bool mask": lambda _, x: x[..., torch.ones(5, dtype=torch.bool)],
+    "int then list": lambda _, x: x[0, :, [1, 4]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(_INDEXED))
+def test_an_index_out_of_range_is_refused_although_meta_does_not_check(case: str) -> None:
+    """Meta tensors have no data, so torch's meta kernels check no index bounds: the
+    trace checks them, names the index and the dim, and the rule replays it."""
+    model = Call(_INDEXED[case])
+    with pytest.raises(IndexError):
+        model(torch.zeros(1, 3, 5))
+    with pytest.raises(ShapeError, match=r"index -?\d+ is out of range for dim 2 of size 5"):
+        trace(model, (1, 3, 5))
+    rule = input_size_rule(model, (1, 3, 12))
+    with torch.no_grad():
+        brute = [n for n in range(1, 30) if _runs(model, (1, 3, n))]
+    assert rule.valid(range(1, 30)) == brute
+
+
+@pytest.mark.parametrize("case", sorted(_IN_RANGE))
+def test_indices_in_range_trace_as_they_run(case: str) -> None:
+    model = Call(_IN_RANGE[case])
+    assert trace(model, (1, 3, 5)).output_shape == tuple(model(torch.zeros(1, 3, 5)).shape)
+
+
+def _runs(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    try:
+        model(torch.zeros(shape))
+    except (IndexError, RuntimeError):
+        return False
+    return True

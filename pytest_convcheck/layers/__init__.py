@@ -20,6 +20,8 @@ docstring), geometry, FLOPs and builders:
 * :mod:`~pytest_convcheck.layers.unfold` — im2col/col2im and ``Tensor.unfold``;
 * :mod:`~pytest_convcheck.layers.slicing` — ``x[a:b, ...]``, ``narrow`` and the
   shape of ``torch.cat``;
+* :mod:`~pytest_convcheck.layers.indexing` — the index bounds of ``x[..., [0, 9]]``
+  and ``index_select``, which meta tensors do not check;
 * :mod:`~pytest_convcheck.layers.dense` — linear, flatten, matrix products;
 * :mod:`~pytest_convcheck.layers.pointwise` — norms, softmax, dropout,
   activations and GLU;

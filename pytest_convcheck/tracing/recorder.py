@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 from pytest_convcheck.dims import effect_of_call
 from pytest_convcheck.errors import ShapeError
 from pytest_convcheck.layers import FUNCTION_RULES, Shape, Spec, spec_for_call
+from pytest_convcheck.layers.indexing import INDEXING, index_out_of_range
 from pytest_convcheck.tracing.failures import (
     MetaUnsupported,
     ModelRunError,
@@ -480,6 +481,12 @@ class RecordingMode(TorchFunctionMode):
         op = op_name(func)
         rule = FUNCTION_RULES.get(func)
         first = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(args)
+        if op in INDEXING and rec.short_circuit and first is not None:
+            # meta tensors have no data: nothing checks an index against its dim
+            bad = index_out_of_range(op, args, kwargs, tuple(first.shape))
+            if bad is not None:
+                where = rec.module_name() or "forward"
+                raise ShapeError(bad.message(op, where, tuple(first.shape)))
         shape_preserving = rule is not None and rule.shape_preserving
         # shape-preserving calls are checked here; geometry ops after the cache below
         spec = spec_for_call(func, args, kwargs) if shape_preserving else None
