@@ -455,8 +455,9 @@ class Propagation:
                     f"field is taken as the whole input along that axis"
                 )
                 return AxisMap.everything()
-            if fixed:
-                return AxisMap.everything()
+            if fixed:  # a gate (x · σ(mean(x))), a broadcast operand: one field for all
+                extent = math.prod(digit[1] for _, _, digit in first)
+                return self._enumerated(placements, extent, label, [m for _, m in fixed])
         result = maps[0]
         for other in maps[1:]:
             union = result.union(other)
@@ -474,12 +475,16 @@ class Propagation:
         placements: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]],
         extent: int,
         label: str,
+        fixed: Sequence[AxisMap] = (),
     ) -> AxisMap:
         """The union of paths whose strides differ (an FPN's nearest upsampling to an
-        odd size): not periodic, so enumerated position by position over the
-        tensor's extent, which is then one period; virtual positions past it (a
-        later conv's padding) follow the first path's stride."""
+        odd size), or of a path with ``fixed`` fields that every position reads (an
+        operand without positions along the axis: a global gate): not periodic, so
+        enumerated position by position over the tensor's extent, which is then one
+        period; virtual positions past it (a later conv's padding) follow the first
+        path's stride."""
         first = placements[0][1]
+        everywhere = [found for m in fixed for found in m.at(0)]
         period = math.lcm(max(extent, 1), first.period)
         if period > _PROMOTE_LIMIT:
             self.notes.append(
@@ -489,7 +494,7 @@ class Propagation:
             return AxisMap.everything()
         advance = period // first.period * first.advance
         taps = tuple(
-            merge_intervals(found for _, m in placements for found in m.at(j))
+            merge_intervals([*(found for _, m in placements for found in m.at(j)), *everywhere])
             for j in range(period)
         )
         return AxisMap(period, advance, taps)

@@ -437,3 +437,41 @@ def test_a_window_along_flattened_axes_is_noted_as_mixing_them() -> None:
     assert any("several spatial axes" in note for note in field.notes)
     measured = empirical_receptive_field(Flat(), (1, 1, 12, 14))
     assert all(a >= m for a, m in zip(field.size, measured.size, strict=True))
+
+
+class _CroppedGate(nn.Module):
+    """An SE-style gate (x · σ(mean(x))) on the first 9 rows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.narrow(2, 0, 9)
+        return x * torch.sigmoid(x.mean((2, 3), keepdim=True))
+
+
+class _BroadcastCorner(nn.Module):
+    """A branch cut to its corner position, broadcast and added to a 3×3 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + x[:, :, :1, :1]
+
+
+@pytest.mark.parametrize("model", [_CroppedGate(), _BroadcastCorner()], ids=["gate", "corner"])
+def test_a_merge_with_one_field_for_every_position_is_enumerated_not_whole(
+    model: nn.Module,
+) -> None:
+    """An operand without positions along an axis (a gate, a broadcast corner) adds
+    its one field to every position: the union, position by position (it was taken
+    as the whole input)."""
+    from test_zoo import gradient_support
+
+    shape = (1, 1, 36, 19)
+    field = receptive_field(model, shape)
+    assert not field.whole[0]
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    positions = [(0, 3), (4, 9), (8, 18)]
+    support = gradient_support(model.double(), x, positions)
+    for position in positions:
+        assert field.positions(position)[0] == support[position][0], position
