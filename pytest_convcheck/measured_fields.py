@@ -362,6 +362,7 @@ def empirical_receptive_field(
         )
     measured: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
     hole_map = torch.zeros(shape[-spatial:], dtype=torch.bool)
+    hole_axes: tuple[tuple[int, ...], ...] = ()
     for position in chosen:
         index: tuple[slice | int, ...] = (slice(None), slice(None), *position)
         target = out[index] if position else out
@@ -374,14 +375,14 @@ def empirical_receptive_field(
                 f"(receptive_field), or report the model: an op grows values without bound."
             )
         mask = grad.abs().sum(dim=tuple(range(len(shape) - spatial))) > 0
-        if position == chosen[0]:
-            hole_map = mask
         per_axis = []
         for axis in range(spatial):
             others = tuple(a for a in range(spatial) if a != axis)
             line = mask.any(dim=others) if others else mask
             per_axis.append(tuple(int(i) for i in torch.nonzero(line).flatten()))
         measured[position] = tuple(per_axis)
+        if position == chosen[0] or (_holed(measured[position]) and not _holed(hole_axes)):
+            hole_map, hole_axes = mask, measured[position]  # the first, or the first with holes
     if measured and not any(any(axis) for axis in measured.values()):
         raise MeasurementRefused(
             f"{type(model).__name__}: every measured gradient is zero — the output at "
@@ -391,6 +392,20 @@ def empirical_receptive_field(
         )
     found = _summarise(model, shape, analytic, measured, hole_map, clipped, spatial_out)
     return replace(found, notes=(*found.notes, *notes)) if notes else found
+
+
+def _gaps(per_axis: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """The positions a measured field skips between its first and last, along the
+    first axis given (relative to the first)."""
+    found = per_axis[0] if per_axis else ()
+    if not found:
+        return ()
+    seen = set(found)
+    return tuple(i - found[0] for i in range(found[0], found[-1] + 1) if i not in seen)
+
+
+def _holed(per_axis: tuple[tuple[int, ...], ...]) -> bool:
+    return any(_gaps((found,)) for found in per_axis)
 
 
 def _summarise(
@@ -424,9 +439,10 @@ def _summarise(
         per_phase = tuple(hi - lo + 1 for lo, hi, _ in spans.values())
         sizes.append(max(per_phase))
         phases.append(per_phase)
-        first_pos, (lo, hi, found) = next(iter(spans.items()))
-        gaps = tuple(i - lo for i in range(lo, hi + 1) if i not in set(found))
-        holes.append(gaps)
+        first_pos, (lo, _, _) = next(iter(spans.items()))
+        # the holes of the first position measured that has some (as the analytic
+        # field gives the first output phase's that has some)
+        holes.append(next((g for g in (_gaps((f,)) for _, _, f in spans.values()) if g), ()))
         axis_map = analytic.axes[axis]
         if spatial_out < 1 or axis_map.whole or not first_pos:
             strides.append(shape[-spatial + axis])

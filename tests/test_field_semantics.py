@@ -475,3 +475,12 @@ def test_a_merge_with_one_field_for_every_position_is_enumerated_not_whole(
     support = gradient_support(model.double(), x, positions)
     for position in positions:
         assert field.positions(position)[0] == support[position][0], position
+
+
+def test_measured_holes_are_those_of_the_first_measured_position_that_has_some() -> None:
+    """A transposed conv's phases differ: one has a hole. The measurement, like the
+    analytic field, reports it (it read the first measured position only)."""
+    layer = nn.ConvTranspose1d(1, 1, 4, stride=3, padding=1, dilation=2, output_padding=2)
+    analytic = receptive_field(layer, (1, 1, 21))
+    measured = empirical_receptive_field(layer, (1, 1, 21))
+    assert analytic.hole_positions == measured.hole_positions == ((1,),)
