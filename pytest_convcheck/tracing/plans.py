@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from pytest_convcheck.layers import Shape, Spec, is_lazy, spec_for_module
 from pytest_convcheck.tracing.copying import HOOK_KEYS
@@ -180,9 +181,6 @@ def remember_verified(
     )
 
 
-_FORWARD_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
-
-
 def tree_signatures(model: nn.Module) -> dict[str, int | None]:
     """Per module name, an integer standing for everything a call of that module can
     depend on besides its input: its class, its plain attributes (``training``,
@@ -207,7 +205,7 @@ def tree_signatures(model: nn.Module) -> dict[str, int | None]:
             shared = True
             return None
         visited.add(id(module))
-        if is_lazy(module):
+        if isinstance(module, LazyModuleMixin) and is_lazy(module):
             found[name] = None
             return None
         state = module.__dict__
@@ -224,16 +222,21 @@ def tree_signatures(model: nn.Module) -> dict[str, int | None]:
         if (
             config is None
             or "forward" in state  # a forward set on the instance: not the class's code
-            or any(state.get(h) for h in _FORWARD_HOOKS)
+            or state.get("_forward_hooks")
+            or state.get("_forward_pre_hooks")
         ):
             found[name] = None
             return None
-        tensors = tuple(
+        tensors = [
             (k, None if t is None else (tuple(t.shape), t.dtype))
-            for table in (state["_parameters"], state["_buffers"])
-            for k, t in table.items()
-        )
-        found[name] = tree = caches.tree_id((config, tensors, tuple(children)))
+            for k, t in state["_parameters"].items()
+        ]
+        if state["_buffers"]:
+            tensors += [
+                (k, None if t is None else (tuple(t.shape), t.dtype))
+                for k, t in state["_buffers"].items()
+            ]
+        found[name] = tree = caches.tree_id((config, tuple(tensors), tuple(children)))
         return tree
 
     visit(model, "")
@@ -245,6 +248,7 @@ def tree_signatures(model: nn.Module) -> dict[str, int | None]:
 
 
 _PLAIN = frozenset({int, float, bool, str, type(None)})
+_PLAIN_OR_TUPLE = _PLAIN | {tuple}
 
 
 def is_plain_setting(value: Any) -> bool:
@@ -276,10 +280,12 @@ def _module_signature(module: nn.Module) -> tuple[Any, ...] | None:
     if keys is not None and len(state) == keys[0]:
         try:
             values = tuple([state[k] for k in keys[1:]])
-            # is_plain_setting, inlined: this runs for every module of every trace
-            if all(
-                type(v) in _PLAIN or (type(v) is tuple and all(type(i) in _PLAIN for i in v))
-                for v in values
+            # is_plain_setting, inlined with set operations: this runs for every
+            # module of every trace
+            kinds = set(map(type, values))
+            if kinds <= _PLAIN or (
+                kinds <= _PLAIN_OR_TUPLE
+                and all(set(map(type, v)) <= _PLAIN for v in values if type(v) is tuple)
             ):
                 hash(values)
                 return (type(module), values)
