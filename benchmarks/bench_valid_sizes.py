@@ -18,6 +18,7 @@ Run from the repository root: ``python -m benchmarks.bench_valid_sizes``.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 
@@ -67,6 +68,7 @@ def brute_force(
     model: nn.Module, shape: tuple[int, ...], widths: range = WIDTHS
 ) -> tuple[list[int], float]:
     valid = []
+    gc.collect()  # the garbage of what ran before is not this measurement's
     start = time.perf_counter()
     with torch.no_grad():
         for w in widths:
@@ -86,6 +88,7 @@ def closed_form(
     that has run torch's meta kernels before (their first call imports and compiles
     decompositions: ~0.8 s once per process)."""
     caches.clear()
+    gc.collect()  # the garbage of what ran before is not this measurement's
     start = time.perf_counter()
     rule = input_size_rule(model, shape, -1)
     valid = rule.valid(widths)
