@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -348,3 +351,58 @@ def test_the_traced_copy_is_freed_when_the_trace_returns(device: str) -> None:
     finally:
         if enabled:
             gc.enable()
+
+
+class _FeatureHooks:
+    """timm's ``FeatureHooks``, reduced: a forward hook bound to a helper that keeps
+    each hooked module's output."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.store: dict[str, torch.Tensor] = {}
+        module.register_forward_hook(functools.partial(self.collect, "a"))
+
+    def collect(self, name: str, module: nn.Module, args: object, out: torch.Tensor) -> None:
+        self.store[name] = out
+
+
+class _FeatureNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.hooks = _FeatureHooks(self.a)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.b(self.a(x))
+        out, self.hooks.store = list(self.hooks.store.values()), {}
+        return out
+
+
+class _SelfHooked(nn.Module):
+    """A hook that is a method of the module it is registered on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+        self.seen: list[tuple[int, ...]] = []
+        self.register_forward_hook(self.remember)
+
+    def remember(self, module: nn.Module, args: object, out: torch.Tensor) -> None:
+        self.seen.append(tuple(out.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_hooks_bound_to_objects_act_on_the_copy_not_the_users_model(device: str) -> None:
+    """A hook bound to a helper (timm's FeatureHookNet) or to the module itself runs on
+    the copy's objects: the trace sees the features, the user's model is untouched."""
+    model = _FeatureNet()
+    result = trace(model, (1, 3, 8, 8), device=device)
+    assert [shape for _, shape in result.outputs] == [(1, 4, 8, 8)]
+    assert model.hooks.store == {}
+    copy.deepcopy(model)  # still copyable: no meta tensor left in it
+    hooked = _SelfHooked()
+    trace(hooked, (1, 1, 8, 8), device=device)
+    assert hooked.seen == []

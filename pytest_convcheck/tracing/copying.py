@@ -47,13 +47,15 @@ def copy_with(model: nn.Module, device: str) -> nn.Module:
     never modified.
 
     A structural copy: the module tree is rebuilt, tensors are mapped to the
-    device, hook dicts are copied shallowly (the hooks themselves are shared, as
-    ``copy.deepcopy`` shares functions), other mutable attributes are deep-copied.
-    Falls back to ``copy.deepcopy`` for modules it cannot rebuild.
+    device, hooks are copied as ``copy.deepcopy`` copies them (see
+    :func:`_own_hooks`), other mutable attributes are deep-copied. Falls back to
+    ``copy.deepcopy`` for modules it cannot rebuild.
     """
     memo: dict[int, Any] = {}
     try:
-        return _copy_module(model, memo, device)
+        copied = _copy_module(model, memo, device)
+        _own_hooks(copied, memo)
+        return copied
     except Exception:
         memo = {}
         for tensor in itertools.chain(model.parameters(), model.buffers()):
@@ -113,6 +115,30 @@ def _copy_tensor(tensor: torch.Tensor, device: str) -> torch.Tensor:
     if isinstance(tensor, nn.Parameter):
         return nn.Parameter(new, requires_grad=tensor.requires_grad)
     return new
+
+
+def _own_hooks(root: nn.Module, memo: dict[int, Any]) -> None:
+    """Give the copy its own hooks where a hook is bound to an object: a method, or a
+    ``partial`` of one (timm's ``FeatureHooks`` stores each feature map in a dict of
+    its own). Shared, such a hook would act on the user's objects: write the copy's
+    tensors into the user's model. Deep-copied with the tree's ``memo`` once every
+    module and tensor of the copy is in it, so that what the hook refers to is the
+    copy's. Plain functions stay shared (``copy.deepcopy`` shares them too), and so
+    does a hook that cannot be copied."""
+    seen: set[int] = set()
+    for module in root.modules():
+        for key in HOOK_KEYS:
+            table = module.__dict__.get(key)
+            if not isinstance(table, dict) or id(table) in seen:
+                continue
+            seen.add(id(table))
+            for handle, hook in list(table.items()):
+                if type(hook) in _SHARED_EXACT:  # a function, a flag
+                    continue
+                try:
+                    table[handle] = copy.deepcopy(hook, memo)
+                except Exception:  # a hook holding a lock, a file: shared, as before
+                    continue
 
 
 def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Module:
