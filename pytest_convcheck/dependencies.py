@@ -373,12 +373,13 @@ class Propagation:
         return self._everything(Layout(freeze_dims(dims), tuple(maps)), out_shape)
 
     def _everything(self, source: Layout, out_shape: Shape) -> Layout:
-        """Every element reads every position its input reads: axes with digits
-        become whole, the others keep their one field."""
-        maps = list(source.maps)
-        for axis in range(len(maps)):
-            if source.axis_dims(axis):
-                maps[axis] = AxisMap.everything()
+        """Every element reads every position its input reads: each axis with digits
+        gets the union of its input's fields (the whole input where they cover it;
+        a strided layer that dropped the last rows leaves them out), the others keep
+        their one field."""
+        maps, dims = list(source.maps), [list(d) for d in source.dims]
+        for d in range(len(dims)):
+            self._marginalize(maps, dims, d)
         return Layout(tuple(other_digits(s) for s in out_shape), tuple(maps))
 
     def _relayout(self, source: Layout, effect: Relayout, label: str) -> Layout:

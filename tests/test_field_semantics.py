@@ -484,3 +484,21 @@ def test_measured_holes_are_those_of_the_first_measured_position_that_has_some()
     analytic = receptive_field(layer, (1, 1, 21))
     measured = empirical_receptive_field(layer, (1, 1, 21))
     assert analytic.hole_positions == measured.hole_positions == ((1,),)
+
+
+def test_attention_after_dropped_samples_reads_only_the_samples_it_reaches() -> None:
+    """An op that mixes every position (attention) reads what its input read: a stride-4
+    framing of 10 samples reaches samples 0–7, not the whole input."""
+
+    class Frames(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames = nn.Conv1d(1, 4, kernel_size=4, stride=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = self.frames(x).transpose(1, 2).unsqueeze(1)
+            return F.scaled_dot_product_attention(q, q, q).squeeze(1).transpose(1, 2)
+
+    field = receptive_field(Frames(), (1, 1, 10))
+    assert not field.whole[0] and field.positions((0,)) == (tuple(range(8)),)
+    assert empirical_receptive_field(Frames(), (1, 1, 10)).size == field.size == (8,)
