@@ -357,28 +357,31 @@ class Linearised(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def linearise(model: nn.Module, input_shape: Any) -> nn.Module:
-    """A float64 CPU copy with positive constant weights and unit normalisation
-    statistics, built from the meta copy: every parameter is a zero-memory
-    constant (``full(()).expand(shape)``) — ``1/fan_in`` for weights, 1 for
-    biases and scales — and running means are 0, running variances 1."""
+def linearise(model: nn.Module, input_shape: Any, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """A CPU copy (float64 unless ``dtype`` says otherwise) with positive constant
+    weights and unit normalisation statistics, built from the meta copy: every
+    parameter is a zero-memory constant (``full(()).expand(shape)``) — ``1/fan_in``
+    for weights, 1 for biases and scales — and running means are 0, running
+    variances 1."""
     work = materialized_copy(model, "meta", input_shape).eval()
     for module in work.modules():
         for name, param in module._parameters.items():
             if param is None:
                 continue
             value = 1.0 / max(1, param[0].numel()) if param.dim() >= 2 else 1.0
-            module._parameters[name] = _constant(value, param.shape)  # type: ignore[assignment]
+            module._parameters[name] = _constant(value, param.shape, dtype)  # type: ignore[assignment]
         for name, buffer in module._buffers.items():
             if buffer is None:
                 continue
             if buffer.is_floating_point():
                 value = 0.0 if name == "running_mean" else 1.0
-                module._buffers[name] = _constant(value, buffer.shape)
+                module._buffers[name] = _constant(value, buffer.shape, dtype)
             else:
                 module._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype)
     return work
 
 
-def _constant(value: float, shape: Sequence[int]) -> torch.Tensor:
-    return torch.full((), value, dtype=torch.float64).expand(tuple(shape))
+def _constant(
+    value: float, shape: Sequence[int], dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    return torch.full((), value, dtype=dtype).expand(tuple(shape))

@@ -20,8 +20,9 @@ non-linearities and the current (or freshly initialised) weights.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +45,7 @@ from pytest_convcheck.tracing import (
     materialized_copy,
     trace,
 )
+from pytest_convcheck.tracing.failures import is_dtype_clash
 
 __all__ = [
     "EffectiveField",
@@ -319,15 +321,17 @@ def empirical_receptive_field(
             f"rely on the analytic field (receptive_field), pass max_memory= to allow more, "
             f"or measure a truncated model (its first stages)."
         )
-    work = linearise(model, inputs)
-    x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
-    args, kwargs = inputs.build(torch.float64, "cpu", primary=x)
-    with (
-        forward_failures(model, "the measured field", torch.float64, "cpu"),
-        torch.random.fork_rng(devices=[]),
-        Linearised(include_statistics),
-    ):
-        out = first_tensor(work(*args, **kwargs))
+    try:
+        out, x = _linearised_forward(model, inputs, include_statistics, torch.float64)
+    except ModelRunError as error:
+        if not is_dtype_clash(str(error)):
+            raise
+        # the forward casts to float32 itself (MONAI's vector quantiser: inputs.float())
+        out, x = _linearised_forward(model, inputs, include_statistics, torch.float32)
+        notes.append(
+            "measured in float32: the forward casts to float32 itself, which a float64 copy "
+            "cannot follow"
+        )
     if out is None:
         raise ValueError(f"{type(model).__name__} returned no tensor")
     if not out.requires_grad:
@@ -366,7 +370,8 @@ def empirical_receptive_field(
     for position in chosen:
         index: tuple[slice | int, ...] = (slice(None), slice(None), *position)
         target = out[index] if position else out
-        (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=True)
+        with _gradient_failures(model):
+            (grad,) = torch.autograd.grad(target.sum(), x, retain_graph=True)
         if not torch.isfinite(grad).all():
             raise MeasurementRefused(
                 f"{type(model).__name__}: the gradient of the linearised copy overflowed "
@@ -392,6 +397,43 @@ def empirical_receptive_field(
         )
     found = _summarise(model, shape, analytic, measured, hole_map, clipped, spatial_out)
     return replace(found, notes=(*found.notes, *notes)) if notes else found
+
+
+def _linearised_forward(
+    model: nn.Module, inputs: Inputs, include_statistics: bool, dtype: torch.dtype
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The linearised copy's first output on an input of ones in ``dtype``, and that
+    input (which requires grad)."""
+    work = linearise(model, inputs, dtype)
+    x = torch.ones(inputs.shape, dtype=dtype, requires_grad=True)
+    args, kwargs = inputs.build(dtype, "cpu", primary=x)
+    with (
+        forward_failures(model, "the measured field", dtype, "cpu"),
+        torch.random.fork_rng(devices=[]),
+        Linearised(include_statistics),
+    ):
+        return first_tensor(work(*args, **kwargs)), x
+
+
+@contextlib.contextmanager
+def _gradient_failures(model: nn.Module) -> Iterator[None]:
+    """A gradient torch cannot take through the model, as a refusal that says why:
+    activation checkpointing (``torch.utils.checkpoint`` when the input requires
+    grad) recomputes the forward during backward, outside this measurement."""
+    try:
+        yield
+    except RuntimeError as error:
+        text = str(error)
+        if "checkpoint" not in text:
+            raise
+        raise MeasurementRefused(
+            f"{type(model).__name__}: its forward uses activation checkpointing "
+            f"(torch.utils.checkpoint), which recomputes it during backward, so the "
+            f"measurement's gradient cannot be taken ({text.splitlines()[0][:120]}).\n"
+            f"  fix: switch checkpointing off for the measurement (timm: "
+            f"model.set_grad_checkpointing(False); or checkpoint only when training), or "
+            f"rely on the analytic field (receptive_field)."
+        ) from None
 
 
 def _gaps(per_axis: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
@@ -547,7 +589,8 @@ def effective_receptive_field(
                 )
             centre = tuple(s // 2 for s in out.shape[2:])
             at: tuple[slice | int, ...] = (slice(None), slice(None), *centre)
-            (grad,) = torch.autograd.grad(out[at].sum(), x)
+            with _gradient_failures(model):
+                (grad,) = torch.autograd.grad(out[at].sum(), x)
             total += grad.abs().sum(dim=(0, 1))
     grad_map = total / samples
     # centre the squares on the middle of the centre output's (analytic) field

@@ -502,3 +502,48 @@ def test_attention_after_dropped_samples_reads_only_the_samples_it_reaches() -> 
     field = receptive_field(Frames(), (1, 1, 10))
     assert not field.whole[0] and field.positions((0,)) == (tuple(range(8)),)
     assert empirical_receptive_field(Frames(), (1, 1, 10)).size == field.size == (8,)
+
+
+class _Checkpointed(nn.Module):
+    """Activation checkpointing when the input requires grad, as timm's dense layers."""
+
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        self.conv, self.reentrant = nn.Conv2d(2, 2, 3, padding=1), reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self.conv, x, use_reentrant=self.reentrant)  # type: ignore[no-any-return]
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_a_checkpointed_forward_is_refused_with_the_fix(reentrant: bool) -> None:
+    model = _Checkpointed(reentrant)
+    assert receptive_field(model, (1, 2, 8, 8)).size == (3, 3)
+    with pytest.raises(
+        MeasurementRefused, match=r"checkpointing.*\n  fix: .*set_grad_checkpointing"
+    ):
+        empirical_receptive_field(model, (1, 2, 8, 8))
+
+
+def test_a_forward_that_casts_to_float32_is_measured_in_float32() -> None:
+    """MONAI's vector quantiser casts its input with .float(): a float64 copy clashes."""
+
+    class Quantised(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Conv2d(1, 4, 3, padding=1)
+            self.codebook = nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.enc(x).float()
+            flat = h.permute(0, 2, 3, 1).reshape(-1, 4)
+            out = torch.mm(flat, self.codebook).reshape(h.shape[0], h.shape[2], h.shape[3], 4)
+            return out.permute(0, 3, 1, 2)
+
+    measured = empirical_receptive_field(Quantised(), (1, 1, 8, 8))
+    assert measured.size == receptive_field(Quantised(), (1, 1, 8, 8)).size == (3, 3)
+    assert any("measured in float32" in note for note in measured.notes)

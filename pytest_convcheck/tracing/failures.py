@@ -44,6 +44,11 @@ def forward_failures(
         ) from error
 
 
+def is_dtype_clash(text: str) -> bool:
+    """Whether an error's text says that two dtypes met (see :func:`clash_hint`)."""
+    return any(word in text for word in _DTYPE_CLASH)
+
+
 def clash_hint(text: str, kind: str) -> str:
     """For an error that is a dtype or device clash (a tensor made in ``forward`` with a
     fixed dtype or device), the usual cause and its fix; otherwise ``""``."""
