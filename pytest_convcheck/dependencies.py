@@ -215,7 +215,7 @@ class Propagation:
                 f"no rule for {effect.op}{where}: it is taken to mix every axis of its "
                 f"input, so the field may be smaller than stated"
             )
-            return self._everything(sources[0], out_shape)
+            return self._everything_of(sources, out_shape)
         if isinstance(effect, Pointwise):
             used = list(sources) if effect.data == "all" else [sources[0]]
             if len(used) == 1 and used[0].shape() == tuple(out_shape):
@@ -232,7 +232,7 @@ class Propagation:
         if isinstance(effect, Contract):
             if len(sources) == 1 and positions and positions[0] in (0, 1):
                 return self.contract_one(sources[0], positions[0], effect.out_shape, label)
-            return self._everything(sources[0], effect.out_shape)
+            return self._everything_of(sources, effect.out_shape)
         result = self._single(effect, sources[0], out_shape, label)
         extra = sources[1:] if effect.data == "mixed" else ()
         if extra and result is not None:
@@ -381,6 +381,29 @@ class Propagation:
         for d in range(len(dims)):
             self._marginalize(maps, dims, d)
         return Layout(tuple(other_digits(s) for s in out_shape), tuple(maps))
+
+    def _everything_of(self, sources: Sequence[Layout], out_shape: Shape) -> Layout:
+        """:meth:`_everything` of an op with several data inputs (``q @ k.T``, an op
+        without a rule): every element reads every position each input reads, so
+        per axis the union of their fields (the whole input where it covers it)."""
+        layouts = [self._everything(source, out_shape) for source in sources]
+        maps: list[AxisMap] = []
+        for axis in range(len(layouts[0].maps)):
+            found = [layout.maps[axis] for layout in layouts]
+            if any(m.whole for m in found):
+                maps.append(AxisMap.everything())
+                continue
+            reached = merge_intervals(i for m in found for i in m.at(0))
+            if (
+                len(reached) == 1
+                and reached[0][0] <= 0
+                and reached[0][1] >= self.extents[axis] - 1
+                and len(found) > 1
+            ):
+                maps.append(AxisMap.everything())
+            else:
+                maps.append(found[0] if len(found) == 1 else AxisMap(1, 0, (reached,)))
+        return Layout(layouts[0].dims, tuple(maps))
 
     def _relayout(self, source: Layout, effect: Relayout, label: str) -> Layout:
         layout = source

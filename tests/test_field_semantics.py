@@ -547,3 +547,19 @@ def test_a_forward_that_casts_to_float32_is_measured_in_float32() -> None:
     measured = empirical_receptive_field(Quantised(), (1, 1, 8, 8))
     assert measured.size == receptive_field(Quantised(), (1, 1, 8, 8)).size == (3, 3)
     assert any("measured in float32" in note for note in measured.notes)
+
+
+def test_a_contraction_reads_every_operands_field() -> None:
+    """``q @ k.T`` with queries from the left half and keys from the whole input: each
+    output reads every key, so the whole input (the first operand's field alone would
+    under-state it)."""
+
+    class HalfQuery(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = x[..., :8].flatten(2).transpose(1, 2)
+            k = x.flatten(2).transpose(1, 2)
+            return (q @ k.transpose(1, 2)).sum(-1).reshape(1, 1, 16, 8)
+
+    field = receptive_field(HalfQuery(), (1, 1, 16, 16))
+    assert field.positions((3, 3)) == (tuple(range(16)), tuple(range(16)))
+    assert empirical_receptive_field(HalfQuery(), (1, 1, 16, 16)).size == field.size
