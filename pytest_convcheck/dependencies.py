@@ -480,8 +480,15 @@ class Propagation:
                 )
                 return AxisMap.everything()
             if fixed:  # a gate (x · σ(mean(x))), a broadcast operand: one field for all
-                extent = math.prod(digit[1] for _, _, digit in first)
-                return self._enumerated(placements, extent, label, [m for _, m in fixed])
+                # position j reads its own field and the fixed one: not periodic, and an
+                # enumeration over the extent extrapolates the fixed field into later
+                # layers' padding (fields larger than the input), so: the whole axis
+                self.notes.append(
+                    f"{label} merges a tensor with positions along an axis and one with a "
+                    f"single field for all of them (a gate, a broadcast): taken as the "
+                    f"whole input along that axis, so the field may be smaller than stated"
+                )
+                return AxisMap.everything()
         result = maps[0]
         for other in maps[1:]:
             union = result.union(other)
@@ -499,16 +506,12 @@ class Propagation:
         placements: list[tuple[tuple[tuple[int, int, Digit], ...], AxisMap]],
         extent: int,
         label: str,
-        fixed: Sequence[AxisMap] = (),
     ) -> AxisMap:
         """The union of paths whose strides differ (an FPN's nearest upsampling to an
-        odd size), or of a path with ``fixed`` fields that every position reads (an
-        operand without positions along the axis: a global gate): not periodic, so
-        enumerated position by position over the tensor's extent, which is then one
-        period; virtual positions past it (a later conv's padding) follow the first
-        path's stride."""
+        odd size): not periodic, so enumerated position by position over the
+        tensor's extent, which is then one period; virtual positions past it (a
+        later conv's padding) follow the first path's stride."""
         first = placements[0][1]
-        everywhere = [found for m in fixed for found in m.at(0)]
         period = math.lcm(max(extent, 1), first.period)
         if period > _PROMOTE_LIMIT:
             self.notes.append(
@@ -518,7 +521,7 @@ class Propagation:
             return AxisMap.everything()
         advance = period // first.period * first.advance
         taps = tuple(
-            merge_intervals([*(found for _, m in placements for found in m.at(j)), *everywhere])
+            merge_intervals(found for _, m in placements for found in m.at(j))
             for j in range(period)
         )
         return AxisMap(period, advance, taps)

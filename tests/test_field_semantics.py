@@ -459,22 +459,24 @@ class _BroadcastCorner(nn.Module):
 
 
 @pytest.mark.parametrize("model", [_CroppedGate(), _BroadcastCorner()], ids=["gate", "corner"])
-def test_a_merge_with_one_field_for_every_position_is_enumerated_not_whole(
+def test_a_merge_with_one_field_for_every_position_is_whole_and_says_so(
     model: nn.Module,
 ) -> None:
-    """An operand without positions along an axis (a gate, a broadcast corner) adds
-    its one field to every position: the union, position by position (it was taken
-    as the whole input)."""
+    """An operand without positions along an axis (a gate on a crop, a broadcast
+    corner) adds its one field to every position: not periodic, so the axis is taken
+    as whole, with a note. Every input a position really reads is in its field. (An
+    enumeration over the extent was tried: it carried the fixed field into later
+    layers' padding, and fields came out larger than the input.)"""
     from test_zoo import gradient_support
 
     shape = (1, 1, 36, 19)
     field = receptive_field(model, shape)
-    assert not field.whole[0]
+    assert field.whole[0] and any("single field for all of them" in n for n in field.notes)
     x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     positions = [(0, 3), (4, 9), (8, 18)]
     support = gradient_support(model.double(), x, positions)
     for position in positions:
-        assert field.positions(position)[0] == support[position][0], position
+        assert set(support[position][0]) <= set(field.positions(position)[0]), position
 
 
 def test_measured_holes_are_those_of_the_first_measured_position_that_has_some() -> None:
