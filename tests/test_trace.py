@@ -406,3 +406,26 @@ def test_hooks_bound_to_objects_act_on_the_copy_not_the_users_model(device: str)
     hooked = _SelfHooked()
     trace(hooked, (1, 1, 8, 8), device=device)
     assert hooked.seen == []
+
+
+class _LengthFromCpu(nn.Module):
+    """torchaudio's Emformer, reduced: a length computed on a CPU tensor of its own and
+    read with .item() (a shape-preserving op and a sum on it, then a cat)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lengths = torch.relu(torch.full((x.shape[0],), 6, dtype=torch.long) + 1)
+        both = torch.cat([lengths, lengths])
+        k = int(torch.max(both).item())
+        return self.conv(x)[..., :k] * (torch.arange(k) < k)
+
+
+def test_the_models_own_cpu_tensors_are_computed_not_stood_in_for() -> None:
+    """Only meta tensors get stand-ins: a value the forward reads from its own CPU
+    tensor is real (an empty stand-in gave garbage: a wrong width, or a bogus refusal)."""
+    model = _LengthFromCpu()
+    for _ in range(2):  # the second trace replays what the first recorded
+        assert trace(model, (2, 4, 10)).output_shape == tuple(model(torch.zeros(2, 4, 10)).shape)

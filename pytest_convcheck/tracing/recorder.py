@@ -257,7 +257,11 @@ class Recorder:
         replayed: it read a tensor made outside the call, returned no tensor made in
         it, or called a module that had run before (call counts and functional row
         names would differ)."""
-        if not isinstance(output, torch.Tensor) or len(self.nodes) == start:
+        if (
+            not isinstance(output, torch.Tensor)
+            or output.device.type != "meta"  # replayed as an empty meta tensor
+            or len(self.nodes) == start
+        ):
             return None
         called = self.call_log[calls_start:]
         if len(called) > 1 or len(self.functional_log) > functional_start:
@@ -481,6 +485,9 @@ class RecordingMode(TorchFunctionMode):
         op = op_name(func)
         rule = FUNCTION_RULES.get(func)
         first = args[0] if args and isinstance(args[0], torch.Tensor) else first_tensor(args)
+        # only calls on meta tensors are stood in for or re-used: a small CPU tensor the
+        # forward makes itself (a length it reads with .item()) is computed for real
+        on_meta = rec.short_circuit and first is not None and first.device.type == "meta"
         if op in INDEXING and rec.short_circuit and first is not None:
             # meta tensors have no data: nothing checks an index against its dim
             bad = index_out_of_range(op, args, kwargs, tuple(first.shape))
@@ -497,13 +504,13 @@ class RecordingMode(TorchFunctionMode):
                 shape_preserving = False
             else:
                 spec.output_shape(tuple(first.shape), rec.module_name() or None)
-        if rec.short_circuit:
+        if on_meta:
             fast = self._short_circuit(func, raw_name, shape_preserving, args, kwargs)
             if fast is not None:
                 rec.record(func, op, args, kwargs, fast, None, None)
                 return fast
         key: tuple[Any, ...] | None = None
-        if rule is not None and not rule.shape_preserving and rec.short_circuit:
+        if rule is not None and not rule.shape_preserving and on_meta:
             key = call_key(func, args, kwargs)
             known = caches.verified.get(key) if key is not None else None
             if known is not None:
@@ -530,7 +537,7 @@ class RecordingMode(TorchFunctionMode):
             predicted is not None
             and rule is not None
             and rule.trusted_on_meta is not None
-            and rec.short_circuit
+            and on_meta
             and first is not None
             and rule.trusted_on_meta(func, args, kwargs)
             and all(is_row_major(t) for t in tensors_of((args, kwargs)))

@@ -118,6 +118,7 @@ def _instrument(module: nn.Module, recorder: Recorder, tree: int | None) -> None
             and len(args) == 1
             and not kwargs
             and isinstance(args[0], torch.Tensor)
+            and args[0].device.type == "meta"  # a CPU tensor's values may matter
         ):
             # strides too: a view that works on a contiguous input fails on a transposed one
             key = (tree, tuple(args[0].shape), args[0].stride(), args[0].dtype)
