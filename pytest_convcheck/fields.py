@@ -254,7 +254,9 @@ def _field_numbers(
             offsets.append(0)
             continue
         sizes.append(max(axis_map.phase_sizes()))
-        strides.append(axis_map.plain_stride())
+        # one field for every position (an axis reduced to one position): one output
+        # step spans the input, as for a whole axis
+        strides.append(axis_map.plain_stride() if axis_map.advance else extent)
         first = axis_map.taps[0]
         offsets.append(first[0][0] if first else 0)
     return tuple(sizes), tuple(strides), tuple(offsets)

@@ -486,7 +486,7 @@ def _summarise(
         # field gives the first output phase's that has some)
         holes.append(next((g for g in (_gaps((f,)) for _, _, f in spans.values()) if g), ()))
         axis_map = analytic.axes[axis]
-        if spatial_out < 1 or axis_map.whole or not first_pos:
+        if spatial_out < 1 or axis_map.whole or not axis_map.advance or not first_pos:
             strides.append(shape[-spatial + axis])
             offsets.append(lo)
             continue

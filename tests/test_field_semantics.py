@@ -421,6 +421,8 @@ def test_an_axis_cut_to_one_position_and_resized_reads_that_position_everywhere(
 
     field = receptive_field(Column(), (1, 1, 16, 20))
     assert all(field.positions((3, j))[1] == (6,) for j in range(7))  # not 6 + j
+    # one field for every position: one output step spans the input (not "stride 0")
+    assert field.stride[1] == empirical_receptive_field(Column(), (1, 1, 16, 20)).stride[1] == 20
 
 
 def test_a_window_along_flattened_axes_is_noted_as_mixing_them() -> None:
