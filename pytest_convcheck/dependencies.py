@@ -232,6 +232,12 @@ class Propagation:
         if isinstance(effect, Contract):
             if len(sources) == 1 and positions and positions[0] in (0, 1):
                 return self.contract_one(sources[0], positions[0], effect.out_shape, label)
+            if any(s.axis_dims(a) for s in sources for a in range(len(s.maps))):
+                self.notes.append(
+                    f"{label} multiplies tensors that both depend on the input (attention's "
+                    f"q @ k.T): every output is taken to read every position of each, so "
+                    f"the field may be smaller than stated (attention within windows)"
+                )
             return self._everything_of(sources, effect.out_shape)
         result = self._single(effect, sources[0], out_shape, label)
         extra = sources[1:] if effect.data == "mixed" else ()

@@ -566,4 +566,5 @@ def test_a_contraction_reads_every_operands_field() -> None:
 
     field = receptive_field(HalfQuery(), (1, 1, 16, 16))
     assert field.positions((3, 3)) == (tuple(range(16)), tuple(range(16)))
+    assert any("multiplies tensors that both depend on the input" in n for n in field.notes)
     assert empirical_receptive_field(HalfQuery(), (1, 1, 16, 16)).size == field.size
