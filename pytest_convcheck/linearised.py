@@ -378,7 +378,26 @@ def linearise(model: nn.Module, input_shape: Any, dtype: torch.dtype = torch.flo
                 module._buffers[name] = _constant(value, buffer.shape, dtype)
             else:
                 module._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype)
+    _real_plain_tensors(model, work)
     return work
+
+
+def _real_plain_tensors(model: nn.Module, work: nn.Module) -> None:
+    """A tensor held as a plain attribute (not a parameter or buffer: MONAI's
+    ``self.grid``) is on meta in the copy, with no values to run on: the user's
+    values, on the CPU, with their dtype (a forward that uses them in float32 is then
+    measured in float32)."""
+    originals = dict(model.named_modules(remove_duplicate=False))
+    for name, module in work.named_modules(remove_duplicate=False):
+        source = originals.get(name)
+        if source is None:
+            continue
+        for key, value in list(module.__dict__.items()):
+            if not isinstance(value, torch.Tensor) or value.device.type != "meta":
+                continue
+            real = source.__dict__.get(key)
+            if isinstance(real, torch.Tensor) and real.device.type != "meta":
+                module.__dict__[key] = real.detach().to("cpu", copy=True)
 
 
 def _constant(

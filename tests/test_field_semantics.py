@@ -568,3 +568,22 @@ def test_a_contraction_reads_every_operands_field() -> None:
     assert field.positions((3, 3)) == (tuple(range(16)), tuple(range(16)))
     assert any("multiplies tensors that both depend on the input" in n for n in field.notes)
     assert empirical_receptive_field(HalfQuery(), (1, 1, 16, 16)).size == field.size
+
+
+def test_a_plain_tensor_attribute_is_measured_with_its_values() -> None:
+    """MONAI's GlobalNet keeps a grid as a plain attribute and moves it in forward: the
+    linearised copy (built on meta) runs with the user's values, not a meta tensor."""
+
+    class Grid(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.grid = torch.zeros(2, 8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.grid = self.grid.to(device=x.device)
+            return self.conv(x) - self.grid
+
+    model = Grid()
+    assert empirical_receptive_field(model, (1, 1, 8, 8)).size == (3, 3)
+    assert model.grid.device.type == "cpu"
