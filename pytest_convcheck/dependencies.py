@@ -128,13 +128,22 @@ class Propagation:
             self._remove(maps, dims, dim, index)
         dims[dim] = list(other_digits(digits_size(dims[dim])))
 
-    def _focus(self, maps: list[AxisMap], dims: list[list[Digit]], dim: int) -> int | None:
+    def _focus(
+        self, maps: list[AxisMap], dims: list[list[Digit]], dim: int, label: str = ""
+    ) -> int | None:
         """Make ``dim`` the only dim of its axis, its index the axis coordinate;
-        the axis, or ``None`` when the dim holds no (or several) spatial axes."""
+        the axis, or ``None`` when the dim holds no (or several) spatial axes (then
+        mixed, and noted for the op ``label``)."""
         axes = {d[0] for d in dims[dim] if d[0] >= 0}
         if not axes:
             return None
         if len(axes) > 1:
+            if label:
+                self.notes.append(
+                    f"{label} slides a window along a dim that holds several spatial "
+                    f"axes (flattened together): taken as mixing them, so the field "
+                    f"may be smaller than stated"
+                )
             self._marginalize(maps, dims, dim)
             return None
         (axis,) = axes
@@ -301,13 +310,7 @@ class Propagation:
                 self._marginalize(maps, dims, d)
                 dims[d] = list(other_digits(out_shape[d] if d < len(out_shape) else 1))
             for d, layer in zip(effect.dims, effect.maps, strict=True):
-                if len({g[0] for g in dims[d] if g[0] >= 0}) > 1:
-                    self.notes.append(
-                        f"{label} slides a window along a dim that holds several spatial "
-                        f"axes (flattened together): taken as mixing them, so the field "
-                        f"may be smaller than stated"
-                    )
-                axis = self._focus(maps, dims, d)
+                axis = self._focus(maps, dims, d, label)
                 size = out_shape[d] if d < len(out_shape) else 1
                 if axis is None:
                     dims[d] = list(other_digits(size))
@@ -393,22 +396,17 @@ class Propagation:
         without a rule): every element reads every position each input reads, so
         per axis the union of their fields (the whole input where it covers it)."""
         layouts = [self._everything(source, out_shape) for source in sources]
-        maps: list[AxisMap] = []
-        for axis in range(len(layouts[0].maps)):
-            found = [layout.maps[axis] for layout in layouts]
-            if any(m.whole for m in found):
-                maps.append(AxisMap.everything())
-                continue
-            reached = merge_intervals(i for m in found for i in m.at(0))
-            if (
-                len(reached) == 1
-                and reached[0][0] <= 0
-                and reached[0][1] >= self.extents[axis] - 1
-                and len(found) > 1
-            ):
-                maps.append(AxisMap.everything())
-            else:
-                maps.append(found[0] if len(found) == 1 else AxisMap(1, 0, (reached,)))
+        if len(layouts) == 1:
+            return layouts[0]
+        maps = [
+            AxisMap.everything()
+            if any(layout.maps[axis].whole for layout in layouts)
+            else AxisMap(1, 0, (merge_intervals(i for ly in layouts for i in ly.maps[axis].at(0)),))
+            for axis in range(len(layouts[0].maps))
+        ]
+        dims = [list(d) for d in layouts[0].dims]  # no spatial digit left
+        for axis in range(len(maps)):
+            self._whole_if_covering(maps, dims, axis)
         return Layout(layouts[0].dims, tuple(maps))
 
     def _relayout(self, source: Layout, effect: Relayout, label: str) -> Layout:
