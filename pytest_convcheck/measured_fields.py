@@ -436,10 +436,9 @@ def _gradient_failures(model: nn.Module) -> Iterator[None]:
         ) from None
 
 
-def _gaps(per_axis: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
-    """The positions a measured field skips between its first and last, along the
-    first axis given (relative to the first)."""
-    found = per_axis[0] if per_axis else ()
+def _gaps(found: tuple[int, ...]) -> tuple[int, ...]:
+    """The positions skipped between the first and the last of ``found`` (sorted
+    positions along one axis), relative to the first."""
     if not found:
         return ()
     seen = set(found)
@@ -447,7 +446,7 @@ def _gaps(per_axis: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
 
 
 def _holed(per_axis: tuple[tuple[int, ...], ...]) -> bool:
-    return any(_gaps((found,)) for found in per_axis)
+    return any(_gaps(found) for found in per_axis)
 
 
 def _summarise(
@@ -484,7 +483,7 @@ def _summarise(
         first_pos, (lo, _, _) = next(iter(spans.items()))
         # the holes of the first position measured that has some (as the analytic
         # field gives the first output phase's that has some)
-        holes.append(next((g for g in (_gaps((f,)) for _, _, f in spans.values()) if g), ()))
+        holes.append(next((g for g in (_gaps(f) for _, _, f in spans.values()) if g), ()))
         axis_map = analytic.axes[axis]
         if spatial_out < 1 or axis_map.whole or not axis_map.advance or not first_pos:
             strides.append(shape[-spatial + axis])
