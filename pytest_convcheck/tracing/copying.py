@@ -52,9 +52,10 @@ def copy_with(model: nn.Module, device: str) -> nn.Module:
     ``copy.deepcopy`` for modules it cannot rebuild.
     """
     memo: dict[int, Any] = {}
+    hook_tables: list[dict[Any, Any]] = []
     try:
-        copied = _copy_module(model, memo, device)
-        _own_hooks(copied, memo)
+        copied = _copy_module(model, memo, device, hook_tables)
+        _own_hooks(hook_tables, memo)
         return copied
     except Exception:
         memo = {}
@@ -117,31 +118,28 @@ def _copy_tensor(tensor: torch.Tensor, device: str) -> torch.Tensor:
     return new
 
 
-def _own_hooks(root: nn.Module, memo: dict[int, Any]) -> None:
+def _own_hooks(tables: list[dict[Any, Any]], memo: dict[int, Any]) -> None:
     """Give the copy its own hooks where a hook is bound to an object: a method, or a
     ``partial`` of one (timm's ``FeatureHooks`` stores each feature map in a dict of
     its own). Shared, such a hook would act on the user's objects: write the copy's
     tensors into the user's model. Deep-copied with the tree's ``memo`` once every
     module and tensor of the copy is in it, so that what the hook refers to is the
     copy's. Plain functions stay shared (``copy.deepcopy`` shares them too), and so
-    does a hook that cannot be copied."""
-    seen: set[int] = set()
-    for module in root.modules():
-        for key in HOOK_KEYS:
-            table = module.__dict__.get(key)
-            if not isinstance(table, dict) or id(table) in seen:
+    does a hook that cannot be copied. ``tables``: the copy's non-empty hook dicts,
+    collected while copying (most models have none: no second walk of the tree)."""
+    for table in tables:
+        for handle, hook in list(table.items()):
+            if type(hook) in _SHARED_EXACT:  # a function, a flag
                 continue
-            seen.add(id(table))
-            for handle, hook in list(table.items()):
-                if type(hook) in _SHARED_EXACT:  # a function, a flag
-                    continue
-                try:
-                    table[handle] = copy.deepcopy(hook, memo)
-                except Exception:  # a hook holding a lock, a file: shared, as before
-                    continue
+            try:
+                table[handle] = copy.deepcopy(hook, memo)
+            except Exception:  # a hook holding a lock, a file: shared, as before
+                continue
 
 
-def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Module:
+def _copy_module(
+    module: nn.Module, memo: dict[int, Any], device: str, hook_tables: list[dict[Any, Any]]
+) -> nn.Module:
     done: nn.Module | None = memo.get(id(module))
     if done is not None:
         return done
@@ -158,6 +156,8 @@ def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Mod
             # registered in the memo so that copied hook handles (RemovableHandle,
             # e.g. a lazy module's init hook) remove from *this* dict, never the user's
             state[key] = memo[id(value)] = value.copy() if value else kind()
+            if value:
+                hook_tables.append(state[key])
         elif key == "_parameters" or key == "_buffers":
             table = kind()
             for name, tensor in value.items():
@@ -171,7 +171,7 @@ def _copy_module(module: nn.Module, memo: dict[int, Any], device: str) -> nn.Mod
             state[key] = table
         elif key == "_modules":
             state[key] = kind(
-                (name, None if child is None else _copy_module(child, memo, device))
+                (name, None if child is None else _copy_module(child, memo, device, hook_tables))
                 for name, child in value.items()
             )
         elif kind in (tuple, list, set) and all(type(v) in shared for v in value):
